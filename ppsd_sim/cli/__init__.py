@@ -1,0 +1,1 @@
+"""The ``ppsd`` command line: one entry point, one module per subcommand."""

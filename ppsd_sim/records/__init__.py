@@ -1,0 +1,24 @@
+"""The versioned records every part of ppsd exchanges (see ARCHITECTURE.md)."""
+
+from ppsd_sim.records._schema import SCHEMA_VERSION
+from ppsd_sim.records.acceptance_spec import AcceptanceSpec
+from ppsd_sim.records.io import atomic_write_text, load_document, read_record, write_record
+from ppsd_sim.records.profile import HardwareProfile, Provenance
+from ppsd_sim.records.run_record import AcceptanceObserved, RunRecord
+from ppsd_sim.records.scheme import SchemeConfig
+from ppsd_sim.records.timing import Timing
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AcceptanceObserved",
+    "AcceptanceSpec",
+    "HardwareProfile",
+    "Provenance",
+    "RunRecord",
+    "SchemeConfig",
+    "Timing",
+    "atomic_write_text",
+    "load_document",
+    "read_record",
+    "write_record",
+]

@@ -1,0 +1,143 @@
+"""AcceptanceSpec: how drafts are accepted, always tagged with what its numbers mean."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ppsd_sim.errors import ConfigError
+from ppsd_sim.records import _check
+from ppsd_sim.records._schema import TAG_KEYS, check_tag, tag
+
+KINDS = ("iid", "per_position", "markov", "trace", "histogram")
+
+#: What the numbers of each kind mean (written into every JSON record).
+SEMANTICS = {
+    "iid": "alpha = P(draft == verified token), independent per drafted token (conditional per-token rate)",
+    "per_position": "alphas[i] = P(draft i+1 accepted | drafts 1..i accepted); position counts from the "
+    "start of an EESD round, or (PPSD) from the last verified token that followed a rejection",
+    "markov": "two-state Markov chain over judged drafts: stationary accept rate alpha, lag-1 "
+    "correlation burstiness (0 = iid, ->1 = rejections cluster)",
+    "trace": "recorded 0/1 outcome per judged draft in order (1 = accepted); replay wraps around",
+    "histogram": "counts[a] = EESD rounds with a accepted drafts out of len(counts)-1 (bonus token excluded)",
+}
+
+
+@dataclass(frozen=True)
+class AcceptanceSpec:
+    """One of five acceptance models. Construct with the class methods."""
+
+    kind: str
+    alpha: float | None = None
+    burstiness: float = 0.0
+    alphas: tuple[float, ...] = ()
+    trace: tuple[int, ...] = ()
+    counts: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check.choice("acceptance.kind", self.kind, KINDS)
+        if self.kind in ("iid", "markov"):
+            if self.alpha is None:
+                raise ConfigError("acceptance.alpha", f"is required for kind {self.kind!r}")
+            object.__setattr__(self, "alpha", _check.probability("acceptance.alpha", self.alpha))
+        elif self.alpha is not None:
+            raise ConfigError("acceptance.alpha", f"is not used by kind {self.kind!r}")
+        b = _check.number("acceptance.burstiness", self.burstiness, lo=0.0, hi=1.0, hi_open=True)
+        if self.kind != "markov" and b != 0.0:
+            raise ConfigError("acceptance.burstiness", "is only used by kind 'markov'")
+        object.__setattr__(self, "burstiness", b)
+        self._check_list("alphas", "per_position", lambda f, v: _check.probability(f, v))
+        self._check_list("trace", "trace", _bit)
+        self._check_list("counts", "histogram", lambda f, v: _check.integer(f, v, lo=0))
+        if self.kind == "histogram":
+            if len(self.counts) < 2:
+                raise ConfigError("acceptance.counts", "needs counts for 0..gamma accepted drafts (>= 2 entries)")
+            if sum(self.counts) == 0:
+                raise ConfigError("acceptance.counts", "must count at least one round")
+
+    def _check_list(self, name: str, owner: str, check: Any) -> None:
+        value = getattr(self, name)
+        if self.kind == owner:
+            items = _check.sequence(f"acceptance.{name}", value, min_len=1)
+            object.__setattr__(self, name, tuple(check(f"acceptance.{name}[{i}]", v) for i, v in enumerate(items)))
+        elif value:
+            raise ConfigError(f"acceptance.{name}", f"is only used by kind {owner!r}")
+
+    # ---- constructors ---------------------------------------------------------------------
+    @classmethod
+    def iid(cls, alpha: float) -> AcceptanceSpec:
+        return cls("iid", alpha=alpha)
+
+    @classmethod
+    def markov(cls, alpha: float, burstiness: float) -> AcceptanceSpec:
+        return cls("markov", alpha=alpha, burstiness=burstiness)
+
+    @classmethod
+    def per_position(cls, alphas: list[float] | tuple[float, ...]) -> AcceptanceSpec:
+        return cls("per_position", alphas=tuple(alphas))
+
+    @classmethod
+    def from_trace(cls, trace: list[int] | tuple[int, ...]) -> AcceptanceSpec:
+        return cls("trace", trace=tuple(int(x) if isinstance(x, bool) else x for x in trace))
+
+    @classmethod
+    def histogram(cls, counts: list[int] | tuple[int, ...]) -> AcceptanceSpec:
+        return cls("histogram", counts=tuple(counts))
+
+    @property
+    def semantics(self) -> str:
+        return SEMANTICS[self.kind]
+
+    @property
+    def mean_alpha(self) -> float:
+        """A single summary α (marginal accept rate per judged draft) for tables and labels."""
+        from ppsd_sim.acceptance.semantics import marginal_rate
+
+        return marginal_rate(self)
+
+    def label(self) -> str:
+        if self.kind == "iid":
+            return f"iid α={self.alpha:g}"
+        if self.kind == "markov":
+            return f"markov α={self.alpha:g} ρ={self.burstiness:g}"
+        return f"{self.kind} (mean α≈{self.mean_alpha:.3f})"
+
+    # ---- JSON -----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {**tag("AcceptanceSpec"), "kind": self.kind, "semantics": self.semantics}
+        if self.kind in ("iid", "markov"):
+            out["alpha"] = self.alpha
+        if self.kind == "markov":
+            out["burstiness"] = self.burstiness
+        for name in ("alphas", "trace", "counts"):
+            if getattr(self, name):
+                out[name] = list(getattr(self, name))
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "acceptance") -> AcceptanceSpec:
+        check_tag(data, "AcceptanceSpec", where)
+        d = _check.mapping(where, data, (*TAG_KEYS, "kind", "semantics", "alpha", "burstiness", "alphas",
+                                         "trace", "counts"), ("kind",))
+        d = {k: v for k, v in d.items() if k not in TAG_KEYS}
+        sem = d.pop("semantics", None)
+        kind = _check.choice(_check.join(where, "kind"), d["kind"], KINDS)
+        if sem is not None and sem != SEMANTICS[kind]:
+            raise ConfigError(_check.join(where, "semantics"), f"does not match kind {kind!r}: expected {SEMANTICS[kind]!r}")
+        for name in ("alphas", "trace", "counts"):
+            if name in d:
+                d[name] = tuple(_check.sequence(_check.join(where, name), d[name]))
+        try:
+            return cls(**d)
+        except ConfigError as err:
+            if where != "acceptance":
+                raise ConfigError(err.field.replace("acceptance", where, 1), err.message) from None
+            raise
+
+
+def _bit(field: str, value: Any) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if value not in (0, 1) or isinstance(value, float):
+        raise ConfigError(field, f"must be 0 or 1, got {value!r}")
+    return int(value)

@@ -1,0 +1,204 @@
+"""HardwareProfile: the latencies of one model on one machine, and where they came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import numpy as np
+
+from ppsd_sim.errors import ConfigError
+from ppsd_sim.records import _check
+from ppsd_sim.records._schema import TAG_KEYS, check_tag, tag
+from ppsd_sim.records.timing import Timing, timing
+
+SOURCES = ("measured", "synthesised", "hand", "example")
+LATENCY_CONTEXTS = ("full_model", "per_stage", "unknown")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a profile was measured (or that it was not). Every stored measurement has one."""
+
+    source: str = "hand"
+    device: str | None = None
+    cores: int | None = None
+    threads: int | None = None
+    torch: str | None = None
+    transformers: str | None = None
+    dtype: str | None = None
+    model: str | None = None
+    commit: str | None = None
+    date: str | None = None
+    latency_context: str = "unknown"
+    notes: str | None = None
+
+    def __post_init__(self) -> None:
+        _check.choice("provenance.source", self.source, SOURCES)
+        _check.choice("provenance.latency_context", self.latency_context, LATENCY_CONTEXTS)
+        for name in ("cores", "threads"):
+            v = getattr(self, name)
+            if v is not None:
+                _check.integer(f"provenance.{name}", v, lo=1)
+        for name in ("device", "torch", "transformers", "dtype", "model", "commit", "date", "notes"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, str):
+                raise ConfigError(f"provenance.{name}", f"must be a string, got {v!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "provenance") -> Provenance:
+        """Unknown keys are refused; value errors name ``provenance.<field>``."""
+        return cls(**_check.mapping(where, data, [f.name for f in fields(cls)]))
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    """Per-component decode latencies of one model on one machine (seconds).
+
+    ``layer_decode[i]`` is layer i's latency for one token. Verifying n tokens at once costs
+    ``factor(n)`` times the one-token latency, with ``factor`` interpolated from
+    (``verify_tokens``, ``verify_factor``); it applies to layers and heads alike.
+    ``concurrency_slowdown`` (>= 1) multiplies stage compute while pipeline stages run at once
+    on separate compute units that still share memory or caches (measured on CPUs: 1.04–1.13).
+    """
+
+    layer_decode: tuple[Timing, ...]
+    ee_head: Timing
+    final_head: Timing
+    embed: Timing = Timing(0.0)
+    hop: Timing = Timing(0.0)
+    tick: Timing = Timing(0.0)
+    flush: Timing = Timing(0.0)
+    verify_tokens: tuple[int, ...] = (1,)
+    verify_factor: tuple[float, ...] = (1.0,)
+    concurrency_slowdown: float = 1.0
+    provenance: Provenance = field(default_factory=Provenance)
+
+    def __post_init__(self) -> None:
+        layers = tuple(timing(t) for t in _check.sequence("layer_decode", self.layer_decode, min_len=1))
+        object.__setattr__(self, "layer_decode", layers)
+        for name in ("ee_head", "final_head", "embed", "hop", "tick", "flush"):
+            object.__setattr__(self, name, timing(getattr(self, name)))
+        toks = [
+            _check.integer(f"verify_tokens[{i}]", v, lo=1)
+            for i, v in enumerate(_check.sequence("verify_tokens", self.verify_tokens, min_len=1))
+        ]
+        facs = [
+            _check.number(f"verify_factor[{i}]", v, lo=0.0, lo_open=True)
+            for i, v in enumerate(_check.sequence("verify_factor", self.verify_factor, min_len=1))
+        ]
+        if len(toks) != len(facs):
+            raise ConfigError("verify_factor", f"needs one value per verify_tokens entry ({len(toks)}), got {len(facs)}")
+        if any(b <= a for a, b in zip(toks, toks[1:], strict=False)):
+            raise ConfigError("verify_tokens", f"must be strictly increasing, got {toks}")
+        if toks[0] != 1 or abs(facs[0] - 1.0) > 1e-9:
+            raise ConfigError("verify_tokens", "must start at 1 token with factor 1.0 (the decode latency)")
+        object.__setattr__(self, "verify_tokens", tuple(toks))
+        object.__setattr__(self, "verify_factor", tuple(facs))
+        object.__setattr__(
+            self, "concurrency_slowdown", _check.number("concurrency_slowdown", self.concurrency_slowdown, lo=1.0)
+        )
+        if not isinstance(self.provenance, Provenance):
+            raise ConfigError("provenance", "must be a Provenance")
+
+    # ---- derived quantities -------------------------------------------------------------
+    @property
+    def n_layers(self) -> int:
+        return len(self.layer_decode)
+
+    def layers_time(self, start: int, stop: int) -> float:
+        """Median decode latency of layers[start:stop] for one token."""
+        return float(sum(t.median for t in self.layer_decode[start:stop]))
+
+    def ar_token_time(self) -> float:
+        """T: one AR token through embedding, all layers and the final head, plus one tick."""
+        return self.embed.median + self.layers_time(0, self.n_layers) + self.final_head.median + self.tick.median
+
+    def factor(self, n_tokens: int) -> float:
+        """Latency multiplier for processing ``n_tokens`` at once (linear interpolation;
+        linear extrapolation past the last profiled point, see ``profiled_verify``)."""
+        if n_tokens < 1:
+            raise ConfigError("n_tokens", f"must be >= 1, got {n_tokens}")
+        xs, ys = self.verify_tokens, self.verify_factor
+        if n_tokens <= xs[-1]:
+            return float(np.interp(n_tokens, xs, ys))
+        if len(xs) == 1:
+            return float(ys[0])
+        slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+        return float(ys[-1] + slope * (n_tokens - xs[-1]))
+
+    def profiled_verify(self, n_tokens: int) -> bool:
+        """False when ``factor(n_tokens)`` is an extrapolation beyond the measured range."""
+        return n_tokens <= self.verify_tokens[-1]
+
+    # ---- constructors ---------------------------------------------------------------------
+    @classmethod
+    def uniform(cls, n_layers: int, t_layer: float, head_fraction: float = 0.0, *, ee_head: float | None = None,
+                hop: float = 0.0, tick: float = 0.0, flush: float = 0.0,
+                verify_factor: tuple[float, ...] | None = None, verify_tokens: tuple[int, ...] | None = None,
+                provenance: Provenance | None = None) -> HardwareProfile:
+        """Quick what-if profile: L equal layers, final head = ``head_fraction`` × one layer,
+        EE head = final head unless given (LayerSkip-style shared head)."""
+        n_layers = _check.integer("n_layers", n_layers, lo=1)
+        t_layer = _check.number("t_layer", t_layer, lo=0.0)
+        head = t_layer * _check.number("head_fraction", head_fraction, lo=0.0)
+        return cls(
+            layer_decode=tuple(Timing(t_layer) for _ in range(n_layers)),
+            ee_head=Timing(head if ee_head is None else _check.number("ee_head", ee_head, lo=0.0)),
+            final_head=Timing(head),
+            hop=Timing(_check.number("hop", hop, lo=0.0)),
+            tick=Timing(_check.number("tick", tick, lo=0.0)),
+            flush=Timing(_check.number("flush", flush, lo=0.0)),
+            verify_tokens=verify_tokens or (1,),
+            verify_factor=verify_factor or (1.0,),
+            provenance=provenance or Provenance(source="hand"),
+        )
+
+    def with_costs(self, **changes: Any) -> HardwareProfile:
+        """A copy with some fields replaced (numbers become Timings)."""
+        return replace(self, **{k: (timing(v) if k in _TIMING_FIELDS else v) for k, v in changes.items()})
+
+    # ---- JSON -----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **tag("HardwareProfile"),
+            "layer_decode": [t.to_dict() for t in self.layer_decode],
+            **{name: getattr(self, name).to_dict() for name in _TIMING_FIELDS},
+            "verify_tokens": list(self.verify_tokens),
+            "verify_factor": list(self.verify_factor),
+            "concurrency_slowdown": self.concurrency_slowdown,
+            "provenance": self.provenance.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "") -> HardwareProfile:
+        check_tag(data, "HardwareProfile", where)
+        allowed = (*TAG_KEYS, "layer_decode", *_TIMING_FIELDS, "verify_tokens", "verify_factor",
+                   "concurrency_slowdown", "provenance")
+        d = _check.mapping(where, data, allowed, ("layer_decode", "ee_head", "final_head"))
+        j = lambda name: _check.join(where, name)  # noqa: E731
+        try:
+            layers = tuple(
+                Timing.from_dict(t, f"{j('layer_decode')}[{i}]")
+                for i, t in enumerate(_check.sequence(j("layer_decode"), d["layer_decode"], min_len=1))
+            )
+            kwargs: dict[str, Any] = {n: Timing.from_dict(d[n], j(n)) for n in _TIMING_FIELDS if n in d}
+            prov = Provenance.from_dict(d.get("provenance", {}), j("provenance"))
+            return cls(
+                layer_decode=layers,
+                verify_tokens=tuple(d.get("verify_tokens", (1,))),
+                verify_factor=tuple(d.get("verify_factor", (1.0,))),
+                concurrency_slowdown=d.get("concurrency_slowdown", 1.0),
+                provenance=prov,
+                **kwargs,
+            )
+        except ConfigError as err:
+            if where and not err.field.startswith(where):
+                raise err.within(where) from None
+            raise
+
+
+_TIMING_FIELDS = ("ee_head", "final_head", "embed", "hop", "tick", "flush")

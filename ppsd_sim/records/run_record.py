@@ -1,0 +1,171 @@
+"""RunRecord: one simulated or measured run, in the same shape so the two can be compared."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ppsd_sim.errors import ConfigError
+from ppsd_sim.records import _check
+from ppsd_sim.records._schema import TAG_KEYS, check_tag, tag
+from ppsd_sim.records.acceptance_spec import AcceptanceSpec
+from ppsd_sim.records.profile import HardwareProfile, Provenance
+from ppsd_sim.records.scheme import SchemeConfig
+
+ORIGINS = ("simulated", "measured")
+
+
+@dataclass(frozen=True)
+class AcceptanceObserved:
+    """Acceptance as it happened. ``rate`` = accepted / judged (marginal rate; a draft is
+    judged when the full model's token for its position is known). ``per_position`` holds the
+    conditional rate at each draft position (EESD: within the round; PPSD: since the last
+    rejection). ``histogram[a]`` counts EESD rounds with a accepted drafts (bonus excluded)."""
+
+    judged: int
+    accepted: int
+    per_position: tuple[float, ...] = ()
+    histogram: tuple[int, ...] = ()
+    trace: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check.integer("acceptance_observed.judged", self.judged, lo=0)
+        _check.integer("acceptance_observed.accepted", self.accepted, lo=0, hi=self.judged)
+
+    @property
+    def rate(self) -> float:
+        return self.accepted / self.judged if self.judged else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"judged": self.judged, "accepted": self.accepted,
+                               "rate": None if not self.judged else self.rate}
+        for name in ("per_position", "histogram", "trace"):
+            if getattr(self, name):
+                out[name] = list(getattr(self, name))
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "acceptance_observed") -> AcceptanceObserved:
+        d = _check.mapping(where, data, ("judged", "accepted", "rate", "per_position", "histogram", "trace"),
+                           ("judged", "accepted"))
+        d.pop("rate", None)
+        for name in ("per_position", "histogram", "trace"):
+            if name in d:
+                d[name] = tuple(_check.sequence(_check.join(where, name), d[name]))
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run. ``speedups`` maps a named baseline to tokens/s ratio (e.g. ``ar_same_profile``
+    for the simulator, ``ar_1thread`` / ``ar_all_cores`` / ``generate`` for real runs);
+    ``baseline`` names the one that ``speedup`` reports."""
+
+    origin: str
+    engine: str
+    scheme: SchemeConfig
+    tokens: int
+    time_s: float
+    acceptance: AcceptanceSpec | None = None
+    profile: HardwareProfile | None = None
+    seed: int | None = None
+    speedups: dict[str, float] = field(default_factory=dict)
+    baseline: str | None = None
+    acceptance_observed: AcceptanceObserved | None = None
+    stage_busy_s: tuple[float, ...] = ()
+    stage_wasted_s: tuple[float, ...] = ()
+    flushes: int = 0
+    rounds: int | None = None
+    provenance: Provenance | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check.choice("origin", self.origin, ORIGINS)
+        if not isinstance(self.engine, str) or not self.engine:
+            raise ConfigError("engine", "must be a non-empty string")
+        _check.integer("tokens", self.tokens, lo=0)
+        _check.number("time_s", self.time_s, lo=0.0)
+        for name, v in self.speedups.items():
+            _check.number(f"speedups.{name}", v, lo=0.0)
+        if self.baseline is not None and self.baseline not in self.speedups:
+            raise ConfigError("baseline", f"must name one of speedups ({', '.join(self.speedups)}), got {self.baseline!r}")
+        for name in ("stage_busy_s", "stage_wasted_s"):
+            object.__setattr__(self, name, tuple(
+                _check.number(f"{name}[{i}]", v, lo=0.0) for i, v in enumerate(getattr(self, name))))
+        _check.integer("flushes", self.flushes, lo=0)
+        try:
+            json.dumps(self.notes, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise ConfigError("notes", f"must be JSON-serialisable: {err}") from None
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.time_s if self.time_s > 0 else math.inf
+
+    @property
+    def speedup(self) -> float | None:
+        return None if self.baseline is None else self.speedups[self.baseline]
+
+    @property
+    def stage_busy_fraction(self) -> tuple[float, ...]:
+        return tuple(b / self.time_s if self.time_s > 0 else 0.0 for b in self.stage_busy_s)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            **tag("RunRecord"),
+            "origin": self.origin,
+            "engine": self.engine,
+            "scheme": self.scheme.to_dict(),
+            "tokens": self.tokens,
+            "time_s": self.time_s,
+            "tokens_per_s": self.tokens_per_s,
+            "speedups": dict(self.speedups),
+            "baseline": self.baseline,
+            "speedup": self.speedup,
+            "seed": self.seed,
+            "flushes": self.flushes,
+            "rounds": self.rounds,
+            "stage_busy_s": list(self.stage_busy_s),
+            "stage_busy_fraction": list(self.stage_busy_fraction),
+            "stage_wasted_s": list(self.stage_wasted_s),
+            "notes": self.notes,
+        }
+        if self.acceptance is not None:
+            out["acceptance"] = self.acceptance.to_dict()
+        if self.acceptance_observed is not None:
+            out["acceptance_observed"] = self.acceptance_observed.to_dict()
+        if self.profile is not None:
+            out["profile"] = self.profile.to_dict()
+        if self.provenance is not None:
+            out["provenance"] = self.provenance.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "") -> RunRecord:
+        check_tag(data, "RunRecord", where)
+        derived = ("tokens_per_s", "speedup", "stage_busy_fraction")
+        d = _check.mapping(where, data, (*TAG_KEYS, *derived, "origin", "engine", "scheme", "tokens", "time_s",
+                                         "acceptance", "profile", "seed", "speedups", "baseline",
+                                         "acceptance_observed", "stage_busy_s", "stage_wasted_s", "flushes",
+                                         "rounds", "provenance", "notes"),
+                           ("origin", "engine", "scheme", "tokens", "time_s"))
+        d = {k: v for k, v in d.items() if k not in TAG_KEYS and k not in derived}
+        d["scheme"] = SchemeConfig.from_dict(d["scheme"], _check.join(where, "scheme"))
+        if d.get("acceptance") is not None:
+            d["acceptance"] = AcceptanceSpec.from_dict(d["acceptance"], _check.join(where, "acceptance"))
+        if d.get("profile") is not None:
+            d["profile"] = HardwareProfile.from_dict(d["profile"], _check.join(where, "profile"))
+        if d.get("acceptance_observed") is not None:
+            d["acceptance_observed"] = AcceptanceObserved.from_dict(
+                d["acceptance_observed"], _check.join(where, "acceptance_observed"))
+        if d.get("provenance") is not None:
+            d["provenance"] = Provenance.from_dict(d["provenance"], _check.join(where, "provenance"))
+        for name in ("stage_busy_s", "stage_wasted_s"):
+            if name in d:
+                d[name] = tuple(_check.sequence(_check.join(where, name), d[name]))
+        if "speedups" in d:
+            _check.mapping(_check.join(where, "speedups"), d["speedups"], d["speedups"].keys()
+                           if isinstance(d["speedups"], dict) else ())
+        return cls(**d)

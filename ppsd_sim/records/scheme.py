@@ -1,0 +1,154 @@
+"""SchemeConfig: AR, EESD(exit, γ, cache reuse) or PPSD(stage boundaries, exit stage, devices)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ppsd_sim.errors import ConfigError
+from ppsd_sim.records import _check
+from ppsd_sim.records._schema import TAG_KEYS, check_tag, tag
+
+SCHEMES = ("ar", "eesd", "ppsd")
+
+
+@dataclass(frozen=True)
+class SchemeConfig:
+    """A decoding scheme. Layer indices are 0-based counts: ``exit_layer = E`` means the first
+    E layers draft. ``stage_boundaries`` lists each stage's end layer (exclusive), the last one
+    equal to L; ``exit_stage`` is 1-based (1 = draft at the end of stage 1, the basic layout).
+    ``devices`` maps each stage to a compute unit; stages that share one contend for it."""
+
+    kind: str
+    exit_layer: int | None = None
+    gamma: int | None = None
+    cache_reuse: bool = True
+    stage_boundaries: tuple[int, ...] = ()
+    exit_stage: int = 1
+    devices: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _check.choice("scheme.kind", self.kind, SCHEMES)
+        if self.kind == "eesd":
+            if self.exit_layer is None or self.gamma is None:
+                raise ConfigError("scheme.exit_layer" if self.exit_layer is None else "scheme.gamma",
+                                  "is required for EESD")
+            _check.integer("scheme.exit_layer", self.exit_layer, lo=1)
+            _check.integer("scheme.gamma", self.gamma, lo=1, hi=4096)
+            _check.boolean("scheme.cache_reuse", self.cache_reuse)
+        else:
+            for name in ("exit_layer", "gamma"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(f"scheme.{name}", f"is only used by EESD, not {self.kind!r}")
+        if self.kind == "ppsd":
+            b = _check.sequence("scheme.stage_boundaries", self.stage_boundaries, min_len=2)
+            b = [_check.integer(f"scheme.stage_boundaries[{i}]", v, lo=1) for i, v in enumerate(b)]
+            for i in range(1, len(b)):
+                if b[i] <= b[i - 1]:
+                    raise ConfigError(
+                        "scheme.stage_boundaries",
+                        f"must be strictly increasing end layers (stages may not overlap or be empty), got {b}",
+                    )
+            object.__setattr__(self, "stage_boundaries", tuple(b))
+            _check.integer("scheme.exit_stage", self.exit_stage, lo=1, hi=len(b) - 1)
+            if self.devices is not None:
+                dev = _check.sequence("scheme.devices", self.devices)
+                if len(dev) != len(b):
+                    raise ConfigError("scheme.devices", f"needs one device per stage ({len(b)}), got {len(dev)}")
+                dev = [_check.integer(f"scheme.devices[{i}]", v, lo=0) for i, v in enumerate(dev)]
+                object.__setattr__(self, "devices", tuple(dev))
+        else:
+            if self.stage_boundaries:
+                raise ConfigError("scheme.stage_boundaries", f"is only used by PPSD, not {self.kind!r}")
+            if self.devices is not None:
+                raise ConfigError("scheme.devices", f"is only used by PPSD, not {self.kind!r}")
+            if self.exit_stage != 1:
+                raise ConfigError("scheme.exit_stage", f"is only used by PPSD, not {self.kind!r}")
+
+    # ---- constructors ---------------------------------------------------------------------
+    @classmethod
+    def ar(cls) -> SchemeConfig:
+        return cls("ar")
+
+    @classmethod
+    def eesd(cls, exit_layer: int, gamma: int, cache_reuse: bool = True) -> SchemeConfig:
+        return cls("eesd", exit_layer=exit_layer, gamma=gamma, cache_reuse=cache_reuse)
+
+    @classmethod
+    def ppsd(cls, stage_boundaries: list[int] | tuple[int, ...], exit_stage: int = 1,
+             devices: list[int] | tuple[int, ...] | None = None) -> SchemeConfig:
+        return cls("ppsd", stage_boundaries=tuple(stage_boundaries), exit_stage=exit_stage,
+                   devices=None if devices is None else tuple(devices))
+
+    @classmethod
+    def ppsd_even(cls, n_layers: int, k: int, exit_stage: int = 1) -> SchemeConfig:
+        """k stages of (nearly) equal layer count."""
+        _check.integer("k", k, lo=2, hi=n_layers)
+        return cls.ppsd([round(n_layers * (s + 1) / k) for s in range(k)], exit_stage)
+
+    # ---- derived ---------------------------------------------------------------------------
+    @property
+    def n_stages(self) -> int:
+        return len(self.stage_boundaries) if self.kind == "ppsd" else 1
+
+    @property
+    def draft_exit_layer(self) -> int | None:
+        """E, the number of layers the drafter runs (PPSD: end of the exit stage)."""
+        if self.kind == "eesd":
+            return self.exit_layer
+        if self.kind == "ppsd":
+            return self.stage_boundaries[self.exit_stage - 1]
+        return None
+
+    def stage_ranges(self) -> list[tuple[int, int]]:
+        """[(start, stop), ...] layer ranges of the stages."""
+        starts = (0, *self.stage_boundaries[:-1])
+        return list(zip(starts, self.stage_boundaries, strict=True))
+
+    def stage_devices(self) -> tuple[int, ...]:
+        return self.devices if self.devices is not None else tuple(range(self.n_stages))
+
+    def check_layers(self, n_layers: int) -> None:
+        """Refuse a scheme that does not fit a model of ``n_layers`` layers."""
+        if self.kind == "eesd" and not 1 <= self.exit_layer < n_layers:
+            raise ConfigError("scheme.exit_layer", f"must satisfy 1 <= E < L = {n_layers}, got {self.exit_layer}")
+        if self.kind == "ppsd" and self.stage_boundaries[-1] != n_layers:
+            raise ConfigError(
+                "scheme.stage_boundaries",
+                f"must cover all {n_layers} layers (last boundary = {n_layers}), got {list(self.stage_boundaries)}",
+            )
+
+    def label(self) -> str:
+        if self.kind == "ar":
+            return "AR"
+        if self.kind == "eesd":
+            return f"EESD(E={self.exit_layer}, γ={self.gamma}{'' if self.cache_reuse else ', no reuse'})"
+        shared = "" if self.devices is None else f", devices={list(self.devices)}"
+        return f"PPSD(k={self.n_stages}, E={self.draft_exit_layer}{shared})"
+
+    # ---- JSON -----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {**tag("SchemeConfig"), "kind": self.kind}
+        if self.kind == "eesd":
+            out.update(exit_layer=self.exit_layer, gamma=self.gamma, cache_reuse=self.cache_reuse)
+        if self.kind == "ppsd":
+            out.update(stage_boundaries=list(self.stage_boundaries), exit_stage=self.exit_stage)
+            if self.devices is not None:
+                out["devices"] = list(self.devices)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "scheme") -> SchemeConfig:
+        check_tag(data, "SchemeConfig", where)
+        d = _check.mapping(where, data, (*TAG_KEYS, "kind", "exit_layer", "gamma", "cache_reuse",
+                                         "stage_boundaries", "exit_stage", "devices"), ("kind",))
+        d = {k: v for k, v in d.items() if k not in TAG_KEYS}
+        for name in ("stage_boundaries", "devices"):
+            if d.get(name) is not None:
+                d[name] = tuple(_check.sequence(_check.join(where, name), d[name]))
+        try:
+            return cls(**d)
+        except ConfigError as err:
+            if where != "scheme":
+                raise ConfigError(err.field.replace("scheme", where, 1), err.message) from None
+            raise
