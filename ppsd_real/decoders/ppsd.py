@@ -1,0 +1,327 @@
+"""PPSD stage logic, shared by every backend (one process or one process per stage).
+
+Stage s holds layers[b(s-1):b(s)] and its own KV cache. A token enters stage 0, flows to the
+last stage, whose final head gives the full model's token for the next position (a *verdict*).
+The exit stage's EE head drafts the next token, which enters stage 0 at once. Stage 0 is also
+the controller: it owns the committed output and judges each draft against its verdict.
+
+Messages are plain tuples (kind, epoch, pos, ...). An *epoch* names a branch: a rejection at
+position r bumps it; every message of an older epoch is stale and dropped. How a rejection is
+handled (lessons from the prototype in PPSD_NOTES.md):
+- the verdict itself carries the verified token; stage 0 compares it with its own draft;
+- stages poll their inbox between layers and abandon work a rejection made useless;
+- the last stage never writes cache entries for a draft it already knows is wrong;
+- every stage crops its cache back to r when it learns of the new epoch (each layer may hold a
+  different length, e.g. after abandoned work).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from ppsd_real.drafters import Drafter
+from ppsd_real.layers import LayerDriver
+
+Msg = tuple[Any, ...]
+
+
+class Transport(Protocol):
+    """How a stage talks to the others: send to one stage, receive from any."""
+
+    def send(self, dst: int, msg: Msg) -> None: ...
+
+    def recv(self, timeout: float | None) -> Msg | None: ...
+
+    def poll(self) -> bool: ...
+
+
+@dataclass
+class StageStats:
+    busy_s: float = 0.0
+    wasted_s: float = 0.0
+    dropped: int = 0
+    abandoned: int = 0
+    crops: int = 0
+    crop_s: float = 0.0
+    # (epoch, pos, seconds) of work not yet known to be useful
+    open_work: list[tuple[int, int, float]] = field(default_factory=list)
+
+    def settle(self, epoch: int, pos: int) -> None:
+        """Work of an older epoch at or after ``pos`` was on a flushed branch: wasted."""
+        keep = []
+        for w in self.open_work:
+            if w[0] < epoch and w[1] >= pos:
+                self.wasted_s += w[2]
+            else:
+                keep.append(w)
+        self.open_work = keep[-64:]
+
+
+class Stage:
+    """One pipeline stage. Stage 0 additionally drives the run (see ``Controller``)."""
+
+    def __init__(self, index: int, bounds: tuple[int, ...], exit_stage: int, driver: LayerDriver,
+                 transport: Transport, ee_head: torch.nn.Module | None = None,
+                 epoch0: int = 0) -> None:
+        self.s, self.k = index, len(bounds)
+        self.start = 0 if index == 0 else bounds[index - 1]
+        self.stop = bounds[index]
+        self.exit = exit_stage - 1
+        self.d, self.t, self.ee_head = driver, transport, ee_head
+        self.cache = driver.new_cache()
+        self.epoch = epoch0  # runs sharing processes start at distinct epochs: stale drops
+        self.stats = StageStats()
+        self._pending: list[Msg] = []
+        self.done = False
+        self.verified: dict[int, int] = {}  # last stage: full-model token per position
+        self.blocked_from: int | None = None  # last stage: known-wrong draft position
+        self._current: tuple[int, int] | None = None
+
+    # ---- messages -----------------------------------------------------------------------------
+    def handle(self, msg: Msg) -> None:
+        kind = msg[0]
+        if kind == "fwd":
+            self._forward(*msg[1:])
+        elif kind == "flush":
+            self._adopt(msg[1], msg[2])
+        elif kind == "stop":
+            self.done = True
+        else:
+            raise RuntimeError(f"stage {self.s}: unexpected message {kind!r}")
+
+    def _adopt(self, epoch: int, pos: int) -> None:
+        """Learn of a newer epoch starting at ``pos``: crop the cache and forget its future."""
+        if epoch <= self.epoch:
+            return
+        self.epoch = epoch
+        t0 = time.perf_counter()
+        self.d.crop(self.cache, self.start, self.stop, pos)
+        self.stats.crops += 1
+        self.stats.crop_s += time.perf_counter() - t0
+        self.stats.settle(epoch, pos)
+        self.verified = {p: v for p, v in self.verified.items() if p <= pos}
+        self.blocked_from = None
+
+    def _poll(self) -> bool:
+        """Between layers: handle waiting control messages; True if the current work is stale."""
+        while self.t.poll():
+            msg = self.t.recv(0.0)
+            if msg is None:
+                break
+            if msg[0] == "fwd":
+                self._pending.append(msg)
+            else:
+                self.handle(msg)
+        cur = self._current
+        return self.done or (cur is not None and cur[0] < self.epoch)
+
+    def _forward(self, epoch: int, pos: int, tokens: list[int], hidden: torch.Tensor | None) -> None:
+        if epoch < self.epoch:
+            self.stats.dropped += 1
+            return
+        if epoch > self.epoch:
+            self._adopt(epoch, pos)
+        last = self.s == self.k - 1
+        if last and len(tokens) == 1:
+            if self.blocked_from is not None and pos >= self.blocked_from:
+                self.stats.dropped += 1
+                return
+            want = self.verified.get(pos)
+            if want is not None and want != tokens[0]:
+                # A wrong draft: never write its KV; the flush for this epoch is coming.
+                self.blocked_from = pos
+                self.stats.dropped += 1
+                return
+        self.run_token(epoch, pos, tokens, hidden)
+
+    def run_token(self, epoch: int, pos: int, tokens: list[int], hidden: torch.Tensor | None) -> bool:
+        """Run this stage's layers on a token (or the prompt) and pass the results on."""
+        t0 = time.perf_counter()
+        self._current = (epoch, pos)
+        x = self.d.embed(tokens) if hidden is None else hidden
+        h = self.d.run_layers(x, self.start, self.stop, self.cache, pos, self._poll)
+        self._current = None
+        n = len(tokens)
+        if h is None or epoch < self.epoch or self.done:
+            self.stats.abandoned += 1
+            self._account(epoch, pos, t0, wasted=True)
+            return False
+        if self.s < self.k - 1:
+            self.t.send(self.s + 1, ("fwd", epoch, pos, tokens, h))
+        if self.s == self.exit:
+            ee = int(self.d.head(h[:, -1:], self.ee_head)[-1])
+            self.on_draft(epoch, pos + n, ee)
+        if self.s == self.k - 1:
+            v = int(self.d.head(h[:, -1:])[-1])
+            self.verified[pos + n] = v
+            self.t.send(0, ("verdict", epoch, pos + n, v))
+        self._account(epoch, pos, t0, wasted=False)
+        return True
+
+    def _account(self, epoch: int, pos: int, t0: float, wasted: bool) -> None:
+        dt = time.perf_counter() - t0
+        self.stats.busy_s += dt
+        if wasted:
+            self.stats.wasted_s += dt
+        else:
+            self.stats.open_work.append((epoch, pos, dt))
+
+    def on_draft(self, epoch: int, pos: int, ee_token: int) -> None:
+        """The exit stage's EE head proposed ``ee_token`` for ``pos``: tell the controller."""
+        self.t.send(0, ("draft", epoch, pos, ee_token))
+
+    # ---- loop ------------------------------------------------------------------------------------
+    def step(self, block: float | None) -> bool:
+        """Handle one message (waiting up to ``block`` seconds); False if none came."""
+        if self._pending:
+            msg = self._pending.pop(0)
+        else:
+            msg = self.t.recv(block)
+            if msg is None:
+                return False
+        self.handle(msg)
+        return True
+
+    def summary(self) -> dict[str, float]:
+        return {"busy_s": self.stats.busy_s, "wasted_s": self.stats.wasted_s,
+                "dropped": self.stats.dropped, "abandoned": self.stats.abandoned,
+                "crops": self.stats.crops, "crop_s": self.stats.crop_s}
+
+
+class Controller(Stage):
+    """Stage 0: enters tokens, applies the drafter, judges drafts, commits, flushes."""
+
+    def __init__(self, bounds: tuple[int, ...], exit_stage: int, driver: LayerDriver,
+                 transport: Transport, drafter: Drafter, prompt: list[int], max_new_tokens: int,
+                 max_inflight: int | None = None, ee_head: torch.nn.Module | None = None,
+                 epoch0: int = 0) -> None:
+        super().__init__(0, bounds, exit_stage, driver, transport, ee_head, epoch0)
+        self.drafter, self.prompt, self.n = drafter, list(prompt), max_new_tokens
+        self.P = len(prompt)
+        self.max_inflight = max_inflight or self.k
+        self.out: list[int] = []
+        self.frontier = self.P  # next position to enter
+        self.next_tok: tuple[int, bool] | None = None  # (token, is_draft)
+        self.drafts: dict[int, int] = {}
+        self.run_len = 0
+        self.trace: list[int] = []
+        self.positions: list[int] = []
+        self.flushes = 0
+
+    def handle(self, msg: Msg) -> None:
+        kind = msg[0]
+        if kind == "draft":
+            self._on_draft_msg(*msg[1:])
+        elif kind == "verdict":
+            self._on_verdict(*msg[1:])
+        else:
+            raise RuntimeError(f"controller: unexpected message {kind!r}")
+
+    def on_draft(self, epoch: int, pos: int, ee_token: int) -> None:
+        self._on_draft_msg(epoch, pos, ee_token)
+
+    def _on_draft_msg(self, epoch: int, pos: int, ee_token: int) -> None:
+        if epoch != self.epoch or pos != self.frontier or self.next_tok is not None:
+            return
+        if pos - self.P >= self.n:
+            return  # beyond the last token asked for: never needed
+        self.next_tok = (self.drafter.draft(pos - self.P, ee_token), True)
+
+    def _on_verdict(self, epoch: int, pos: int, v: int) -> None:
+        if epoch != self.epoch or self.done:
+            return
+        assert pos == self.P + len(self.out), (pos, self.P, len(self.out))
+        d = self.drafts.pop(pos, None)
+        if d is None and pos == self.frontier and self.next_tok is not None and self.next_tok[1]:
+            d = self.next_tok[0]  # drafted but not yet entered: judge it all the same
+            self.next_tok = (v, False)
+        self.out.append(v)
+        if len(self.out) >= self.n:
+            self.done = True
+        if d is not None:
+            ok = d == v
+            self.trace.append(int(ok))
+            self.positions.append(self.run_len + 1)
+            self.run_len = self.run_len + 1 if ok else 0
+            if not ok and pos < self.frontier:
+                self._reject(pos, v)  # something was entered after the wrong draft: flush
+        elif pos == self.frontier:
+            self.next_tok = (v, False)  # the drafter lost the race: enter the verified token
+        if self.done:
+            self._broadcast(("stop",))
+
+    def _reject(self, pos: int, v: int) -> None:
+        self.flushes += 1
+        self.epoch += 1
+        t0 = time.perf_counter()
+        self.d.crop(self.cache, self.start, self.stop, pos)
+        self.stats.crops += 1
+        self.stats.crop_s += time.perf_counter() - t0
+        self.stats.settle(self.epoch, pos)
+        self.drafts.clear()
+        self.frontier = pos
+        self.next_tok = None if self.done else (v, False)
+        if not self.done:
+            self._broadcast(("flush", self.epoch, pos))
+
+    def _broadcast(self, msg: Msg) -> None:
+        for s in range(1, self.k):
+            self.t.send(s, msg)
+
+    def can_enter(self) -> bool:
+        inflight = self.frontier - (self.P + len(self.out)) + 1
+        return not self.done and self.next_tok is not None and inflight < self.max_inflight + 1
+
+    def enter(self) -> None:
+        """Run the next token through stage 0 (abandoning it if a rejection arrives)."""
+        assert self.next_tok is not None
+        tok, is_draft = self.next_tok
+        pos, epoch = self.frontier, self.epoch
+        self.next_tok = None
+        self.frontier += 1
+        if is_draft:
+            self.drafts[pos] = tok
+        if pos >= self.P + self.n - 1:
+            return  # the last token asked for: judged by its verdict, nothing runs after it
+        if not self.run_token(epoch, pos, [tok], None) and epoch == self.epoch and not self.done:
+            raise RuntimeError("controller: work abandoned without a rejection")
+
+    def start_run(self) -> None:
+        """Prefill: the prompt through stage 0; its EE head drafts the first token."""
+        self.frontier = self.P
+        self.run_token(self.epoch, 0, self.prompt, None)
+
+    def step(self, block: float | None, enter_first: bool = False) -> bool:
+        """One action. ``enter_first`` (sequential backend) runs ahead before reading verdicts,
+        which exercises the flush path the way real overlap does."""
+        if enter_first and self.can_enter():
+            self.enter()
+            return True
+        if self._pending:
+            self.handle(self._pending.pop(0))
+            return True
+        msg = self.t.recv(0.0)
+        if msg is not None:
+            self.handle(msg)
+            return True
+        if self.can_enter():
+            self.enter()
+            return True
+        if block == 0.0:
+            return False
+        msg = self.t.recv(block)
+        if msg is None:
+            return False
+        self.handle(msg)
+        return True
+
+
+def stage_work_summary(stages: list[Stage]) -> tuple[list[float], list[float], list[dict]]:
+    """Per-stage busy and wasted seconds plus the raw counters."""
+    sums = [s.summary() for s in stages]
+    return [x["busy_s"] for x in sums], [x["wasted_s"] for x in sums], sums
+

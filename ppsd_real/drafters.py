@@ -1,0 +1,93 @@
+"""Drafters: what token the early-exit path proposes.
+
+Both run the same real compute (layers[0:E] + an EE head); they differ only in the token they
+propose. ``early-exit`` proposes the EE head's argmax. ``oracle(alpha)`` replays the AR reference
+output and proposes a deliberately wrong token with probability 1 - alpha, so real compute runs
+at a controlled acceptance rate. Either way the decoders stay lossless: every draft is verified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ppsd_sim.errors import ConfigError
+
+DRAFTERS = ("early-exit", "oracle")
+
+
+@dataclass(frozen=True)
+class DrafterSpec:
+    """``kind`` is 'early-exit' or 'oracle'; ``alpha`` and ``seed`` drive the oracle;
+    ``head_path`` optionally names a trained EE head (torch file with a ``weight`` tensor of
+    shape (vocab, hidden)) used instead of the model's own LM head."""
+
+    kind: str = "early-exit"
+    alpha: float | None = None
+    seed: int = 0
+    head_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in DRAFTERS:
+            raise ConfigError("drafter", f"must be one of {', '.join(DRAFTERS)}, got {self.kind!r}")
+        if self.kind == "oracle":
+            a = self.alpha
+            if isinstance(a, bool) or not isinstance(a, int | float) or not 0.0 <= a <= 1.0:
+                raise ConfigError("drafter.alpha", f"must be a number in [0, 1], got {a!r}")
+        elif self.alpha is not None:
+            raise ConfigError("drafter.alpha", "is only used by the oracle drafter")
+        if self.head_path is not None and not Path(self.head_path).is_file():
+            raise ConfigError("drafter.head_path", f"EE head file not found: {self.head_path}")
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.kind == "oracle"
+
+    def label(self) -> str:
+        if self.kind == "oracle":
+            return f"oracle(α={self.alpha:g}, seed={self.seed})"
+        return "early-exit" + (f"(head={self.head_path})" if self.head_path else "")
+
+
+class Drafter:
+    """Chooses the draft for output position ``i`` (0-based, first generated token = 0)."""
+
+    def __init__(self, spec: DrafterSpec, vocab: int, reference: list[int] | None = None) -> None:
+        self.spec = spec
+        if spec.needs_reference:
+            if reference is None:
+                raise ConfigError("drafter", "the oracle drafter needs the AR reference output")
+            rng = np.random.default_rng(spec.seed)
+            n = len(reference)
+            # One draw per output position, fixed up front: a position's fate does not depend on
+            # how often it is drafted (a flushed wrong-branch draft may come back).
+            self._right = rng.random(n) < float(spec.alpha or 0.0)
+            shift = rng.integers(1, max(vocab, 2), size=n)
+            ref = np.asarray(reference, dtype=np.int64)
+            self._tokens = np.where(self._right, ref, (ref + shift) % vocab).tolist()
+
+    def draft(self, i: int, ee_token: int) -> int:
+        if self.spec.kind == "early-exit":
+            return ee_token
+        return self._tokens[i] if 0 <= i < len(self._tokens) else ee_token
+
+
+def load_ee_head(spec: DrafterSpec, lm_head: torch.nn.Module) -> torch.nn.Module | None:
+    """The EE head module: None means 'the model's own LM head' (LayerSkip style)."""
+    if spec.head_path is None:
+        return None
+    try:
+        state = torch.load(spec.head_path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is a config error
+        raise ConfigError("drafter.head_path", f"cannot read EE head {spec.head_path}: {err}") from None
+    weight = state.get("weight") if isinstance(state, dict) else None
+    ref = lm_head.weight
+    if not isinstance(weight, torch.Tensor) or weight.shape != ref.shape:
+        raise ConfigError("drafter.head_path",
+                          f"needs a 'weight' tensor of shape {tuple(ref.shape)} (vocab, hidden)")
+    head = torch.nn.Linear(ref.shape[1], ref.shape[0], bias=False)
+    head.weight.data = weight.to(device=ref.device, dtype=ref.dtype)
+    return head.eval()
