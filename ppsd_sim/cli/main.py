@@ -33,8 +33,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(names: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    parser = _Parser(prog="ppsd", description="Predict and measure early-exit / pipeline-parallel "
-                     "self-speculative decoding speed.")
+    parser = _Parser(
+        prog="ppsd",
+        description="Predict and measure early-exit / pipeline-parallel "
+        "self-speculative decoding speed.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module, help_text) in SUBCOMMANDS.items():
         if names is not None and name not in names:
@@ -46,13 +49,15 @@ def build_parser(names: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _load(module: str):  # noqa: ANN202 - returns a module
+def _load(module: str):
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as err:
         top = module.split(".")[0]
         hint = _EXTRAS.get(top, "pip install -e '.[real,analysis]'")
-        raise ConfigError("command", f"this subcommand needs {err.name!r}, which is not installed ({hint})") from None
+        raise ConfigError(
+            "command", f"this subcommand needs {err.name!r}, which is not installed ({hint})"
+        ) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

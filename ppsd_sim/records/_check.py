@@ -9,8 +9,15 @@ from typing import Any
 from ppsd_sim.errors import ConfigError
 
 
-def number(field: str, value: Any, *, lo: float | None = None, hi: float | None = None,
-           lo_open: bool = False, hi_open: bool = False) -> float:
+def number(
+    field: str,
+    value: Any,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> float:
     """A finite real number within [lo, hi] (or open bounds); bools are not numbers."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(field, f"must be a number, got {type(value).__name__} {value!r}")

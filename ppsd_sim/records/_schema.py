@@ -19,7 +19,9 @@ def check_tag(data: Any, name: str, where: str = "") -> None:
         raise ConfigError(where, f"must be a JSON object ({name}), got {type(data).__name__}")
     rec = data.get("record", name)
     if rec != name:
-        raise ConfigError(f"{where}.record" if where else "record", f"expected {name!r}, got {rec!r}")
+        raise ConfigError(
+            f"{where}.record" if where else "record", f"expected {name!r}, got {rec!r}"
+        )
     ver = data.get("schema_version", SCHEMA_VERSION)
     if ver != SCHEMA_VERSION:
         raise ConfigError(

@@ -51,7 +51,9 @@ class AcceptanceSpec:
         self._check_list("counts", "histogram", lambda f, v: _check.integer(f, v, lo=0))
         if self.kind == "histogram":
             if len(self.counts) < 2:
-                raise ConfigError("acceptance.counts", "needs counts for 0..gamma accepted drafts (>= 2 entries)")
+                raise ConfigError(
+                    "acceptance.counts", "needs counts for 0..gamma accepted drafts (>= 2 entries)"
+                )
             if sum(self.counts) == 0:
                 raise ConfigError("acceptance.counts", "must count at least one round")
 
@@ -59,7 +61,9 @@ class AcceptanceSpec:
         value = getattr(self, name)
         if self.kind == owner:
             items = _check.sequence(f"acceptance.{name}", value, min_len=1)
-            object.__setattr__(self, name, tuple(check(f"acceptance.{name}[{i}]", v) for i, v in enumerate(items)))
+            object.__setattr__(
+                self, name, tuple(check(f"acceptance.{name}[{i}]", v) for i, v in enumerate(items))
+            )
         elif value:
             raise ConfigError(f"acceptance.{name}", f"is only used by kind {owner!r}")
 
@@ -104,7 +108,11 @@ class AcceptanceSpec:
 
     # ---- JSON -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {**tag("AcceptanceSpec"), "kind": self.kind, "semantics": self.semantics}
+        out: dict[str, Any] = {
+            **tag("AcceptanceSpec"),
+            "kind": self.kind,
+            "semantics": self.semantics,
+        }
         if self.kind in ("iid", "markov"):
             out["alpha"] = self.alpha
         if self.kind == "markov":
@@ -117,13 +125,20 @@ class AcceptanceSpec:
     @classmethod
     def from_dict(cls, data: Any, where: str = "acceptance") -> AcceptanceSpec:
         check_tag(data, "AcceptanceSpec", where)
-        d = _check.mapping(where, data, (*TAG_KEYS, "kind", "semantics", "alpha", "burstiness", "alphas",
-                                         "trace", "counts"), ("kind",))
+        d = _check.mapping(
+            where,
+            data,
+            (*TAG_KEYS, "kind", "semantics", "alpha", "burstiness", "alphas", "trace", "counts"),
+            ("kind",),
+        )
         d = {k: v for k, v in d.items() if k not in TAG_KEYS}
         sem = d.pop("semantics", None)
         kind = _check.choice(_check.join(where, "kind"), d["kind"], KINDS)
         if sem is not None and sem != SEMANTICS[kind]:
-            raise ConfigError(_check.join(where, "semantics"), f"does not match kind {kind!r}: expected {SEMANTICS[kind]!r}")
+            raise ConfigError(
+                _check.join(where, "semantics"),
+                f"does not match kind {kind!r}: expected {SEMANTICS[kind]!r}",
+            )
         for name in ("alphas", "trace", "counts"):
             if name in d:
                 d[name] = tuple(_check.sequence(_check.join(where, name), d[name]))

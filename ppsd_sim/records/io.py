@@ -31,7 +31,9 @@ def load_document(path: str | os.PathLike[str], field: str = "file") -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise ConfigError(field, f"malformed JSON in {p}: {err.msg} at line {err.lineno} column {err.colno}") from None
+        raise ConfigError(
+            field, f"malformed JSON in {p}: {err.msg} at line {err.lineno} column {err.colno}"
+        ) from None
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

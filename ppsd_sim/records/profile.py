@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -40,13 +41,24 @@ class Provenance:
             v = getattr(self, name)
             if v is not None:
                 _check.integer(f"provenance.{name}", v, lo=1)
-        for name in ("device", "torch", "transformers", "dtype", "model", "commit", "date", "notes"):
+        for name in (
+            "device",
+            "torch",
+            "transformers",
+            "dtype",
+            "model",
+            "commit",
+            "date",
+            "notes",
+        ):
             v = getattr(self, name)
             if v is not None and not isinstance(v, str):
                 raise ConfigError(f"provenance.{name}", f"must be a string, got {v!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        return {
+            f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None
+        }
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "provenance") -> Provenance:
@@ -78,7 +90,9 @@ class HardwareProfile:
     provenance: Provenance = field(default_factory=Provenance)
 
     def __post_init__(self) -> None:
-        layers = tuple(timing(t) for t in _check.sequence("layer_decode", self.layer_decode, min_len=1))
+        layers = tuple(
+            timing(t) for t in _check.sequence("layer_decode", self.layer_decode, min_len=1)
+        )
         object.__setattr__(self, "layer_decode", layers)
         for name in ("ee_head", "final_head", "embed", "hop", "tick", "flush"):
             object.__setattr__(self, name, timing(getattr(self, name)))
@@ -91,15 +105,22 @@ class HardwareProfile:
             for i, v in enumerate(_check.sequence("verify_factor", self.verify_factor, min_len=1))
         ]
         if len(toks) != len(facs):
-            raise ConfigError("verify_factor", f"needs one value per verify_tokens entry ({len(toks)}), got {len(facs)}")
-        if any(b <= a for a, b in zip(toks, toks[1:], strict=False)):
+            raise ConfigError(
+                "verify_factor",
+                f"needs one value per verify_tokens entry ({len(toks)}), got {len(facs)}",
+            )
+        if any(b <= a for a, b in itertools.pairwise(toks)):
             raise ConfigError("verify_tokens", f"must be strictly increasing, got {toks}")
         if toks[0] != 1 or abs(facs[0] - 1.0) > 1e-9:
-            raise ConfigError("verify_tokens", "must start at 1 token with factor 1.0 (the decode latency)")
+            raise ConfigError(
+                "verify_tokens", "must start at 1 token with factor 1.0 (the decode latency)"
+            )
         object.__setattr__(self, "verify_tokens", tuple(toks))
         object.__setattr__(self, "verify_factor", tuple(facs))
         object.__setattr__(
-            self, "concurrency_slowdown", _check.number("concurrency_slowdown", self.concurrency_slowdown, lo=1.0)
+            self,
+            "concurrency_slowdown",
+            _check.number("concurrency_slowdown", self.concurrency_slowdown, lo=1.0),
         )
         if not isinstance(self.provenance, Provenance):
             raise ConfigError("provenance", "must be a Provenance")
@@ -115,7 +136,12 @@ class HardwareProfile:
 
     def ar_token_time(self) -> float:
         """T: one AR token through embedding, all layers and the final head, plus one tick."""
-        return self.embed.median + self.layers_time(0, self.n_layers) + self.final_head.median + self.tick.median
+        return (
+            self.embed.median
+            + self.layers_time(0, self.n_layers)
+            + self.final_head.median
+            + self.tick.median
+        )
 
     def factor(self, n_tokens: int) -> float:
         """Latency multiplier for processing ``n_tokens`` at once (linear interpolation;
@@ -136,10 +162,20 @@ class HardwareProfile:
 
     # ---- constructors ---------------------------------------------------------------------
     @classmethod
-    def uniform(cls, n_layers: int, t_layer: float, head_fraction: float = 0.0, *, ee_head: float | None = None,
-                hop: float = 0.0, tick: float = 0.0, flush: float = 0.0,
-                verify_factor: tuple[float, ...] | None = None, verify_tokens: tuple[int, ...] | None = None,
-                provenance: Provenance | None = None) -> HardwareProfile:
+    def uniform(
+        cls,
+        n_layers: int,
+        t_layer: float,
+        head_fraction: float = 0.0,
+        *,
+        ee_head: float | None = None,
+        hop: float = 0.0,
+        tick: float = 0.0,
+        flush: float = 0.0,
+        verify_factor: tuple[float, ...] | None = None,
+        verify_tokens: tuple[int, ...] | None = None,
+        provenance: Provenance | None = None,
+    ) -> HardwareProfile:
         """Quick what-if profile: L equal layers, final head = ``head_fraction`` × one layer,
         EE head = final head unless given (LayerSkip-style shared head)."""
         n_layers = _check.integer("n_layers", n_layers, lo=1)
@@ -159,7 +195,9 @@ class HardwareProfile:
 
     def with_costs(self, **changes: Any) -> HardwareProfile:
         """A copy with some fields replaced (numbers become Timings)."""
-        return replace(self, **{k: (timing(v) if k in _TIMING_FIELDS else v) for k, v in changes.items()})
+        return replace(
+            self, **{k: (timing(v) if k in _TIMING_FIELDS else v) for k, v in changes.items()}
+        )
 
     # ---- JSON -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -176,16 +214,27 @@ class HardwareProfile:
     @classmethod
     def from_dict(cls, data: Any, where: str = "") -> HardwareProfile:
         check_tag(data, "HardwareProfile", where)
-        allowed = (*TAG_KEYS, "layer_decode", *_TIMING_FIELDS, "verify_tokens", "verify_factor",
-                   "concurrency_slowdown", "provenance")
+        allowed = (
+            *TAG_KEYS,
+            "layer_decode",
+            *_TIMING_FIELDS,
+            "verify_tokens",
+            "verify_factor",
+            "concurrency_slowdown",
+            "provenance",
+        )
         d = _check.mapping(where, data, allowed, ("layer_decode", "ee_head", "final_head"))
         j = lambda name: _check.join(where, name)  # noqa: E731
         try:
             layers = tuple(
                 Timing.from_dict(t, f"{j('layer_decode')}[{i}]")
-                for i, t in enumerate(_check.sequence(j("layer_decode"), d["layer_decode"], min_len=1))
+                for i, t in enumerate(
+                    _check.sequence(j("layer_decode"), d["layer_decode"], min_len=1)
+                )
             )
-            kwargs: dict[str, Any] = {n: Timing.from_dict(d[n], j(n)) for n in _TIMING_FIELDS if n in d}
+            kwargs: dict[str, Any] = {
+                n: Timing.from_dict(d[n], j(n)) for n in _TIMING_FIELDS if n in d
+            }
             prov = Provenance.from_dict(d.get("provenance", {}), j("provenance"))
             return cls(
                 layer_decode=layers,

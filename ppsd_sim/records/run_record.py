@@ -39,8 +39,11 @@ class AcceptanceObserved:
         return self.accepted / self.judged if self.judged else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"judged": self.judged, "accepted": self.accepted,
-                               "rate": None if not self.judged else self.rate}
+        out: dict[str, Any] = {
+            "judged": self.judged,
+            "accepted": self.accepted,
+            "rate": None if not self.judged else self.rate,
+        }
         for name in ("per_position", "histogram", "trace"):
             if getattr(self, name):
                 out[name] = list(getattr(self, name))
@@ -48,8 +51,12 @@ class AcceptanceObserved:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "acceptance_observed") -> AcceptanceObserved:
-        d = _check.mapping(where, data, ("judged", "accepted", "rate", "per_position", "histogram", "trace"),
-                           ("judged", "accepted"))
+        d = _check.mapping(
+            where,
+            data,
+            ("judged", "accepted", "rate", "per_position", "histogram", "trace"),
+            ("judged", "accepted"),
+        )
         d.pop("rate", None)
         for name in ("per_position", "histogram", "trace"):
             if name in d:
@@ -90,10 +97,19 @@ class RunRecord:
         for name, v in self.speedups.items():
             _check.number(f"speedups.{name}", v, lo=0.0)
         if self.baseline is not None and self.baseline not in self.speedups:
-            raise ConfigError("baseline", f"must name one of speedups ({', '.join(self.speedups)}), got {self.baseline!r}")
+            raise ConfigError(
+                "baseline",
+                f"must name one of speedups ({', '.join(self.speedups)}), got {self.baseline!r}",
+            )
         for name in ("stage_busy_s", "stage_wasted_s"):
-            object.__setattr__(self, name, tuple(
-                _check.number(f"{name}[{i}]", v, lo=0.0) for i, v in enumerate(getattr(self, name))))
+            object.__setattr__(
+                self,
+                name,
+                tuple(
+                    _check.number(f"{name}[{i}]", v, lo=0.0)
+                    for i, v in enumerate(getattr(self, name))
+                ),
+            )
         _check.integer("flushes", self.flushes, lo=0)
         try:
             json.dumps(self.notes, allow_nan=False)
@@ -146,26 +162,55 @@ class RunRecord:
     def from_dict(cls, data: Any, where: str = "") -> RunRecord:
         check_tag(data, "RunRecord", where)
         derived = ("tokens_per_s", "speedup", "stage_busy_fraction")
-        d = _check.mapping(where, data, (*TAG_KEYS, *derived, "origin", "engine", "scheme", "tokens", "time_s",
-                                         "acceptance", "profile", "seed", "speedups", "baseline",
-                                         "acceptance_observed", "stage_busy_s", "stage_wasted_s", "flushes",
-                                         "rounds", "provenance", "notes"),
-                           ("origin", "engine", "scheme", "tokens", "time_s"))
+        d = _check.mapping(
+            where,
+            data,
+            (
+                *TAG_KEYS,
+                *derived,
+                "origin",
+                "engine",
+                "scheme",
+                "tokens",
+                "time_s",
+                "acceptance",
+                "profile",
+                "seed",
+                "speedups",
+                "baseline",
+                "acceptance_observed",
+                "stage_busy_s",
+                "stage_wasted_s",
+                "flushes",
+                "rounds",
+                "provenance",
+                "notes",
+            ),
+            ("origin", "engine", "scheme", "tokens", "time_s"),
+        )
         d = {k: v for k, v in d.items() if k not in TAG_KEYS and k not in derived}
         d["scheme"] = SchemeConfig.from_dict(d["scheme"], _check.join(where, "scheme"))
         if d.get("acceptance") is not None:
-            d["acceptance"] = AcceptanceSpec.from_dict(d["acceptance"], _check.join(where, "acceptance"))
+            d["acceptance"] = AcceptanceSpec.from_dict(
+                d["acceptance"], _check.join(where, "acceptance")
+            )
         if d.get("profile") is not None:
             d["profile"] = HardwareProfile.from_dict(d["profile"], _check.join(where, "profile"))
         if d.get("acceptance_observed") is not None:
             d["acceptance_observed"] = AcceptanceObserved.from_dict(
-                d["acceptance_observed"], _check.join(where, "acceptance_observed"))
+                d["acceptance_observed"], _check.join(where, "acceptance_observed")
+            )
         if d.get("provenance") is not None:
-            d["provenance"] = Provenance.from_dict(d["provenance"], _check.join(where, "provenance"))
+            d["provenance"] = Provenance.from_dict(
+                d["provenance"], _check.join(where, "provenance")
+            )
         for name in ("stage_busy_s", "stage_wasted_s"):
             if name in d:
                 d[name] = tuple(_check.sequence(_check.join(where, name), d[name]))
         if "speedups" in d:
-            _check.mapping(_check.join(where, "speedups"), d["speedups"], d["speedups"].keys()
-                           if isinstance(d["speedups"], dict) else ())
+            _check.mapping(
+                _check.join(where, "speedups"),
+                d["speedups"],
+                d["speedups"].keys() if isinstance(d["speedups"], dict) else (),
+            )
         return cls(**d)

@@ -31,8 +31,10 @@ class SchemeConfig:
         _check.choice("scheme.kind", self.kind, SCHEMES)
         if self.kind == "eesd":
             if self.exit_layer is None or self.gamma is None:
-                raise ConfigError("scheme.exit_layer" if self.exit_layer is None else "scheme.gamma",
-                                  "is required for EESD")
+                raise ConfigError(
+                    "scheme.exit_layer" if self.exit_layer is None else "scheme.gamma",
+                    "is required for EESD",
+                )
             _check.integer("scheme.exit_layer", self.exit_layer, lo=1)
             _check.integer("scheme.gamma", self.gamma, lo=1, hi=4096)
             _check.boolean("scheme.cache_reuse", self.cache_reuse)
@@ -54,12 +56,16 @@ class SchemeConfig:
             if self.devices is not None:
                 dev = _check.sequence("scheme.devices", self.devices)
                 if len(dev) != len(b):
-                    raise ConfigError("scheme.devices", f"needs one device per stage ({len(b)}), got {len(dev)}")
+                    raise ConfigError(
+                        "scheme.devices", f"needs one device per stage ({len(b)}), got {len(dev)}"
+                    )
                 dev = [_check.integer(f"scheme.devices[{i}]", v, lo=0) for i, v in enumerate(dev)]
                 object.__setattr__(self, "devices", tuple(dev))
         else:
             if self.stage_boundaries:
-                raise ConfigError("scheme.stage_boundaries", f"is only used by PPSD, not {self.kind!r}")
+                raise ConfigError(
+                    "scheme.stage_boundaries", f"is only used by PPSD, not {self.kind!r}"
+                )
             if self.devices is not None:
                 raise ConfigError("scheme.devices", f"is only used by PPSD, not {self.kind!r}")
             if self.exit_stage != 1:
@@ -75,10 +81,18 @@ class SchemeConfig:
         return cls("eesd", exit_layer=exit_layer, gamma=gamma, cache_reuse=cache_reuse)
 
     @classmethod
-    def ppsd(cls, stage_boundaries: list[int] | tuple[int, ...], exit_stage: int = 1,
-             devices: list[int] | tuple[int, ...] | None = None) -> SchemeConfig:
-        return cls("ppsd", stage_boundaries=tuple(stage_boundaries), exit_stage=exit_stage,
-                   devices=None if devices is None else tuple(devices))
+    def ppsd(
+        cls,
+        stage_boundaries: list[int] | tuple[int, ...],
+        exit_stage: int = 1,
+        devices: list[int] | tuple[int, ...] | None = None,
+    ) -> SchemeConfig:
+        return cls(
+            "ppsd",
+            stage_boundaries=tuple(stage_boundaries),
+            exit_stage=exit_stage,
+            devices=None if devices is None else tuple(devices),
+        )
 
     @classmethod
     def ppsd_even(cls, n_layers: int, k: int, exit_stage: int = 1) -> SchemeConfig:
@@ -111,7 +125,9 @@ class SchemeConfig:
     def check_layers(self, n_layers: int) -> None:
         """Refuse a scheme that does not fit a model of ``n_layers`` layers."""
         if self.kind == "eesd" and not 1 <= self.exit_layer < n_layers:
-            raise ConfigError("scheme.exit_layer", f"must satisfy 1 <= E < L = {n_layers}, got {self.exit_layer}")
+            raise ConfigError(
+                "scheme.exit_layer", f"must satisfy 1 <= E < L = {n_layers}, got {self.exit_layer}"
+            )
         if self.kind == "ppsd" and self.stage_boundaries[-1] != n_layers:
             raise ConfigError(
                 "scheme.stage_boundaries",
@@ -140,8 +156,21 @@ class SchemeConfig:
     @classmethod
     def from_dict(cls, data: Any, where: str = "scheme") -> SchemeConfig:
         check_tag(data, "SchemeConfig", where)
-        d = _check.mapping(where, data, (*TAG_KEYS, "kind", "exit_layer", "gamma", "cache_reuse",
-                                         "stage_boundaries", "exit_stage", "devices"), ("kind",))
+        d = _check.mapping(
+            where,
+            data,
+            (
+                *TAG_KEYS,
+                "kind",
+                "exit_layer",
+                "gamma",
+                "cache_reuse",
+                "stage_boundaries",
+                "exit_stage",
+                "devices",
+            ),
+            ("kind",),
+        )
         d = {k: v for k, v in d.items() if k not in TAG_KEYS}
         for name in ("stage_boundaries", "devices"):
             if d.get(name) is not None:

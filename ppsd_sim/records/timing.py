@@ -31,9 +31,11 @@ class Timing:
 
     def scaled(self, factor: float) -> Timing:
         """The same timing multiplied by a factor (samples dropped: they were not measured)."""
-        return Timing(self.median * factor,
-                      None if self.lo is None else self.lo * factor,
-                      None if self.hi is None else self.hi * factor)
+        return Timing(
+            self.median * factor,
+            None if self.lo is None else self.lo * factor,
+            None if self.hi is None else self.hi * factor,
+        )
 
     def to_dict(self) -> dict[str, Any] | float:
         if self.lo is None and self.hi is None and not self.samples:
@@ -59,12 +61,18 @@ class Timing:
         lo = None if lo is None else _check.number(_check.join(where, "lo"), lo, lo=0.0)
         hi = None if hi is None else _check.number(_check.join(where, "hi"), hi, lo=0.0)
         if lo is not None and lo > median:
-            raise ConfigError(_check.join(where, "lo"), f"must be <= median ({median:g}), got {lo:g}")
+            raise ConfigError(
+                _check.join(where, "lo"), f"must be <= median ({median:g}), got {lo:g}"
+            )
         if hi is not None and hi < median:
-            raise ConfigError(_check.join(where, "hi"), f"must be >= median ({median:g}), got {hi:g}")
+            raise ConfigError(
+                _check.join(where, "hi"), f"must be >= median ({median:g}), got {hi:g}"
+            )
         samples = tuple(
             _check.number(f"{_check.join(where, 'samples')}[{i}]", s, lo=0.0)
-            for i, s in enumerate(_check.sequence(_check.join(where, "samples"), d.get("samples", ())))
+            for i, s in enumerate(
+                _check.sequence(_check.join(where, "samples"), d.get("samples", ()))
+            )
         )
         return cls(median, lo, hi, samples)
 

@@ -1,0 +1,226 @@
+"""SimPy model of PPSD: k pipeline stages, drafting at the exit stage, verifying at the last.
+
+Entities: one process per stage, each with an inbox; tokens are small records carrying an
+epoch (bumped by every flush) and the time they are ready at the stage (sent time + hop).
+Events: a stage finishing a token; the last stage judging the draft behind it; on a
+rejection, a flush that reaches the last stage at once and every other stage one hop later,
+abandons the work in progress there, crops the cache and restarts stage 1 with the verified
+token. Stages mapped to the same device share a ``simpy.Resource`` and so contend.
+
+To stay fast (>100k tokens/s) a stage takes its next input without an event when one is
+already waiting, and a hop is a ready-time stamp rather than an event of its own.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import simpy
+
+from ppsd_sim.acceptance.sampler import AcceptanceSampler, RunCursor
+from ppsd_sim.costs import PpsdCosts
+from ppsd_sim.engines.result import EngineResult, Span, observed_from_runs
+
+
+@dataclass(slots=True)
+class _Item:
+    ready: float
+    epoch: int
+    index: int  # token number in the run (for timelines); -1 for a crop job
+    crop: bool = False
+
+
+class _Inbox:
+    """FIFO with an optional wake-up event; no event at all when an item is waiting."""
+
+    __slots__ = ("env", "items", "waiter")
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.items: deque[_Item] = deque()
+        self.waiter: simpy.Event | None = None
+
+    def put(self, item: _Item) -> None:
+        self.items.append(item)
+        w = self.waiter
+        if w is not None:
+            self.waiter = None
+            w.succeed()
+
+
+class _PpsdModel:
+    def __init__(
+        self, costs: PpsdCosts, sampler: AcceptanceSampler, n_tokens: int, timeline: bool
+    ) -> None:
+        self.c = costs
+        self.env = env = simpy.Environment()
+        self.n = n_tokens
+        k = costs.k
+        self.inbox = [_Inbox(env) for _ in range(k)]
+        self.known_epoch = [0] * k  # the epoch each stage has been told about
+        self.epoch = 0
+        self.current: list[_Item | None] = [None] * k
+        self.busy = [0.0] * k
+        self.wasted = [0.0] * k
+        self.started = [0.0] * k
+        self.epoch_work = [0.0] * k  # finished work on tokens of the epoch a stage knows
+        self.epoch_commits = 0  # tokens committed in the current epoch
+        self.spans: list[Span] | None = [] if timeline else None
+        self.cursor = RunCursor(sampler)
+        self.runs: list[int] = []
+        self.run_accepts = 0
+        self.committed = 0
+        self.next_index = 1
+        self.done = env.event()
+        shared = {d for d in costs.devices if costs.devices.count(d) > 1}
+        pool = {d: simpy.Resource(env, capacity=1) for d in shared}
+        self.device = [pool.get(d) for d in costs.devices]
+        self.procs = [env.process(self._stage(s)) for s in range(k)]
+        self.inbox[0].put(_Item(0.0, 0, 0))
+
+    # ---- the stage process ---------------------------------------------------------------------
+    def _stage(self, s: int):
+        env, c, inbox = self.env, self.c, self.inbox[s]
+        items, known, spans = inbox.items, self.known_epoch, self.spans
+        last = s == c.k - 1
+        dev = self.device[s]
+        dur = c.busy_per_token(s)
+        # Where this stage's output goes is decided at the start of each step (a flush arriving
+        # earlier makes the receivers drop it): the hidden state after the layers and, at the
+        # exit stage, the next draft after the EE head.
+        down = None if last else self.inbox[s + 1]
+        down_after = c.compute[s] + c.hop
+        draft_to = self.inbox[0] if s == c.exit_stage else None
+        draft_after = c.compute[s] + c.ee_head + (c.hop if s > 0 else 0.0)
+        while True:
+            if not items:
+                inbox.waiter = env.event()
+                yield inbox.waiter
+                continue
+            item = items.popleft()
+            if not item.crop and item.epoch != known[s]:
+                continue  # flushed before it started here
+            req = None
+            try:
+                if dev is not None:  # shared device: wait for the input, then for the device
+                    if item.ready > env.now:
+                        yield env.timeout(item.ready - env.now)
+                    if not item.crop and item.epoch != known[s]:
+                        continue
+                    req = dev.request()
+                    yield req
+                    if not item.crop and item.epoch != known[s]:
+                        continue
+                now = env.now
+                start = item.ready if item.ready > now else now
+                self.current[s], self.started[s] = item, start
+                if item.crop:
+                    yield env.timeout(start - now + c.flush)
+                    self.busy[s] += c.flush
+                    if spans is not None:
+                        spans.append(Span(s, start, start + c.flush, "crop", "crop"))
+                    continue
+                if down is not None:
+                    down.put(_Item(start + down_after, item.epoch, item.index))
+                if draft_to is not None:
+                    draft_to.put(_Item(start + draft_after, item.epoch, self.next_index))
+                    self.next_index += 1
+                yield env.timeout(start - now + dur)
+                self.busy[s] += dur
+                self.epoch_work[s] += dur
+                if spans is not None:
+                    spans.append(Span(s, start, start + dur, f"token {item.index}", "compute"))
+                if last:
+                    self._judge(item)
+            except simpy.Interrupt:
+                if self.current[s] is not None:
+                    elapsed = max(0.0, env.now - self.started[s])
+                    self.busy[s] += elapsed
+                    self.wasted[s] += elapsed
+                    if spans is not None and elapsed > 0:
+                        spans.append(
+                            Span(
+                                s,
+                                self.started[s],
+                                env.now,
+                                f"token {item.index} (flushed)",
+                                "wasted",
+                            )
+                        )
+            finally:
+                self.current[s] = None
+                if req is not None:
+                    if req.triggered:
+                        dev.release(req)
+                    else:
+                        req.cancel()
+
+    # ---- verification ----------------------------------------------------------------------------
+    def _judge(self, item: _Item) -> None:
+        self.committed += 1
+        self.epoch_commits += 1
+        if self.committed >= self.n:
+            self.done.succeed()
+            return
+        if self.cursor.judge():
+            self.run_accepts += 1
+            return
+        self.runs.append(self.run_accepts)
+        self.run_accepts = 0
+        self._flush()
+
+    def _flush(self) -> None:
+        env, c = self.env, self.c
+        self.epoch += 1
+        epoch, k = self.epoch, c.k
+        kept, self.epoch_commits = self.epoch_commits, 0
+        self._close_epoch(k - 1, kept)
+        self.known_epoch[k - 1] = epoch
+        self.inbox[k - 1].put(_Item(env.now, epoch, -1, crop=True))
+        verified = _Item(0.0, epoch, self.next_index)
+        self.next_index += 1
+
+        def notify(_event: object = None) -> None:
+            now = env.now
+            for s in range(k - 1):
+                self._close_epoch(s, kept)
+                self.known_epoch[s] = epoch
+                cur = self.current[s]
+                if cur is not None and not cur.crop and cur.epoch != epoch:
+                    self.procs[s].interrupt("flush")
+                self.inbox[s].put(_Item(now, epoch, -1, crop=True))
+            verified.ready = now
+            self.inbox[0].put(verified)
+
+        if c.hop > 0:
+            env.timeout(c.hop).callbacks.append(notify)
+        else:
+            notify()
+
+    def _close_epoch(self, s: int, kept: int) -> None:
+        """A stage learns of a flush: what it finished for tokens beyond the ``kept`` committed
+        ones of the old epoch was wasted (each token costs the stage exactly its step time)."""
+        lost = self.epoch_work[s] - kept * self.c.busy_per_token(s)
+        if lost > 1e-15:
+            self.wasted[s] += lost
+        self.epoch_work[s] = 0.0
+
+    def run(self) -> EngineResult:
+        env = self.env
+        env.run(until=self.done)
+        end = env.now
+        for s in range(self.c.k):  # work in progress when the run ends still counts as busy
+            if self.current[s] is not None:
+                self.busy[s] += max(0.0, end - self.started[s])
+        obs = observed_from_runs(self.runs, self.run_accepts)
+        return EngineResult(
+            self.n, end, obs, self.busy, self.wasted, len(self.runs), spans=self.spans
+        )
+
+
+def run_ppsd(
+    costs: PpsdCosts, sampler: AcceptanceSampler, n_tokens: int, *, timeline: bool = False
+) -> EngineResult:
+    """Simulate ``n_tokens`` commits of PPSD; stops at the n-th commit."""
+    return _PpsdModel(costs, sampler, n_tokens, timeline).run()

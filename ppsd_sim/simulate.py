@@ -1,0 +1,135 @@
+"""The simulator's front door: (profile, scheme, acceptance) → RunRecord.
+
+Engines: ``simpy`` (the discrete-event reference), ``fast`` (exact vectorised recurrences;
+PPSD needs one device per stage) and ``auto`` (fast where it is exact, SimPy otherwise).
+Every record names its engine and its baseline (AR on the same profile).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ppsd_sim import analytic
+from ppsd_sim.acceptance.sampler import AcceptanceSampler
+from ppsd_sim.costs import ar_costs, eesd_costs, ppsd_costs
+from ppsd_sim.engines import fast, simpy_ppsd, simpy_sequential
+from ppsd_sim.engines.result import EngineResult, Span
+from ppsd_sim.errors import ConfigError
+from ppsd_sim.records import _check
+from ppsd_sim.records.acceptance_spec import AcceptanceSpec
+from ppsd_sim.records.profile import HardwareProfile
+from ppsd_sim.records.run_record import RunRecord
+from ppsd_sim.records.scheme import SchemeConfig
+
+ENGINES = ("simpy", "fast", "auto")
+BASELINE = "ar_same_profile"
+MAX_TOKENS = 10**9
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """A simulated run: the record, and the stage timeline when one was asked for."""
+
+    record: RunRecord
+    spans: list[Span] | None = None
+
+
+def choose_engine(scheme: SchemeConfig, profile: HardwareProfile, engine: str) -> str:
+    """Resolve ``auto``; refuse ``fast`` where it would not be exact."""
+    engine = _check.choice("engine", engine, ENGINES)
+    exact = scheme.kind != "ppsd" or ppsd_costs(profile, scheme).dedicated
+    if engine == "fast" and not exact:
+        raise ConfigError(
+            "engine", "'fast' needs one device per PPSD stage; use 'simpy' (or 'auto')"
+        )
+    if engine == "auto":
+        return "fast" if exact else "simpy"
+    return engine
+
+
+def simulate(
+    profile: HardwareProfile,
+    scheme: SchemeConfig,
+    acceptance: AcceptanceSpec | None = None,
+    *,
+    tokens: int = 10_000,
+    seed: int = 0,
+    engine: str = "simpy",
+    timeline: bool = False,
+) -> Simulation:
+    """Simulate ``tokens`` committed tokens. Same inputs and seed → identical record."""
+    if not isinstance(profile, HardwareProfile):
+        raise ConfigError("profile", "must be a HardwareProfile")
+    if not isinstance(scheme, SchemeConfig):
+        raise ConfigError("scheme", "must be a SchemeConfig")
+    tokens = _check.integer("tokens", tokens, lo=1, hi=MAX_TOKENS)
+    seed = _check.integer("seed", seed, lo=0)
+    scheme.check_layers(profile.n_layers)
+    if scheme.kind != "ar" and acceptance is None:
+        raise ConfigError("acceptance", f"is required for {scheme.kind.upper()}")
+    if acceptance is not None and not isinstance(acceptance, AcceptanceSpec):
+        raise ConfigError("acceptance", "must be an AcceptanceSpec")
+    used = choose_engine(scheme, profile, engine)
+    if timeline and used != "simpy":
+        raise ConfigError("engine", "a timeline needs the SimPy engine")
+
+    res = _run(profile, scheme, acceptance, tokens, seed, used, timeline)
+    ar_time = tokens * ar_costs(profile).token
+    speed = ar_time / res.time_s if res.time_s > 0 else float("inf")
+    notes = dict(res.notes)
+    iid = acceptance is not None and acceptance.kind == "iid"
+    if iid and (
+        scheme.kind == "eesd" or (scheme.kind == "ppsd" and ppsd_costs(profile, scheme).dedicated)
+    ):
+        notes["closed_form_speedup"] = analytic.speedup(profile, scheme, acceptance.alpha)
+    if scheme.kind == "eesd" and eesd_costs(profile, scheme).verify_extrapolated:
+        notes["extrapolated"] = (
+            f"verify latency for {scheme.gamma + 1} tokens lies beyond the profiled sizes"
+        )
+    record = RunRecord(
+        origin="simulated",
+        engine=used,
+        scheme=scheme,
+        tokens=tokens,
+        time_s=res.time_s,
+        acceptance=acceptance if scheme.kind != "ar" else None,
+        profile=profile,
+        seed=seed,
+        speedups={BASELINE: speed},
+        baseline=BASELINE,
+        acceptance_observed=res.observed if scheme.kind != "ar" else None,
+        stage_busy_s=tuple(float(b) for b in res.busy_s),
+        stage_wasted_s=tuple(float(w) for w in res.wasted_s),
+        flushes=res.flushes,
+        rounds=res.rounds,
+        notes=notes,
+    )
+    return Simulation(record, res.spans)
+
+
+def _run(
+    profile: HardwareProfile,
+    scheme: SchemeConfig,
+    acceptance: AcceptanceSpec | None,
+    tokens: int,
+    seed: int,
+    engine: str,
+    timeline: bool,
+) -> EngineResult:
+    if scheme.kind == "ar":
+        costs = ar_costs(profile)
+        return (
+            simpy_sequential.run_ar(costs, tokens, timeline=timeline)
+            if engine == "simpy"
+            else fast.run_ar(costs, tokens)
+        )
+    sampler = AcceptanceSampler(acceptance, seed)
+    if scheme.kind == "eesd":
+        costs = eesd_costs(profile, scheme)
+        if engine == "simpy":
+            return simpy_sequential.run_eesd(costs, sampler, tokens, timeline=timeline)
+        return fast.run_eesd(costs, sampler, tokens)
+    costs = ppsd_costs(profile, scheme)
+    if engine == "simpy":
+        return simpy_ppsd.run_ppsd(costs, sampler, tokens, timeline=timeline)
+    return fast.run_ppsd(costs, sampler, tokens)
