@@ -19,10 +19,17 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("ppsd_sim.cli.sim_cmd", "simulate AR/EESD/PPSD from latencies and acceptance"),
     "run": ("ppsd_real.cli_run", "run AR/EESD/PPSD on a real transformers model and measure them"),
     "profile": ("ppsd_real.cli_profile", "measure a HardwareProfile of a model on this machine"),
+    "sweep": ("ppsd_sim.sweep.cli", "run a grid of simulations into one resumable Parquet table"),
+    "plan": ("analysis.cli_plan", "search exit layer, scheme, stages and γ for the best predicted speed"),
+    "report": ("analysis.cli_report", "build an HTML + Markdown report from a folder of records"),
 }
 
 #: what to install when a subcommand's module cannot be imported
-_EXTRAS = {"ppsd_real": "pip install torch==2.13.0 && pip install -e '.[real]'"}
+_EXTRAS = {
+    "ppsd_real": "pip install torch==2.13.0 && pip install -e '.[real]'",
+    "analysis": "pip install -e '.[analysis]'",
+    "ppsd_sim": "pip install -e '.[sweep]'",
+}
 
 
 class _Parser(argparse.ArgumentParser):
