@@ -54,6 +54,10 @@ class Timing:
         """A bare number (seconds) or {median, lo?, hi?, samples?}."""
         if isinstance(data, int | float) and not isinstance(data, bool):
             return cls(_check.number(where, data, lo=0.0))
+        if not isinstance(data, dict):
+            raise ConfigError(
+                where, f"must be a number of seconds or {{median, lo, hi, samples}}, got {data!r}"
+            )
         d = _check.mapping(where, data, ("median", "lo", "hi", "samples"), ("median",))
         median = _check.number(_check.join(where, "median"), d["median"], lo=0.0)
         lo = d.get("lo")
