@@ -77,7 +77,7 @@ def test_config_file_drives_the_run(tmp_path, capsys):
         "schemes:\n  - {kind: ppsd, stage_boundaries: [4, 8]}\n"
         "acceptance: {kind: iid, alpha: 1.0}\ntokens: 1000\nengine: fast\n"
     )
-    code, _, err = run_cli(["sim", "--config", str(cfg), "--json"], capsys)
+    code, stdout, err = run_cli(["sim", "--config", str(cfg), "--json"], capsys)
     assert code == 0, err
     (rec,) = json.loads(stdout)
     assert rec["speedup"] == pytest.approx(2.0, rel=1e-3)  # ideal 2 stages at α = 1
