@@ -1,0 +1,144 @@
+"""The results table's columns, and one row per point (result or failure).
+
+Pure Python (no pyarrow), so the worker side stays light; ``store`` maps the column kinds to
+a fixed Parquet schema, identical in every part file whatever the spec was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from ppsd_sim.errors import ConfigError
+from ppsd_sim.records.run_record import RunRecord
+from ppsd_sim.sweep.params import PARAMS
+from ppsd_sim.sweep.points import SimInputs
+
+#: (column, kind); kind is float | int | bool | str. Lists are stored as JSON text.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("point_id", "str"),
+    ("status", "str"),  # ok | failed
+    ("error_type", "str"),
+    ("error_field", "str"),
+    ("error", "str"),
+    *((p.col, "str" if p.kind == "list" else p.kind) for p in PARAMS.values()),
+    ("profile_sha256", "str"),
+    ("acceptance_sha256", "str"),
+    ("seed", "int"),
+    # derived from the built config
+    ("n_layers", "int"),
+    ("n_stages", "int"),
+    ("draft_exit_layer", "int"),
+    ("stage_boundaries", "str"),
+    ("alpha_mean", "float"),
+    # results
+    ("engine", "str"),  # which engine answered: closed_form | fast | simpy
+    ("time_s", "float"),
+    ("tokens_per_s", "float"),
+    ("speedup", "float"),  # vs AR on the same profile
+    ("closed_form_speedup", "float"),
+    ("acceptance_rate", "float"),
+    ("acceptance_judged", "int"),
+    ("acceptance_accepted", "int"),
+    ("flushes", "int"),
+    ("rounds", "int"),
+    ("stage_busy_fraction", "str"),
+    ("busy_fraction_max", "float"),
+    ("extrapolated", "bool"),
+    # how it ran (differs between runs of the same point)
+    ("sim_ms", "float"),
+    ("worker", "str"),
+    ("finished_unix", "float"),
+    ("config_json", "str"),
+)
+COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
+#: columns that describe the run, not the result: excluded when comparing two tables
+RUN_COLUMNS = ("sim_ms", "worker", "finished_unix")
+
+
+def _flat_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for name, value in cfg.items():
+        param = PARAMS.get(name)
+        col = param.col if param else name
+        row[col] = json.dumps(value) if isinstance(value, list) else value
+    return row
+
+
+def ok_row(
+    point_id: str,
+    canonical: str,
+    cfg: dict[str, Any],
+    inp: SimInputs,
+    result: dict[str, Any],
+) -> dict[str, Any]:
+    """A finished point: its flattened config, derived shape and results."""
+    scheme, acc = inp.scheme, inp.acceptance
+    row = {
+        "point_id": point_id,
+        "status": "ok",
+        **_flat_config(cfg),
+        "n_layers": inp.profile.n_layers,
+        "n_stages": scheme.n_stages,
+        "draft_exit_layer": scheme.draft_exit_layer,
+        "stage_boundaries": json.dumps(list(scheme.stage_boundaries))
+        if scheme.kind == "ppsd"
+        else None,
+        "alpha_mean": acc.mean_alpha if acc is not None else None,
+        **result,
+        "config_json": canonical,
+    }
+    return row
+
+
+def record_result(record: RunRecord) -> dict[str, Any]:
+    """The result columns of a simulated RunRecord."""
+    obs = record.acceptance_observed
+    busy = record.stage_busy_fraction
+    rate = obs.rate if obs is not None and obs.judged else None
+    return {
+        "engine": record.engine,
+        "time_s": record.time_s,
+        "tokens_per_s": _finite(record.tokens_per_s),
+        "speedup": _finite(record.speedup),
+        "closed_form_speedup": record.notes.get("closed_form_speedup"),
+        "acceptance_rate": rate,
+        "acceptance_judged": obs.judged if obs is not None else None,
+        "acceptance_accepted": obs.accepted if obs is not None else None,
+        "flushes": record.flushes,
+        "rounds": record.rounds,
+        "stage_busy_fraction": json.dumps(list(busy)),
+        "busy_fraction_max": max(busy) if busy else None,
+        "extrapolated": "extrapolated" in record.notes,
+    }
+
+
+def closed_form_result(tokens: int, tokens_per_s: float, speedup: float) -> dict[str, Any]:
+    """Result columns when the closed form answered (long-run rates; no sampled statistics)."""
+    return {
+        "engine": "closed_form",
+        "time_s": tokens / tokens_per_s if tokens_per_s > 0 else None,
+        "tokens_per_s": _finite(tokens_per_s),
+        "speedup": _finite(speedup),
+        "closed_form_speedup": _finite(speedup),
+    }
+
+
+def failed_row(
+    point_id: str, canonical: str, cfg: dict[str, Any], err: Exception
+) -> dict[str, Any]:
+    """A point that could not be built or simulated: its config and the reason."""
+    return {
+        "point_id": point_id,
+        "status": "failed",
+        "error_type": type(err).__name__,
+        "error_field": err.field if isinstance(err, ConfigError) else None,
+        "error": str(err) or type(err).__name__,
+        **_flat_config(cfg),
+        "config_json": canonical,
+    }
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
