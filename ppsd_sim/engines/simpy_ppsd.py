@@ -66,6 +66,7 @@ class _PpsdModel:
         self.started = [0.0] * k
         self.epoch_work = [0.0] * k  # finished work on tokens of the epoch a stage knows
         self.epoch_commits = 0  # tokens committed in the current epoch
+        self.free_at = [0.0] * k  # dedicated devices: a crop makes the stage busy until then
         self.spans: list[Span] | None = [] if timeline else None
         self.cursor = RunCursor(sampler)
         self.runs: list[int] = []
@@ -114,6 +115,8 @@ class _PpsdModel:
                         continue
                 now = env.now
                 start = item.ready if item.ready > now else now
+                if self.free_at[s] > start:  # a crop (dedicated device) still running
+                    start = self.free_at[s]
                 self.current[s], self.started[s] = item, start
                 if item.crop:
                     yield env.timeout(start - now + c.flush)
@@ -177,7 +180,7 @@ class _PpsdModel:
         kept, self.epoch_commits = self.epoch_commits, 0
         self._close_epoch(k - 1, kept)
         self.known_epoch[k - 1] = epoch
-        self.inbox[k - 1].put(_Item(env.now, epoch, -1, crop=True))
+        self._crop(k - 1, env.now)
         verified = _Item(0.0, epoch, self.next_index)
         self.next_index += 1
 
@@ -189,7 +192,7 @@ class _PpsdModel:
                 cur = self.current[s]
                 if cur is not None and not cur.crop and cur.epoch != epoch:
                     self.procs[s].interrupt("flush")
-                self.inbox[s].put(_Item(now, epoch, -1, crop=True))
+                self._crop(s, now)
             verified.ready = now
             self.inbox[0].put(verified)
 
@@ -197,6 +200,21 @@ class _PpsdModel:
             env.timeout(c.hop).callbacks.append(notify)
         else:
             notify()
+
+    def _crop(self, s: int, now: float) -> None:
+        """Stage s crops its KV cache from ``now``. On a shared device the crop is a job that
+        must win the device; on a dedicated one it just delays the stage's next start (the
+        stage is idle or abandoning stale work), which costs no event."""
+        if self.device[s] is not None:
+            self.inbox[s].put(_Item(now, self.epoch, -1, crop=True))
+            return
+        f = self.c.flush
+        if f <= 0:
+            return
+        self.free_at[s] = now + f
+        self.busy[s] += f
+        if self.spans is not None:
+            self.spans.append(Span(s, now, now + f, "crop", "crop"))
 
     def _close_epoch(self, s: int, kept: int) -> None:
         """A stage learns of a flush: what it finished for tokens beyond the ``kept`` committed
