@@ -1,0 +1,159 @@
+"""``ppsd plan``: the best exit layer, scheme, stage split and γ for a profile, an acceptance
+curve and a number of devices (see ``analysis.planner``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from analysis.curves import AcceptanceCurve, illustrative_curve, parse_curve, read_curve
+from analysis.planner import Plan, plan
+from ppsd_sim.errors import ConfigError
+from ppsd_sim.examples import example_profile
+from ppsd_sim.records import _check
+from ppsd_sim.records.io import dumps, load_document, write_record
+from ppsd_sim.records.profile import HardwareProfile
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.epilog = (
+        "With no arguments: the embedded example profile (32 layers, illustrative latencies), "
+        "an illustrative α(E) curve and 4 devices. Predictions use the closed forms (i.i.d. "
+        "acceptance, one device per PPSD stage) and the top configurations are confirmed by "
+        "simulation. Exit code 1 when no configuration meets --min-tokens-per-s."
+    )
+    g = p.add_argument_group("inputs")
+    g.add_argument("--profile", help="HardwareProfile JSON/YAML (default: embedded example)")
+    g.add_argument(
+        "--synth",
+        metavar="MODEL@DEVICE",
+        help="synthesise the profile from shipped data, e.g. llama-2-70b@h100-sxm "
+        "(see `ppsd plan --list-synth`)",
+    )
+    g.add_argument("--list-synth", action="store_true", help="list shipped models and devices")
+    g.add_argument("--curve", help="α at exit layers as exit:alpha pairs, e.g. 4:0.4,8:0.6,16:0.8")
+    g.add_argument("--curve-file", help="JSON/YAML with 'exits' and 'alphas' lists")
+    g.add_argument("--exits", help="only consider these exit layers (comma-separated)")
+    s = p.add_argument_group("question")
+    s.add_argument("--devices", type=int, default=4, help="devices available (default 4)")
+    s.add_argument(
+        "--target",
+        choices=("max-speed", "min-devices"),
+        default="max-speed",
+        help="fastest configuration, or fewest devices reaching --min-tokens-per-s",
+    )
+    s.add_argument("--min-tokens-per-s", type=float, help="speed to reach (min-devices)")
+    s.add_argument("--max-gamma", type=int, default=12, help="largest EESD γ searched (12)")
+    s.add_argument("--top", type=int, default=8, help="configurations to show (8)")
+    s.add_argument(
+        "--sim-tokens",
+        type=int,
+        default=20_000,
+        help="tokens simulated to confirm each shown configuration (0: skip; default 20000)",
+    )
+    s.add_argument("--seed", type=int, default=0, help="simulation seed (0)")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", help="write the plan as JSON (a CapacityPlan record) here")
+    o.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+
+def _ints(field: str, text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(field, f"must be comma-separated integers, got {text!r}") from None
+
+
+def resolve_profile(args: argparse.Namespace) -> HardwareProfile:
+    """--profile file, --synth MODEL@DEVICE, or the embedded example."""
+    if args.profile and args.synth:
+        raise ConfigError("--synth", "give either --profile or --synth, not both")
+    if args.profile:
+        return HardwareProfile.from_dict(load_document(args.profile, "--profile"), "--profile")
+    if args.synth:
+        from analysis.synth import synthesise_named
+
+        return synthesise_named(args.synth, "--synth")
+    return example_profile()
+
+
+def resolve_curve(args: argparse.Namespace, n_layers: int) -> AcceptanceCurve:
+    if args.curve and args.curve_file:
+        raise ConfigError("--curve", "give either --curve or --curve-file, not both")
+    curve = (
+        parse_curve(args.curve)
+        if args.curve
+        else read_curve(args.curve_file)
+        if args.curve_file
+        else illustrative_curve(n_layers)
+    )
+    if curve.exits[-1] >= n_layers:
+        raise ConfigError(
+            "--curve" if args.curve else "--curve-file",
+            f"exit layers must be < L = {n_layers}, got {curve.exits[-1]}",
+        )
+    return curve
+
+
+def format_plan(pl: Plan) -> str:
+    """A plain-text table of the plan for the terminal."""
+    lines = [
+        f"profile: {pl.profile_source}; α(E): {pl.curve.label()}",
+        f"AR: {pl.ar_tokens_per_s:.1f} tokens/s; {pl.evaluated} configurations searched, "
+        f"≤ {pl.devices} device(s), target {pl.target}"
+        + (f" ≥ {pl.min_tokens_per_s:g} tokens/s" if pl.min_tokens_per_s else ""),
+    ]
+    if pl.curve.source == "illustrative":
+        lines.append("note: α(E) is illustrative, not measured; pass --curve or --curve-file")
+    if pl.message:
+        lines.append(pl.message)
+    head = (
+        f"{'#':>2}  {'configuration':<22} {'layout':<18} {'dev':>3} {'α':>6} {'tok/s':>8} "
+        f"{'speedup':>8} {'sim':>6} {'b-even α':>8} {'α−.05':>6} {'α+.05':>6}  status"
+    )
+    lines += ["", head, "-" * len(head)]
+    for i, c in enumerate(pl.candidates, 1):
+        s = c.scheme
+        layout = (
+            ",".join(map(str, s.stage_boundaries))
+            if s.kind == "ppsd"
+            else (f"γ={s.gamma}" if s.kind == "eesd" else "-")
+        )
+        f = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+        lines.append(
+            f"{i:>2}  {s.label():<22} {layout:<18} {c.devices:>3} {f(c.alpha, '.3f'):>6} "
+            f"{c.tokens_per_s:>8.1f} {c.speedup:>7.2f}× {f(c.simulated_speedup, '.2f'):>6} "
+            f"{f(c.break_even_alpha, '.3f'):>8} {f(c.speedup_alpha_lo, '.2f'):>6} "
+            f"{f(c.speedup_alpha_hi, '.2f'):>6}  {c.status}"
+        )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list_synth:
+        from analysis.devices import list_devices, list_models
+
+        print("models: " + ", ".join(list_models()))
+        print("devices: " + ", ".join(list_devices()))
+        return 0
+    _check.integer("--devices", args.devices, lo=1, hi=4096)
+    profile = resolve_profile(args)
+    curve = resolve_curve(args, profile.n_layers)
+    exits = _ints("--exits", args.exits) if args.exits else None
+    pl = plan(
+        profile,
+        curve,
+        args.devices,
+        target=args.target.replace("-", "_"),
+        min_tokens_per_s=args.min_tokens_per_s,
+        max_gamma=args.max_gamma,
+        top=args.top,
+        sim_tokens=args.sim_tokens,
+        seed=args.seed,
+        exits=exits,
+    )
+    if args.out:
+        write_record(args.out, pl.to_dict())
+    print(dumps(pl.to_dict()) if args.json else format_plan(pl), end="" if args.json else "\n")
+    if args.out and not args.json:
+        print(f"plan written to {args.out}")
+    return 0 if pl.met else 1

@@ -1,0 +1,140 @@
+"""Acceptance curves α(E): the per-token acceptance of a draft taken after exit layer E.
+
+The planner needs α at every exit it considers; measurements give it at a few exits, so the
+curve interpolates linearly between them and holds the end values flat outside (never
+extrapolating a trend past what was given).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ppsd_sim.errors import ConfigError
+from ppsd_sim.records import _check
+from ppsd_sim.records.io import load_document
+
+CURVE_SOURCES = ("measured", "given", "illustrative")
+
+
+@dataclass(frozen=True)
+class AcceptanceCurve:
+    """α (i.i.d., conditional per-token rate) at given exit layers, strictly increasing E."""
+
+    exits: tuple[int, ...]
+    alphas: tuple[float, ...]
+    source: str = "given"
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        ex = [
+            _check.integer(f"curve.exits[{i}]", e, lo=1)
+            for i, e in enumerate(_check.sequence("curve.exits", self.exits, min_len=1))
+        ]
+        al = [
+            _check.probability(f"curve.alphas[{i}]", a)
+            for i, a in enumerate(_check.sequence("curve.alphas", self.alphas, min_len=1))
+        ]
+        if len(ex) != len(al):
+            raise ConfigError("curve.alphas", f"needs one α per exit ({len(ex)}), got {len(al)}")
+        if any(b <= a for a, b in itertools.pairwise(ex)):
+            raise ConfigError("curve.exits", f"must be strictly increasing, got {ex}")
+        _check.choice("curve.source", self.source, CURVE_SOURCES)
+        object.__setattr__(self, "exits", tuple(ex))
+        object.__setattr__(self, "alphas", tuple(al))
+
+    def alpha(self, exit_layer: int) -> float:
+        """α at exit E (linear interpolation, flat beyond the given range)."""
+        return float(np.interp(exit_layer, self.exits, self.alphas))
+
+    def interpolated(self, exit_layer: int) -> bool:
+        """True when α(E) was not given directly (interpolated or held flat)."""
+        return exit_layer not in self.exits
+
+    def label(self) -> str:
+        """Short description: every point when few, about six evenly spaced ones otherwise."""
+        idx = range(len(self.exits))
+        if len(self.exits) > 8:
+            step = -(-len(self.exits) // 6)
+            idx = sorted({*range(0, len(self.exits), step), len(self.exits) - 1})
+        pts = ", ".join(f"E={self.exits[i]}: {self.alphas[i]:.2f}" for i in idx)
+        more = "" if len(idx) == len(self.exits) else ", …"
+        return f"{self.source} α(E) [{pts}{more}]"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "record": "AcceptanceCurve",
+            "exits": list(self.exits),
+            "alphas": list(self.alphas),
+            "source": self.source,
+            "note": self.note,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "curve") -> AcceptanceCurve:
+        d = _check.mapping(
+            where, data, ("record", "exits", "alphas", "source", "note"), ("exits", "alphas")
+        )
+        try:
+            return cls(
+                tuple(_check.sequence(f"{where}.exits", d["exits"])),
+                tuple(_check.sequence(f"{where}.alphas", d["alphas"])),
+                d.get("source", "given"),
+                d.get("note", ""),
+            )
+        except ConfigError as err:
+            if where != "curve":
+                raise ConfigError(err.field.replace("curve", where, 1), err.message) from None
+            raise
+
+
+def parse_curve(text: str, field: str = "--curve") -> AcceptanceCurve:
+    """``"4:0.5,8:0.7,16:0.9"`` (exit:α pairs) → a curve."""
+    pairs = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            e, a = part.split(":")
+            pairs.append((int(e), float(a)))
+        except ValueError:
+            raise ConfigError(
+                field, f"must be comma-separated exit:alpha pairs like 8:0.7, got {part!r}"
+            ) from None
+    if not pairs:
+        raise ConfigError(field, "needs at least one exit:alpha pair")
+    pairs.sort()
+    try:
+        return AcceptanceCurve(tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))
+    except ConfigError as err:
+        raise ConfigError(field, err.message) from None
+
+
+def read_curve(path: str | Path, field: str = "--curve-file") -> AcceptanceCurve:
+    """A JSON/YAML file with ``exits`` and ``alphas`` lists."""
+    try:
+        return AcceptanceCurve.from_dict(load_document(path, field), field)
+    except ConfigError as err:
+        if err.field.startswith(field):
+            raise
+        raise ConfigError(field, str(err)) from None
+
+
+def illustrative_curve(n_layers: int) -> AcceptanceCurve:
+    """A made-up but plausible shape for demos: α(E) = 0.95·(1 − exp(−4E/L)), near 0 for the
+    shallowest exits and rising with depth (0.60 at E = L/4, 0.82 at L/2, for any L).
+    Not a measurement: every report and plan that uses it says so."""
+    n_layers = _check.integer("n_layers", n_layers, lo=2)
+    exits = tuple(range(1, n_layers))
+    alphas = tuple(round(0.95 * (1.0 - math.exp(-4.0 * e / n_layers)), 6) for e in exits)
+    return AcceptanceCurve(
+        exits,
+        alphas,
+        source="illustrative",
+        note="α(E) = 0.95·(1 − exp(−4E/L)): an illustrative shape, not a measurement",
+    )

@@ -1,0 +1,153 @@
+"""Matplotlib figures for reports, drawn on explicit Figure objects (no pyplot global state)
+with the Agg backend, returned as PNG bytes so HTML can embed them and Markdown can link them."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from analysis.grids import Grid
+from ppsd_sim.engines.result import Span
+
+DPI = 110
+CATEGORY_COLOURS = {
+    "compute": "#4C72B0",
+    "draft": "#4C72B0",
+    "verify": "#55A868",
+    "ee_head": "#8172B2",
+    "final_head": "#55A868",
+    "wasted": "#E8A33D",
+    "crop": "#C44E52",
+}
+CATEGORY_LABELS = {
+    "compute": "useful work",
+    "wasted": "flushed (wrong branch)",
+    "crop": "KV crop after a rejection",
+    "ee_head": "early-exit head",
+    "final_head": "final head",
+    "draft": "draft",
+    "verify": "verify",
+}
+
+
+def png(fig: Figure) -> bytes:
+    """Render a Figure to PNG bytes."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def heatmap(grid: Grid, profile_label: str) -> Figure:
+    """Speedup over α × exit layer, red below 1 (slower than AR), blue above, with the 1.0
+    contour drawn so the losing region is obvious."""
+    fig = Figure(figsize=(6.4, 4.4))
+    ax = fig.add_subplot()
+    s = grid.speedup
+    vmax = max(1.05, float(np.nanmax(s)))
+    vmin = min(0.95, float(np.nanmin(s)))
+    norm = TwoSlopeNorm(vcenter=1.0, vmin=vmin, vmax=vmax)
+    mesh = ax.pcolormesh(grid.exits, grid.alphas, s, cmap="RdBu", norm=norm, shading="nearest")
+    cb = fig.colorbar(mesh, ax=ax)
+    cb.set_label("speedup over AR (×)")
+    if np.nanmin(s) < 1.0 < np.nanmax(s):
+        cs = ax.contour(grid.exits, grid.alphas, s, levels=[1.0], colors="black", linewidths=1.6)
+        ax.clabel(cs, fmt={1.0: "1.0× (break-even)"}, fontsize=8)
+    else:
+        side = "above" if np.nanmin(s) >= 1.0 else "below"
+        ax.text(
+            0.02, 0.02, f"everywhere {side} 1.0×", transform=ax.transAxes, fontsize=8,
+            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
+        )  # fmt: skip
+    ax.set_xlabel("exit layer E (layers the drafter runs)")
+    ax.set_ylabel("acceptance α (i.i.d., per token)")
+    ax.set_title(f"{grid.title}: predicted speedup\n{profile_label}", fontsize=10)
+    return fig
+
+
+def break_even(exits: Sequence[int], curves: dict[str, list[float | None]], label: str) -> Figure:
+    """Break-even α against exit layer, one line per scheme variant; gaps where the scheme
+    never reaches AR speed."""
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.add_subplot()
+    styles = ["-", "--", "-.", ":"]
+    for i, (name, ys) in enumerate(curves.items()):
+        y = np.array([np.nan if v is None else v for v in ys], dtype=float)
+        colour = "#C44E52" if name.startswith("EESD") else "#4C72B0"
+        ax.plot(exits, y, styles[i % len(styles)], color=colour, label=name, lw=1.8)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("exit layer E")
+    ax.set_ylabel("break-even α (speedup = 1)")
+    ax.set_title(f"Acceptance needed to beat AR\n{label}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def gantt(
+    panels: Sequence[tuple[str, Sequence[Span], Sequence[str]]], window_s: float | None = None
+) -> Figure:
+    """Stage timelines side by side: one panel per (title, spans, stage names), time in ms."""
+    fig = Figure(figsize=(6.6 * len(panels), 0.55 * max(len(p[2]) for p in panels) + 1.8))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    used: set[str] = set()
+    for ax, (title, spans, names) in zip(axes, panels, strict=True):
+        t0 = min((s.start for s in spans), default=0.0)
+        end = t0 + window_s if window_s else max((s.end for s in spans), default=1.0)
+        for sp in spans:
+            if sp.start >= end:
+                continue
+            colour = CATEGORY_COLOURS.get(sp.category, "#999999")
+            used.add(sp.category if sp.category in CATEGORY_COLOURS else "other")
+            ax.broken_barh(
+                [((sp.start - t0) * 1e3, (min(sp.end, end) - sp.start) * 1e3)],
+                (sp.stage - 0.38, 0.76),
+                facecolors=colour,
+                edgecolors="white",
+                linewidth=0.4,
+            )
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, (end - t0) * 1e3)
+        ax.set_xlabel("time (ms)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    handles = [
+        Patch(color=CATEGORY_COLOURS[c], label=CATEGORY_LABELS.get(c, c))
+        for c in CATEGORY_COLOURS
+        if c in used
+    ]
+    if "other" in used:
+        handles.append(Patch(color="#999999", label="other"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.subplots_adjust(bottom=0.32, wspace=0.35)
+    return fig
+
+
+def predicted_vs_measured(points: Sequence[tuple[str, float, float]]) -> Figure:
+    """Measured speedup (y) against predicted (x) with the y = x line and ±10 % bands."""
+    fig = Figure(figsize=(5.2, 4.6))
+    ax = fig.add_subplot()
+    xs = np.array([p[1] for p in points])
+    ys = np.array([p[2] for p in points])
+    hi = max(1.2, float(np.max(np.concatenate([xs, ys]))) * 1.1)
+    line = np.array([0.0, hi])
+    ax.plot(line, line, color="black", lw=1, label="measured = predicted")
+    ax.fill_between(line, line * 0.9, line * 1.1, color="grey", alpha=0.15, label="±10 %")
+    ax.scatter(xs, ys, color="#4C72B0", zorder=3, label="runs")
+    for name, x, y in points:
+        ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlim(0, hi)
+    ax.set_ylim(0, hi)
+    ax.set_xlabel("predicted speedup (×, simulator)")
+    ax.set_ylabel("measured speedup (×)")
+    ax.set_title("Predicted vs measured speedup", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    return fig

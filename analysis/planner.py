@@ -1,0 +1,348 @@
+"""Capacity planning: which scheme, exit layer, stage split and γ give the best predicted speed
+for this profile, acceptance curve and number of devices.
+
+The search ranks configurations with the simulator's closed forms (``ppsd_sim.analytic``: exact
+long-run rates under i.i.d. acceptance when every stage has its own device), then confirms the
+leaders with ``simulate(..., engine="auto")``.
+
+Why PPSD needs no exhaustive search over stage boundaries: with exit after stage 1 (shown below
+to dominate), a split's rate depends on it only through the accepted-draft gap
+Π = max(draft period of stage 1, busiest later stage) — the rejected gap is the same for every
+split with k stages. So for each (E, k) the best split is a min–max partition of layers [E, L)
+into k − 1 contiguous stages, which a dynamic programme over boundaries solves exactly in
+O(K·L²) for all E and k at once. Putting the exit after a later stage e > 1 only adds ticks
+and hops to the draft loop and leaves fewer stages for the rest, so a scheme with the same
+later stages and exit after stage 1 is at least as fast on fewer devices; ``brute_force``
+(every split, every exit stage) checks this in the tests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from analysis.curves import AcceptanceCurve
+from ppsd_sim import analytic
+from ppsd_sim.costs import eesd_costs
+from ppsd_sim.errors import ConfigError
+from ppsd_sim.records import _check
+from ppsd_sim.records.acceptance_spec import AcceptanceSpec
+from ppsd_sim.records.profile import HardwareProfile
+from ppsd_sim.records.scheme import SchemeConfig
+from ppsd_sim.simulate import simulate
+
+TARGETS = ("max_speed", "min_devices")
+SENSITIVITY = 0.05
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One configuration with its predicted speed and how much the prediction can be trusted."""
+
+    scheme: SchemeConfig
+    devices: int
+    alpha: float | None
+    tokens_per_s: float
+    speedup: float
+    alpha_status: str = "given"  # given | interpolated | extrapolated | n/a
+    break_even_alpha: float | None = None
+    speedup_alpha_lo: float | None = None
+    speedup_alpha_hi: float | None = None
+    simulated_speedup: float | None = None
+    simulated_engine: str | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def status(self) -> str:
+        """predicted, or extrapolated when an input lies outside what was measured/given."""
+        return "extrapolated" if self.alpha_status == "extrapolated" or self.notes else "predicted"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scheme": self.scheme.to_dict(),
+            "label": self.scheme.label(),
+            "devices": self.devices,
+            "alpha": self.alpha,
+            "alpha_status": self.alpha_status,
+            "tokens_per_s": self.tokens_per_s,
+            "speedup": self.speedup,
+            "status": self.status,
+            "break_even_alpha": self.break_even_alpha,
+            "speedup_alpha_minus": self.speedup_alpha_lo,
+            "speedup_alpha_plus": self.speedup_alpha_hi,
+            "simulated_speedup": self.simulated_speedup,
+            "simulated_engine": self.simulated_engine,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The ranked answer of one planning question, with the question itself."""
+
+    candidates: tuple[Candidate, ...]
+    best_per_scheme: dict[str, Candidate]
+    target: str
+    devices: int
+    min_tokens_per_s: float | None
+    ar_tokens_per_s: float
+    evaluated: int
+    curve: AcceptanceCurve
+    profile_source: str
+    message: str = ""
+    sim_tokens: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def met(self) -> bool:
+        return bool(self.candidates)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "record": "CapacityPlan",
+            "target": self.target,
+            "devices": self.devices,
+            "min_tokens_per_s": self.min_tokens_per_s,
+            "ar_tokens_per_s": self.ar_tokens_per_s,
+            "evaluated": self.evaluated,
+            "profile_source": self.profile_source,
+            "curve": self.curve.to_dict(),
+            "message": self.message,
+            "sim_tokens": self.sim_tokens,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "best_per_scheme": {k: c.to_dict() for k, c in self.best_per_scheme.items()},
+        }
+
+
+# ---- PPSD stage split: min–max DP ---------------------------------------------------------------
+class _StageCosts:
+    """Per-stage busy times of contiguous layer ranges, in the same terms as
+    ``ppsd_sim.costs.ppsd_costs`` (which the tests hold it to)."""
+
+    def __init__(self, profile: HardwareProfile, slow: float) -> None:
+        self.p = profile
+        self.slow = slow
+        self.prefix = np.concatenate(([0.0], np.cumsum([t.median for t in profile.layer_decode])))
+
+    def layers(self, a: int, b: int) -> float:
+        return float(self.prefix[b] - self.prefix[a])
+
+    def later_stage(self, a: int, b: int) -> float:
+        """Busy time of a stage after the exit stage running layers [a, b)."""
+        t = self.layers(a, b) * self.slow + self.p.tick.median
+        if b == self.p.n_layers:
+            t += self.p.final_head.median * self.slow
+        return t
+
+    def draft_period(self, exit_layer: int) -> float:
+        """Stage 1 = layers [0, E) + embedding, then the EE head (exit after stage 1)."""
+        return (
+            (self.layers(0, exit_layer) + self.p.embed.median) * self.slow
+            + self.p.tick.median
+            + self.p.ee_head.median * self.slow
+        )
+
+
+def minmax_splits(
+    profile: HardwareProfile, max_parts: int, slow: float
+) -> tuple[list[list[float]], list[list[int]]]:
+    """best[m][a]: the smallest possible busiest-stage time when layers [a, L) are cut into m
+    contiguous stages (the last one also runs the final head); cut[m][a] is the end of the
+    first of those stages. Solves every start a and every m ≤ max_parts in O(max_parts·L²)."""
+    n = profile.n_layers
+    sc = _StageCosts(profile, slow)
+    inf = math.inf
+    best = [[inf] * (n + 1) for _ in range(max_parts + 1)]
+    cut = [[-1] * (n + 1) for _ in range(max_parts + 1)]
+    for a in range(n):
+        best[1][a] = sc.later_stage(a, n)
+        cut[1][a] = n
+    for m in range(2, max_parts + 1):
+        for a in range(n - m + 1):
+            for b in range(a + 1, n - m + 2):
+                v = max(sc.later_stage(a, b), best[m - 1][b])
+                if v < best[m][a] - 1e-15:
+                    best[m][a], cut[m][a] = v, b
+    return best, cut
+
+
+def split_boundaries(exit_layer: int, parts: int, cut: list[list[int]]) -> tuple[int, ...]:
+    """Stage end layers: stage 1 = [0, E), then ``parts`` stages read back from ``cut``."""
+    out, a = [exit_layer], exit_layer
+    for m in range(parts, 0, -1):
+        a = cut[m][a]
+        out.append(a)
+    return tuple(out)
+
+
+# ---- the search ---------------------------------------------------------------------------------
+def _alpha_status(curve: AcceptanceCurve, exit_layer: int) -> str:
+    if exit_layer < curve.exits[0] or exit_layer > curve.exits[-1]:
+        return "extrapolated"
+    return "interpolated" if curve.interpolated(exit_layer) else "given"
+
+
+def _candidate(
+    profile: HardwareProfile, scheme: SchemeConfig, curve: AcceptanceCurve, ar_tps: float
+) -> Candidate:
+    if scheme.kind == "ar":
+        return Candidate(scheme, 1, None, ar_tps, 1.0, "n/a")
+    e = scheme.draft_exit_layer
+    alpha = curve.alpha(e)
+    tps = analytic.tokens_per_s(profile, scheme, alpha)
+    notes: tuple[str, ...] = ()
+    if scheme.kind == "eesd" and eesd_costs(profile, scheme).verify_extrapolated:
+        notes = (f"verify of {scheme.gamma + 1} tokens beyond the profiled sizes",)
+    return Candidate(
+        scheme, scheme.n_stages, alpha, tps, tps / ar_tps, _alpha_status(curve, e), notes=notes
+    )
+
+
+def enumerate_candidates(
+    profile: HardwareProfile,
+    curve: AcceptanceCurve,
+    devices: int,
+    *,
+    max_gamma: int = 12,
+    exits: list[int] | None = None,
+) -> list[Candidate]:
+    """Every AR/EESD configuration and, for each (exit E, stages k ≤ devices), the best PPSD
+    split — each scored by the closed form."""
+    n = profile.n_layers
+    devices = _check.integer("devices", devices, lo=1)
+    max_gamma = _check.integer("max_gamma", max_gamma, lo=1, hi=64)
+    exit_list = list(range(1, n)) if exits is None else sorted(set(exits))
+    for i, e in enumerate(exit_list):
+        _check.integer(f"exits[{i}]", e, lo=1, hi=n - 1)
+    ar_tps = analytic.ar_tokens_per_s(profile)
+    out = [_candidate(profile, SchemeConfig.ar(), curve, ar_tps)]
+    for e in exit_list:
+        for g in range(1, max_gamma + 1):
+            out.append(_candidate(profile, SchemeConfig.eesd(e, g), curve, ar_tps))
+    max_k = min(devices, n)
+    if max_k >= 2:
+        slow = profile.concurrency_slowdown
+        _, cut = minmax_splits(profile, max_k - 1, slow)
+        for e in exit_list:
+            for k in range(2, max_k + 1):
+                if n - e < k - 1:
+                    break
+                scheme = SchemeConfig.ppsd(split_boundaries(e, k - 1, cut))
+                out.append(_candidate(profile, scheme, curve, ar_tps))
+    return out
+
+
+def _finish(profile: HardwareProfile, c: Candidate, sim_tokens: int, seed: int) -> Candidate:
+    """Add break-even α, sensitivity to α ± 0.05 and a simulator confirmation."""
+    if c.scheme.kind == "ar":
+        if sim_tokens:
+            rec = simulate(profile, c.scheme, tokens=sim_tokens, seed=seed, engine="auto").record
+            return _replace(c, simulated_speedup=rec.speedup, simulated_engine=rec.engine)
+        return c
+    lo, hi = max(0.0, c.alpha - SENSITIVITY), min(1.0, c.alpha + SENSITIVITY)
+    changes: dict[str, Any] = {
+        "break_even_alpha": analytic.break_even_alpha(profile, c.scheme),
+        "speedup_alpha_lo": analytic.speedup(profile, c.scheme, lo),
+        "speedup_alpha_hi": analytic.speedup(profile, c.scheme, hi),
+    }
+    if sim_tokens:
+        rec = simulate(
+            profile,
+            c.scheme,
+            AcceptanceSpec.iid(c.alpha),
+            tokens=sim_tokens,
+            seed=seed,
+            engine="auto",
+        ).record
+        changes.update(simulated_speedup=rec.speedup, simulated_engine=rec.engine)
+    return _replace(c, **changes)
+
+
+def _replace(c: Candidate, **changes: Any) -> Candidate:
+    from dataclasses import replace
+
+    return replace(c, **changes)
+
+
+def plan(
+    profile: HardwareProfile,
+    curve: AcceptanceCurve,
+    devices: int,
+    *,
+    target: str = "max_speed",
+    min_tokens_per_s: float | None = None,
+    max_gamma: int = 12,
+    top: int = 8,
+    sim_tokens: int = 20_000,
+    seed: int = 0,
+    exits: list[int] | None = None,
+) -> Plan:
+    """Answer a capacity question. ``max_speed``: the fastest configurations on at most
+    ``devices`` devices. ``min_devices``: the configurations reaching ``min_tokens_per_s`` on
+    the fewest devices (then fastest first)."""
+    if not isinstance(profile, HardwareProfile):
+        raise ConfigError("profile", "must be a HardwareProfile")
+    target = _check.choice("target", target, TARGETS)
+    top = _check.integer("top", top, lo=1, hi=1000)
+    sim_tokens = _check.integer("sim_tokens", sim_tokens, lo=0, hi=10**7)
+    if target == "min_devices":
+        if min_tokens_per_s is None:
+            raise ConfigError("min_tokens_per_s", "is required for target 'min_devices'")
+        min_tokens_per_s = _check.number("min_tokens_per_s", min_tokens_per_s, lo=0.0, lo_open=True)
+    cands = enumerate_candidates(profile, curve, devices, max_gamma=max_gamma, exits=exits)
+    ar_tps = cands[0].tokens_per_s
+    best_kind: dict[str, Candidate] = {}
+    for c in cands:
+        if c.scheme.kind not in best_kind or c.tokens_per_s > best_kind[c.scheme.kind].tokens_per_s:
+            best_kind[c.scheme.kind] = c
+    message = ""
+    if target == "max_speed":
+        ranked = sorted(cands, key=lambda c: (-c.tokens_per_s, c.devices))
+    else:
+        ok = [c for c in cands if c.tokens_per_s >= min_tokens_per_s]
+        ranked = sorted(ok, key=lambda c: (c.devices, -c.tokens_per_s))
+        if not ranked:
+            b = max(cands, key=lambda c: c.tokens_per_s)
+            message = (
+                f"no configuration on ≤ {devices} device(s) reaches {min_tokens_per_s:g} tokens/s;"
+                f" the fastest is {b.scheme.label()} at {b.tokens_per_s:.1f} tokens/s"
+            )
+    chosen = tuple(_finish(profile, c, sim_tokens, seed) for c in ranked[:top])
+    best = {k: _finish(profile, c, 0, seed) for k, c in best_kind.items()}
+    return Plan(
+        candidates=chosen,
+        best_per_scheme=best,
+        target=target,
+        devices=devices,
+        min_tokens_per_s=min_tokens_per_s,
+        ar_tokens_per_s=ar_tps,
+        evaluated=len(cands),
+        curve=curve,
+        profile_source=profile.provenance.source,
+        message=message,
+        sim_tokens=sim_tokens,
+    )
+
+
+# ---- brute force (the tests' oracle) -----------------------------------------------------------
+def brute_force(
+    profile: HardwareProfile, curve: AcceptanceCurve, devices: int, *, max_gamma: int = 12
+) -> list[tuple[SchemeConfig, float]]:
+    """Every AR, EESD(E, γ) and PPSD(any contiguous split, any exit stage) on ≤ ``devices``
+    devices with its closed-form tokens/s. Exponential in L: small cases only."""
+    n = profile.n_layers
+    out = [(SchemeConfig.ar(), analytic.ar_tokens_per_s(profile))]
+    for e in range(1, n):
+        for g in range(1, max_gamma + 1):
+            s = SchemeConfig.eesd(e, g)
+            out.append((s, analytic.tokens_per_s(profile, s, curve.alpha(e))))
+    for k in range(2, min(devices, n) + 1):
+        for cuts in itertools.combinations(range(1, n), k - 1):
+            for es in range(1, k):
+                s = SchemeConfig.ppsd((*cuts, n), exit_stage=es)
+                out.append((s, analytic.tokens_per_s(profile, s, curve.alpha(s.draft_exit_layer))))
+    return out
