@@ -54,6 +54,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--out", help="write the plan as JSON (a CapacityPlan record) here")
     o.add_argument("--json", action="store_true", help="print the plan as JSON")
+    o.add_argument(
+        "--write-profile", help="also write the profile used (e.g. a synthesised one) as JSON"
+    )
 
 
 def _ints(field: str, text: str) -> list[int]:
@@ -138,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
     _check.integer("--devices", args.devices, lo=1, hi=4096)
     profile = resolve_profile(args)
     curve = resolve_curve(args, profile.n_layers)
+    if args.write_profile:
+        write_record(args.write_profile, profile)
     exits = _ints("--exits", args.exits) if args.exits else None
     pl = plan(
         profile,

@@ -460,6 +460,62 @@ def plan_table(pl: Plan, curve_tag: str) -> Table:
     )
 
 
+def _synth_check(rs: RecordSet) -> Section:
+    """Synthesised profiles against measurements: every measured profile whose model names a
+    shipped shape and whose device is a CPU, plus the notes' CPU prototype as a reference."""
+    from analysis.devices import list_models
+    from analysis.synth import compare_profiles, synthesise_named
+
+    sec = Section("Synthesised vs measured profiles", anchor="synth")
+    sec.items.append(
+        Para(
+            "The roofline synthesiser (`analysis.synth`) estimates profiles for hardware we "
+            "cannot reach. Here it is held against what has been measured. Ratio = synthesised / "
+            "measured; a GPU comparison needs a profile measured on a GPU."
+        )
+    )
+    pairs = [
+        (
+            "cpu-bench@cpu-2core-epyc vs PPSD_NOTES.md prototype (published costs)",
+            synthesise_named("cpu-bench@cpu-2core-epyc"),
+            reproduction.prototype_profile(),
+            "published",
+        )
+    ]
+    for name, p in rs.profiles:
+        model = (p.provenance.model or "").lower()
+        if (
+            p.provenance.source == "measured"
+            and model in list_models()
+            and "cpu" in (p.provenance.device or "").lower()
+        ):
+            syn = synthesise_named(f"{model}@cpu-2core-epyc")
+            pairs.append((f"{model}@cpu-2core-epyc vs {name}", syn, p, "measured"))
+    for title, syn, meas, mtag in pairs:
+        try:
+            rows = compare_profiles(syn, meas)
+        except ConfigError as err:
+            sec.items.append(Para(f"{title}: cannot compare ({err})"))
+            continue
+        sec.items.append(
+            Table(
+                ("component", "synthesised", "measured", "synthesised / measured"),
+                tuple(
+                    (
+                        r.component,
+                        Num(r.synthesised_s * 1e6, "synthesised", "{:.1f}", " µs"),
+                        Num(r.measured_s * 1e6, mtag, "{:.1f}", " µs"),
+                        Num(r.ratio, "synthesised", "{:.2f}"),
+                    )
+                    for r in rows
+                ),
+                title + ". The CPU description's memory bandwidth is an assumption, so agreement "
+                "on the layer time is partly by construction; heads and crops show the real error.",
+            )
+        )
+    return sec
+
+
 def _reproduction() -> Section:
     sec = Section("Reproduction: published numbers vs the model", anchor="reproduction")
     sec.items.append(
@@ -539,6 +595,7 @@ def build_report(
     if cal is not None:
         sections.append(cal)
     sections.append(_plan_section(prof, curve, rs, devices, sim_tokens, seed)[0])
+    sections.append(_synth_check(rs))
     sections.extend(extra_sections or [])
     sections.append(_reproduction())
     sections.append(_skipped(rs))

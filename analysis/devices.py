@@ -1,0 +1,125 @@
+"""Device descriptions and model shapes shipped under ``analysis/data`` (each file cites its
+sources), loaded into validated dataclasses for the profile synthesiser."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ppsd_sim.errors import ConfigError
+from ppsd_sim.records import _check
+from ppsd_sim.records.io import load_document
+
+DATA = Path(__file__).parent / "data"
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """Datasheet figures (and labelled assumptions) for one compute unit per stage."""
+
+    name: str
+    description: str
+    memory_bandwidth_gb_s: float
+    peak_tflops: dict[str, float]
+    kernel_launch_s: float
+    kernels_per_layer: int
+    step_overhead_s: float
+    link_latency_s: float
+    link_bandwidth_gb_s: float
+    memory_gb: float
+    memory_efficiency: float = 1.0
+    compute_efficiency: float = 1.0
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for n in ("memory_bandwidth_gb_s", "link_bandwidth_gb_s", "memory_gb"):
+            _check.number(f"device.{n}", getattr(self, n), lo=0.0, lo_open=True)
+        for n in ("kernel_launch_s", "step_overhead_s", "link_latency_s"):
+            _check.number(f"device.{n}", getattr(self, n), lo=0.0)
+        for n in ("memory_efficiency", "compute_efficiency"):
+            _check.number(f"device.{n}", getattr(self, n), lo=0.0, hi=1.0, lo_open=True)
+        _check.integer("device.kernels_per_layer", self.kernels_per_layer, lo=0)
+        for k, v in self.peak_tflops.items():
+            _check.number(f"device.peak_tflops.{k}", v, lo=0.0, lo_open=True)
+
+    def peak_flops(self, dtype: str) -> float:
+        if dtype not in self.peak_tflops:
+            raise ConfigError(
+                "dtype",
+                f"device {self.name!r} lists no peak for {dtype!r} ({', '.join(self.peak_tflops)})",
+            )
+        return self.peak_tflops[dtype] * 1e12
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """A Llama-family decoder's shape (what the roofline needs)."""
+
+    name: str
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    intermediate: int
+    vocab: int
+    tied_embeddings: bool = False
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        for n in ("layers", "hidden", "heads", "kv_heads", "intermediate", "vocab"):
+            _check.integer(f"model.{n}", getattr(self, n), lo=1)
+        if self.hidden % self.heads or self.heads % self.kv_heads:
+            raise ConfigError("model.heads", "hidden must divide by heads, heads by kv_heads")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    @property
+    def layer_params(self) -> int:
+        """q, k, v, o projections + gate/up/down MLP + two RMSNorm weights."""
+        h, kv = self.hidden, self.kv_heads * self.head_dim
+        return 2 * h * h + 2 * h * kv + 3 * h * self.intermediate + 2 * h
+
+    @property
+    def head_params(self) -> int:
+        """Final RMSNorm + LM head."""
+        return self.hidden * self.vocab + self.hidden
+
+    @property
+    def params(self) -> int:
+        emb = 0 if self.tied_embeddings else self.hidden * self.vocab
+        return self.layers * self.layer_params + self.head_params + emb
+
+
+def _load(kind: str, name: str, cls: type, field_name: str) -> Any:
+    path = DATA / kind / f"{name}.json"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in (DATA / kind).glob("*.json")))
+        raise ConfigError(field_name, f"unknown {kind[:-1]} {name!r} (known: {known})")
+    d = dict(load_document(path, field_name))
+    d.pop("record", None)
+    try:
+        return cls(**d)
+    except TypeError as err:
+        raise ConfigError(field_name, f"{path.name}: {err}") from None
+
+
+def load_device(name: str, field_name: str = "device") -> DeviceSpec:
+    """A shipped device description by name (file stem under data/devices)."""
+    return _load("devices", name, DeviceSpec, field_name)
+
+
+def load_model(name: str, field_name: str = "model") -> ModelShape:
+    """A shipped model shape by name (file stem under data/models)."""
+    return _load("models", name, ModelShape, field_name)
+
+
+def list_devices() -> list[str]:
+    return sorted(p.stem for p in (DATA / "devices").glob("*.json"))
+
+
+def list_models() -> list[str]:
+    return sorted(p.stem for p in (DATA / "models").glob("*.json"))

@@ -1,0 +1,160 @@
+"""Profiles for hardware we cannot reach: a roofline estimate of each layer, head, verify pass
+and hop from a model's shape and a device's datasheet figures, written as a HardwareProfile
+with ``provenance.source = "synthesised"``.
+
+Per component and n tokens processed at once:
+  time(n) = max(bytes / (bandwidth·mem_eff), flops(n) / (peak·compute_eff)) + kernels·launch
+with bytes = weights + KV cache read (context × 2 × kv_dim) and flops(n) = 2·params·n +
+4·n·context·hidden (attention scores and values). Decoding one token is bandwidth-bound on
+GPUs, so the verify factor time(n)/time(1) stays near 1 until n reaches the device's
+flops/byte ratio. ``compare_profiles`` reports how far such an estimate is from a measurement.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from analysis.devices import DTYPE_BYTES, DeviceSpec, ModelShape, load_device, load_model
+from ppsd_sim.errors import ConfigError
+from ppsd_sim.records.profile import HardwareProfile, Provenance
+from ppsd_sim.records.timing import Timing
+
+VERIFY_TOKENS = (1, 2, 4, 8, 16, 32)
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """One component's estimate: time and which limit set it."""
+
+    seconds: float
+    bytes: float
+    flops: float
+    bound: str  # memory | compute
+
+
+def roofline(dev: DeviceSpec, dtype: str, bytes_: float, flops: float, kernels: int) -> Roofline:
+    """max(memory time, compute time) + kernel launches."""
+    t_mem = bytes_ / (dev.memory_bandwidth_gb_s * 1e9 * dev.memory_efficiency)
+    t_cmp = flops / (dev.peak_flops(dtype) * dev.compute_efficiency)
+    return Roofline(
+        max(t_mem, t_cmp) + kernels * dev.kernel_launch_s,
+        bytes_,
+        flops,
+        "memory" if t_mem >= t_cmp else "compute",
+    )
+
+
+def layer_roofline(
+    m: ModelShape, dev: DeviceSpec, dtype: str, n_tokens: int, context: int
+) -> Roofline:
+    """One decoder layer processing ``n_tokens`` new tokens against ``context`` cached ones."""
+    b = DTYPE_BYTES[dtype]
+    kv_dim = m.kv_heads * m.head_dim
+    weights = m.layer_params * b
+    kv_read = 2 * context * kv_dim * b
+    flops = 2 * m.layer_params * n_tokens + 4 * n_tokens * context * m.hidden
+    return roofline(dev, dtype, weights + kv_read, flops, dev.kernels_per_layer)
+
+
+def head_roofline(m: ModelShape, dev: DeviceSpec, dtype: str, n_tokens: int) -> Roofline:
+    """Final norm + LM head over ``n_tokens`` tokens (2 kernels)."""
+    b = DTYPE_BYTES[dtype]
+    return roofline(dev, dtype, m.head_params * b, 2 * m.head_params * n_tokens, 2)
+
+
+def synthesise(
+    model: ModelShape,
+    device: DeviceSpec,
+    dtype: str = "bf16",
+    *,
+    context: int = 512,
+    concurrency_slowdown: float = 1.0,
+) -> HardwareProfile:
+    """A synthesised HardwareProfile (one device per stage; the EE head is a copy of the
+    final head, LayerSkip-style)."""
+    if dtype not in DTYPE_BYTES:
+        raise ConfigError("dtype", f"must be one of {', '.join(DTYPE_BYTES)}, got {dtype!r}")
+    if not isinstance(context, int) or context < 0:
+        raise ConfigError("context", f"must be an integer >= 0, got {context!r}")
+    b = DTYPE_BYTES[dtype]
+    layer = [layer_roofline(model, device, dtype, n, context) for n in VERIFY_TOKENS]
+    head = head_roofline(model, device, dtype, 1)
+    factors = tuple(round(r.seconds / layer[0].seconds, 6) for r in layer)
+    factors = (1.0, *(max(f, 1.0) for f in factors[1:]))
+    embed = model.hidden * b / (device.memory_bandwidth_gb_s * 1e9) + device.kernel_launch_s
+    hop = device.link_latency_s + model.hidden * b / (device.link_bandwidth_gb_s * 1e9)
+    weights_gb = model.params * b / 1e9
+    notes = [
+        f"roofline estimate at context {context}: layer {layer[0].bound}-bound, head "
+        f"{head.bound}-bound; verify factors from the layer roofline",
+        f"weights {weights_gb:.1f} GB vs {device.memory_gb:g} GB per device",
+    ]
+    if weights_gb > device.memory_gb:
+        notes.append(
+            f"the whole model does not fit one device: AR/EESD numbers are hypothetical; PPSD "
+            f"needs ≥ {math.ceil(weights_gb / device.memory_gb)} stages"
+        )
+    return HardwareProfile(
+        layer_decode=tuple(Timing(layer[0].seconds) for _ in range(model.layers)),
+        ee_head=Timing(head.seconds),
+        final_head=Timing(head.seconds),
+        embed=Timing(embed),
+        hop=Timing(hop),
+        tick=Timing(device.step_overhead_s),
+        flush=Timing(2 * device.kernel_launch_s),
+        verify_tokens=VERIFY_TOKENS,
+        verify_factor=factors,
+        concurrency_slowdown=concurrency_slowdown,
+        provenance=Provenance(
+            source="synthesised",
+            device=device.description,
+            dtype=dtype,
+            model=model.name,
+            latency_context="per_stage",
+            notes="; ".join(notes),
+        ),
+    )
+
+
+def synthesise_named(spec: str, field: str = "synth") -> HardwareProfile:
+    """``"MODEL@DEVICE"`` or ``"MODEL@DEVICE:DTYPE"`` using the shipped data files."""
+    if "@" not in spec:
+        raise ConfigError(field, f"must look like MODEL@DEVICE[:DTYPE], got {spec!r}")
+    model_name, dev = spec.split("@", 1)
+    dev_name, _, dtype = dev.partition(":")
+    model = load_model(model_name, field)
+    device = load_device(dev_name, field)
+    dtype = dtype or ("fp32" if "fp32" in device.peak_tflops and "cpu" in dev_name else "bf16")
+    return synthesise(model, device, dtype)
+
+
+@dataclass(frozen=True)
+class ComponentError:
+    component: str
+    synthesised_s: float
+    measured_s: float
+
+    @property
+    def ratio(self) -> float:
+        """synthesised / measured (1 = exact)."""
+        return self.synthesised_s / self.measured_s if self.measured_s > 0 else math.inf
+
+
+def compare_profiles(synth: HardwareProfile, measured: HardwareProfile) -> list[ComponentError]:
+    """Component-by-component error of a synthesised profile against a measured one (same
+    layer count); the last row is the AR token time, the number that matters most."""
+    if synth.n_layers != measured.n_layers:
+        raise ConfigError(
+            "measured", f"has {measured.n_layers} layers, the synthesised one {synth.n_layers}"
+        )
+    n = synth.n_layers
+    rows = [
+        ComponentError("mean layer", synth.layers_time(0, n) / n, measured.layers_time(0, n) / n)
+    ]
+    for name in ("final_head", "ee_head", "embed", "hop", "tick", "flush"):
+        s, m = getattr(synth, name).median, getattr(measured, name).median
+        if m > 0:
+            rows.append(ComponentError(name, s, m))
+    rows.append(ComponentError("AR token T", synth.ar_token_time(), measured.ar_token_time()))
+    return rows
