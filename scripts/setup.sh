@@ -10,8 +10,13 @@ fi
 stamp=.venv/.ppsd-installed
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[real,analysis,sweep,ray,dev]"
+  echo "ppsd setup: installing into .venv (first run takes a few minutes; log: .venv/setup.log)" >&2
+  log=.venv/setup.log
+  if ! { .venv/bin/python -m pip install -q "torch==2.13.0" &&
+         .venv/bin/python -m pip install -q -e ".[real,analysis,sweep,ray,dev]"; } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "ppsd setup: pip install failed (full log: $log)" >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi

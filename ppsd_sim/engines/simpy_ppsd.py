@@ -31,6 +31,10 @@ class _Item:
     crop: bool = False
 
 
+def _name(item: _Item) -> str:
+    return "crop" if item.crop else f"token {item.index}"
+
+
 class _Inbox:
     """FIFO with an optional wake-up event; no event at all when an item is waiting."""
 
@@ -94,6 +98,13 @@ class _PpsdModel:
         down_after = c.compute[s] + c.hop
         draft_to = self.inbox[0] if s == c.exit_stage else None
         draft_after = c.compute[s] + c.ee_head + (c.hop if s > 0 else 0.0)
+        busy, epoch_work, current, started, free_at = (
+            self.busy,
+            self.epoch_work,
+            self.current,
+            self.started,
+            self.free_at,
+        )
         while True:
             if not items:
                 inbox.waiter = env.event()
@@ -103,61 +114,61 @@ class _PpsdModel:
             if not item.crop and item.epoch != known[s]:
                 continue  # flushed before it started here
             req = None
-            try:
-                if dev is not None:  # shared device: wait for the input, then for the device
-                    if item.ready > env.now:
-                        yield env.timeout(item.ready - env.now)
-                    if not item.crop and item.epoch != known[s]:
-                        continue
-                    req = dev.request()
-                    yield req
-                    if not item.crop and item.epoch != known[s]:
-                        continue
-                now = env.now
-                start = item.ready if item.ready > now else now
-                if self.free_at[s] > start:  # a crop (dedicated device) still running
-                    start = self.free_at[s]
-                self.current[s], self.started[s] = item, start
-                if item.crop:
-                    yield env.timeout(start - now + c.flush)
-                    self.busy[s] += c.flush
-                    if spans is not None:
-                        spans.append(Span(s, start, start + c.flush, "crop", "crop"))
+            if dev is not None:  # shared device: wait for the input, then win the device
+                req = yield from self._acquire(s, item, dev)
+                if req is None:
                     continue
+            now = env.now
+            start = item.ready if item.ready > now else now
+            if free_at[s] > start:  # a crop (dedicated device) still running
+                start = free_at[s]
+            current[s], started[s] = item, start
+            if item.crop:
+                step = c.flush
+            else:
+                step = dur
                 if down is not None:
                     down.put(_Item(start + down_after, item.epoch, item.index))
                 if draft_to is not None:
                     draft_to.put(_Item(start + draft_after, item.epoch, self.next_index))
                     self.next_index += 1
-                yield env.timeout(start - now + dur)
-                self.busy[s] += dur
-                self.epoch_work[s] += dur
-                if spans is not None:
-                    spans.append(Span(s, start, start + dur, f"token {item.index}", "compute"))
+            try:
+                yield env.timeout(start - now + step)
+            except simpy.Interrupt:  # flushed mid-step: the work so far is wasted
+                elapsed = max(0.0, env.now - start)
+                busy[s] += elapsed
+                self.wasted[s] += elapsed
+                if spans is not None and elapsed > 0:
+                    spans.append(Span(s, start, env.now, f"{_name(item)} (flushed)", "wasted"))
+                continue
+            finally:
+                current[s] = None
+                if req is not None:
+                    dev.release(req)
+            busy[s] += step
+            if spans is not None:
+                spans.append(
+                    Span(s, start, start + step, _name(item), "crop" if item.crop else "compute")
+                )
+            if not item.crop:
+                epoch_work[s] += step
                 if last:
                     self._judge(item)
-            except simpy.Interrupt:
-                if self.current[s] is not None:
-                    elapsed = max(0.0, env.now - self.started[s])
-                    self.busy[s] += elapsed
-                    self.wasted[s] += elapsed
-                    if spans is not None and elapsed > 0:
-                        spans.append(
-                            Span(
-                                s,
-                                self.started[s],
-                                env.now,
-                                f"token {item.index} (flushed)",
-                                "wasted",
-                            )
-                        )
-            finally:
-                self.current[s] = None
-                if req is not None:
-                    if req.triggered:
-                        dev.release(req)
-                    else:
-                        req.cancel()
+
+    def _acquire(self, s: int, item: _Item, dev: simpy.Resource):
+        """Wait until the input is ready, then for the shared device. Returns the granted
+        request, or None if a flush made the item stale meanwhile."""
+        env, known = self.env, self.known_epoch
+        if item.ready > env.now:
+            yield env.timeout(item.ready - env.now)
+        if not item.crop and item.epoch != known[s]:
+            return None
+        req = dev.request()
+        yield req
+        if not item.crop and item.epoch != known[s]:
+            dev.release(req)
+            return None
+        return req
 
     # ---- verification ----------------------------------------------------------------------------
     def _judge(self, item: _Item) -> None:
