@@ -94,7 +94,8 @@ def gantt(
     panels: Sequence[tuple[str, Sequence[Span], Sequence[str]]], window_s: float | None = None
 ) -> Figure:
     """Stage timelines side by side: one panel per (title, spans, stage names), time in ms."""
-    fig = Figure(figsize=(6.6 * len(panels), 0.55 * max(len(p[2]) for p in panels) + 1.8))
+    width = 10.0 if len(panels) == 1 else 6.6 * len(panels)
+    fig = Figure(figsize=(width, 0.55 * max(len(p[2]) for p in panels) + 1.6), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     used: set[str] = set()
     for ax, (title, spans, names) in zip(axes, panels, strict=True):
@@ -125,8 +126,9 @@ def gantt(
     ]
     if "other" in used:
         handles.append(Patch(color="#999999", label="other"))
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.subplots_adjust(bottom=0.32, wspace=0.35)
+    fig.legend(
+        handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False
+    )
     return fig
 
 
