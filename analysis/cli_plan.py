@@ -32,7 +32,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     g.add_argument("--list-synth", action="store_true", help="list shipped models and devices")
     g.add_argument("--curve", help="α at exit layers as exit:alpha pairs, e.g. 4:0.4,8:0.6,16:0.8")
     g.add_argument("--curve-file", help="JSON/YAML with 'exits' and 'alphas' lists")
-    g.add_argument("--exits", help="only consider these exit layers (comma-separated)")
+    g.add_argument(
+        "--exits",
+        help="exit layers to consider (comma-separated; default: the curve's given range)",
+    )
     s = p.add_argument_group("question")
     s.add_argument("--devices", type=int, default=4, help="devices available (default 4)")
     s.add_argument(

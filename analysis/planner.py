@@ -211,11 +211,15 @@ def enumerate_candidates(
     exits: list[int] | None = None,
 ) -> list[Candidate]:
     """Every AR/EESD configuration and, for each (exit E, stages k ≤ devices), the best PPSD
-    split — each scored by the closed form."""
+    split — each scored by the closed form. Exits default to the curve's given range; pass
+    ``exits`` to search beyond it (α is then held flat and tagged extrapolated)."""
     n = profile.n_layers
     devices = _check.integer("devices", devices, lo=1)
     max_gamma = _check.integer("max_gamma", max_gamma, lo=1, hi=64)
-    exit_list = list(range(1, n)) if exits is None else sorted(set(exits))
+    if exits is None:  # only where α(E) was given or interpolated: never extrapolate silently
+        exit_list = list(range(max(1, curve.exits[0]), min(n - 1, curve.exits[-1]) + 1))
+    else:
+        exit_list = sorted(set(exits))
     for i, e in enumerate(exit_list):
         _check.integer(f"exits[{i}]", e, lo=1, hi=n - 1)
     ar_tps = analytic.ar_tokens_per_s(profile)

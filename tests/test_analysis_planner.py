@@ -111,7 +111,10 @@ def test_top_candidates_are_confirmed_by_simulation_and_carry_sensitivity():
 
 def test_eesd_wins_on_one_device_when_acceptance_is_high():
     prof = uneven_profile([1e-3] * 8, tick=0.0)
-    pl = plan(prof, AcceptanceCurve((2,), (0.95,)), 1, max_gamma=8, sim_tokens=0)
+    curve = AcceptanceCurve((2,), (0.95,))
+    # by default only the given exit is searched; exits= widens it (α held flat)
+    assert {c.scheme.exit_layer for c in enumerate_candidates(prof, curve, 1)} == {None, 2}
+    pl = plan(prof, curve, 1, max_gamma=8, sim_tokens=0, exits=list(range(1, 8)))
     best = pl.candidates[0]
     assert best.scheme.kind == "eesd" and best.devices == 1
     brute = max(
