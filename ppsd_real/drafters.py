@@ -81,13 +81,17 @@ def load_ee_head(spec: DrafterSpec, lm_head: torch.nn.Module) -> torch.nn.Module
         return None
     try:
         state = torch.load(spec.head_path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is a config error
-        raise ConfigError("drafter.head_path", f"cannot read EE head {spec.head_path}: {err}") from None
+    except Exception as err:
+        raise ConfigError(
+            "drafter.head_path", f"cannot read EE head {spec.head_path}: {err}"
+        ) from None
     weight = state.get("weight") if isinstance(state, dict) else None
     ref = lm_head.weight
     if not isinstance(weight, torch.Tensor) or weight.shape != ref.shape:
-        raise ConfigError("drafter.head_path",
-                          f"needs a 'weight' tensor of shape {tuple(ref.shape)} (vocab, hidden)")
+        raise ConfigError(
+            "drafter.head_path",
+            f"needs a 'weight' tensor of shape {tuple(ref.shape)} (vocab, hidden)",
+        )
     head = torch.nn.Linear(ref.shape[1], ref.shape[0], bias=False)
     head.weight.data = weight.to(device=ref.device, dtype=ref.dtype)
     return head.eval()

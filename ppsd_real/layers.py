@@ -40,8 +40,14 @@ class ModelParts:
     @classmethod
     def of(cls, model: torch.nn.Module) -> ModelParts:
         base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
-        return cls(base.embed_tokens, list(base.layers), base.norm, model.lm_head,
-                   base.rotary_emb, model.config)
+        return cls(
+            base.embed_tokens,
+            list(base.layers),
+            base.norm,
+            model.lm_head,
+            base.rotary_emb,
+            model.config,
+        )
 
 
 class LayerDriver:
@@ -63,7 +69,7 @@ class LayerDriver:
         self._min = torch.finfo(self.dtype).min
 
     # ---- cache -----------------------------------------------------------------------------
-    def new_cache(self):  # noqa: ANN201 - a transformers DynamicCache
+    def new_cache(self):
         """An empty DynamicCache shaped for this model's layer types."""
         from transformers import DynamicCache
 
@@ -73,13 +79,13 @@ class LayerDriver:
             return DynamicCache()
 
     @staticmethod
-    def cache_len(cache, layer: int) -> int:  # noqa: ANN001
+    def cache_len(cache, layer: int) -> int:
         """Tokens cached for one layer (0 if the layer has never run)."""
         if layer >= len(cache.layers):
             return 0
         return int(cache.layers[layer].get_seq_length())
 
-    def crop(self, cache, start: int, stop: int, length: int) -> int:  # noqa: ANN001
+    def crop(self, cache, start: int, stop: int, length: int) -> int:
         """Cut layers[start:stop] back to at most ``length`` tokens; returns tokens removed."""
         removed = 0
         for i in range(start, stop):
@@ -108,8 +114,9 @@ class LayerDriver:
         return mask[None, None]
 
     @torch.inference_mode()
-    def run_layers(self, hidden: torch.Tensor, start: int, stop: int, cache, pos0: int,  # noqa: ANN001
-                   poll=None) -> torch.Tensor | None:  # noqa: ANN001
+    def run_layers(
+        self, hidden: torch.Tensor, start: int, stop: int, cache, pos0: int, poll=None
+    ) -> torch.Tensor | None:
         """Run layers[start:stop] on ``hidden`` (1, n, d) at positions pos0.. and cache their KV.
 
         ``poll()`` is called between layers; if it returns True the work is abandoned and None
@@ -124,8 +131,14 @@ class LayerDriver:
         for i in range(start, stop):
             if poll is not None and i > start and poll():
                 return None
-            out = self.parts.layers[i](hidden, attention_mask=mask, position_ids=pos,
-                                       position_embeddings=rope, use_cache=True, **{self._kw: cache})
+            out = self.parts.layers[i](
+                hidden,
+                attention_mask=mask,
+                position_ids=pos,
+                position_embeddings=rope,
+                use_cache=True,
+                **{self._kw: cache},
+            )
             hidden = out[0] if isinstance(out, tuple) else out
         return hidden
 

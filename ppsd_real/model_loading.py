@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from ppsd_sim.errors import ConfigError
 from ppsd_real.presets import get_preset, llama_config
+from ppsd_sim.errors import ConfigError
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -35,7 +35,9 @@ class ModelSpec:
         if self.path is not None and not Path(self.path).is_dir():
             raise ConfigError("model.path", f"model directory not found: {self.path}")
         if self.dtype not in _DTYPES:
-            raise ConfigError("model.dtype", f"must be one of {', '.join(_DTYPES)}, got {self.dtype!r}")
+            raise ConfigError(
+                "model.dtype", f"must be one of {', '.join(_DTYPES)}, got {self.dtype!r}"
+            )
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise ConfigError("model.device", f"must be 'cpu' or 'cuda[:N]', got {self.device!r}")
 

@@ -40,7 +40,7 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
-def llama_config(preset: Preset):  # noqa: ANN201 - a transformers LlamaConfig
+def llama_config(preset: Preset):
     """A LlamaConfig of that shape. EOS is disabled so runs always produce the asked length."""
     from transformers import LlamaConfig
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 from collections import deque
 from multiprocessing.connection import Connection, wait
@@ -26,8 +27,14 @@ def encode(msg: Msg) -> bytes:
     for x in msg:
         if isinstance(x, torch.Tensor):
             t = x.detach().to("cpu").contiguous()
-            parts.append(("__t__", str(t.dtype).removeprefix("torch."), tuple(t.shape),
-                          t.view(torch.uint8).numpy().tobytes()))
+            parts.append(
+                (
+                    "__t__",
+                    str(t.dtype).removeprefix("torch."),
+                    tuple(t.shape),
+                    t.view(torch.uint8).numpy().tobytes(),
+                )
+            )
         else:
             parts.append(x)
     return pickle.dumps(tuple(parts), protocol=pickle.HIGHEST_PROTOCOL)
@@ -92,12 +99,24 @@ class GlooTransport:
         self.dist, self.me, self.device = dist, me, device
         self._hdr = torch.zeros(1, dtype=torch.int64)
         self._work = None
+        self._sends: list[tuple[Any, torch.Tensor]] = []
 
     def send(self, dst: int, msg: Msg) -> None:
+        # Non-blocking: two stages sending to each other at once would otherwise deadlock
+        # (a gloo send waits for the matching receive, posted only after the header).
         data = encode(msg)
-        self.dist.send(torch.tensor([len(data)], dtype=torch.int64), dst, tag=self.HEADER_TAG)
+        hdr = torch.tensor([len(data)], dtype=torch.int64)
         payload = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        self.dist.send(payload, dst, tag=self.PAYLOAD_TAG)
+        self._sends = [w for w in self._sends if not w[0].is_completed()]
+        self._sends.append((self.dist.isend(hdr, dst, tag=self.HEADER_TAG), hdr))
+        self._sends.append((self.dist.isend(payload, dst, tag=self.PAYLOAD_TAG), payload))
+
+    def _source(self) -> int:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return int(self._work.source_rank())
 
     def _post(self) -> None:
         if self._work is None:
@@ -117,11 +136,9 @@ class GlooTransport:
             if deadline is not None and time.perf_counter() >= deadline:
                 return None
             if timeout is None or timeout > 0.01:
-                try:
+                with contextlib.suppress(RuntimeError):  # a wait timeout: check deadline
                     self._work.wait(datetime.timedelta(milliseconds=10))
-                except RuntimeError:
-                    pass  # a wait timeout; loop and check the deadline
-        src = self._work.source_rank()
+        src = self._source()
         n = int(self._hdr.item())
         self._work = None
         buf = torch.empty(n, dtype=torch.uint8)

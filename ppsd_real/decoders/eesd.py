@@ -18,8 +18,15 @@ class EESDDecoder:
     more token from the full model and crop the cache. ``cache_reuse=False`` recomputes all
     layers over the γ+1 tokens instead."""
 
-    def __init__(self, driver: LayerDriver, exit_layer: int, gamma: int, drafter: Drafter,
-                 cache_reuse: bool = True, ee_head: torch.nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        driver: LayerDriver,
+        exit_layer: int,
+        gamma: int,
+        drafter: Drafter,
+        cache_reuse: bool = True,
+        ee_head: torch.nn.Module | None = None,
+    ) -> None:
         self.d, self.e, self.gamma, self.drafter = driver, exit_layer, gamma, drafter
         self.cache_reuse, self.ee_head = cache_reuse, ee_head
 
@@ -56,7 +63,7 @@ class EESDDecoder:
                 res.positions.append(j + 1)
             if room >= g + 1:
                 res.histogram[a] += 1
-            out.extend((drafts[:a] + [verified[a]])[:room])
+            out.extend(([*drafts[:a], verified[a]])[:room])
             d.crop(cache, 0, n_layers, base + a + 1)
             res.rounds = (res.rounds or 0) + 1
             res.flushes += 1 if a < g else 0

@@ -64,9 +64,16 @@ class StageStats:
 class Stage:
     """One pipeline stage. Stage 0 additionally drives the run (see ``Controller``)."""
 
-    def __init__(self, index: int, bounds: tuple[int, ...], exit_stage: int, driver: LayerDriver,
-                 transport: Transport, ee_head: torch.nn.Module | None = None,
-                 epoch0: int = 0) -> None:
+    def __init__(
+        self,
+        index: int,
+        bounds: tuple[int, ...],
+        exit_stage: int,
+        driver: LayerDriver,
+        transport: Transport,
+        ee_head: torch.nn.Module | None = None,
+        epoch0: int = 0,
+    ) -> None:
         self.s, self.k = index, len(bounds)
         self.start = 0 if index == 0 else bounds[index - 1]
         self.stop = bounds[index]
@@ -119,7 +126,9 @@ class Stage:
         cur = self._current
         return self.done or (cur is not None and cur[0] < self.epoch)
 
-    def _forward(self, epoch: int, pos: int, tokens: list[int], hidden: torch.Tensor | None) -> None:
+    def _forward(
+        self, epoch: int, pos: int, tokens: list[int], hidden: torch.Tensor | None
+    ) -> None:
         if epoch < self.epoch:
             self.stats.dropped += 1
             return
@@ -138,7 +147,9 @@ class Stage:
                 return
         self.run_token(epoch, pos, tokens, hidden)
 
-    def run_token(self, epoch: int, pos: int, tokens: list[int], hidden: torch.Tensor | None) -> bool:
+    def run_token(
+        self, epoch: int, pos: int, tokens: list[int], hidden: torch.Tensor | None
+    ) -> bool:
         """Run this stage's layers on a token (or the prompt) and pass the results on."""
         t0 = time.perf_counter()
         self._current = (epoch, pos)
@@ -187,18 +198,32 @@ class Stage:
         return True
 
     def summary(self) -> dict[str, float]:
-        return {"busy_s": self.stats.busy_s, "wasted_s": self.stats.wasted_s,
-                "dropped": self.stats.dropped, "abandoned": self.stats.abandoned,
-                "crops": self.stats.crops, "crop_s": self.stats.crop_s}
+        return {
+            "busy_s": self.stats.busy_s,
+            "wasted_s": self.stats.wasted_s,
+            "dropped": self.stats.dropped,
+            "abandoned": self.stats.abandoned,
+            "crops": self.stats.crops,
+            "crop_s": self.stats.crop_s,
+        }
 
 
 class Controller(Stage):
     """Stage 0: enters tokens, applies the drafter, judges drafts, commits, flushes."""
 
-    def __init__(self, bounds: tuple[int, ...], exit_stage: int, driver: LayerDriver,
-                 transport: Transport, drafter: Drafter, prompt: list[int], max_new_tokens: int,
-                 max_inflight: int | None = None, ee_head: torch.nn.Module | None = None,
-                 epoch0: int = 0) -> None:
+    def __init__(
+        self,
+        bounds: tuple[int, ...],
+        exit_stage: int,
+        driver: LayerDriver,
+        transport: Transport,
+        drafter: Drafter,
+        prompt: list[int],
+        max_new_tokens: int,
+        max_inflight: int | None = None,
+        ee_head: torch.nn.Module | None = None,
+        epoch0: int = 0,
+    ) -> None:
         super().__init__(0, bounds, exit_stage, driver, transport, ee_head, epoch0)
         self.drafter, self.prompt, self.n = drafter, list(prompt), max_new_tokens
         self.P = len(prompt)
@@ -324,4 +349,3 @@ def stage_work_summary(stages: list[Stage]) -> tuple[list[float], list[float], l
     """Per-stage busy and wasted seconds plus the raw counters."""
     sums = [s.summary() for s in stages]
     return [x["busy_s"] for x in sums], [x["wasted_s"] for x in sums], sums
-

@@ -1,0 +1,65 @@
+"""PPSD over real stage processes: lossless, and a killed stage fails fast leaving nothing."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from ppsd_real.backends.distributed import DistributedBackend, PipelineSpec, StageFailure
+from ppsd_real.drafters import DrafterSpec
+from tests.real_fixtures import TINY, reference
+
+PROMPTS = [(1, 5, 7, 9, 11), (3,), (200, 17, 42, 99)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:  # a zombie counts as gone
+        return fh.read().split()[2] != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("bounds", "exit_stage"), [((2, 4), 1), ((1, 2, 3, 4), 1), ((1, 3, 4), 2)])
+def test_ppsd_distributed_equals_ar(bounds: tuple[int, ...], exit_stage: int) -> None:
+    cases = [(0, 0.0, 0, 25), (1, 0.6, 1, 31), (2, 1.0, 2, 19), (0, None, 0, 22)]
+    with DistributedBackend(PipelineSpec(TINY, bounds, exit_stage), timeout_s=60) as be:
+        pids = list(be.pids)
+        for pi, alpha, seed, n in cases:
+            prompt = PROMPTS[pi]
+            ref = reference(prompt, n)
+            spec = (
+                DrafterSpec("early-exit") if alpha is None else DrafterSpec("oracle", alpha, seed)
+            )
+            res = be.run(list(prompt), n, spec, list(ref))
+            assert res.tokens == list(ref), (pi, alpha)
+            assert len(res.trace) <= n and len(res.stage_busy_s) == len(bounds)
+            if alpha == 0.0:
+                assert sum(res.trace) == 0
+            if alpha == 1.0:
+                assert all(res.trace) and res.flushes == 0
+    assert not any(_alive(p) for p in pids)
+
+
+@pytest.mark.slow
+def test_killing_a_stage_fails_fast_and_leaves_no_process() -> None:
+    be = DistributedBackend(PipelineSpec(TINY, (2, 4), 1), timeout_s=20)
+    pids = list(be.pids)
+    ref = reference(PROMPTS[0], 3000)
+    killer = threading.Timer(0.5, os.kill, (pids[1], 9))
+    killer.start()
+    t0 = time.monotonic()
+    with pytest.raises(StageFailure, match=r"stage 1 .*exited with code -9"):
+        be.run(list(PROMPTS[0]), 3000, DrafterSpec("oracle", 0.8, 0), list(ref))
+    assert time.monotonic() - t0 < 15
+    killer.join()
+    be.close()
+    time.sleep(0.2)
+    assert not any(_alive(p) for p in pids)
+    with pytest.raises(StageFailure):
+        be.run(list(PROMPTS[0]), 5, DrafterSpec("oracle", 0.8, 0), list(ref[:5]))
