@@ -19,6 +19,16 @@ from ppsd_sim.records.scheme import SchemeConfig
 
 SEED_MODES = ("point", "common")
 _COST_FIELDS = ("hop", "tick", "flush", "embed", "concurrency_slowdown")
+_PROFILE_FIELDS = (
+    "profile_sha256",
+    "layers",
+    "t_layer",
+    "head_fraction",
+    "ee_head",
+    "verify_tokens",
+    "verify_factor",
+    *_COST_FIELDS,
+)
 
 
 def canonical_json(data: Any) -> str:
@@ -76,10 +86,14 @@ def build(cfg: dict[str, Any], ctx: Context, cache: dict[str, Any] | None = None
     """The simulator's inputs for one point. Raises ConfigError for combinations the records
     refuse (the caller records it as a failed point)."""
     cache = {} if cache is None else cache
-    profile = _profile(cfg, ctx, cache)
-    costs = {n: cfg[n] for n in _COST_FIELDS if n in cfg}
-    if costs:
-        profile = profile.with_costs(**costs)
+    key = "P:" + canonical_json({n: cfg.get(n) for n in _PROFILE_FIELDS})
+    profile = cache.get(key)
+    if profile is None:  # most points of a batch share a profile: build it once
+        profile = _profile(cfg, ctx, cache)
+        costs = {n: cfg[n] for n in _COST_FIELDS if n in cfg}
+        if costs:
+            profile = profile.with_costs(**costs)
+        cache[key] = profile
     return SimInputs(
         profile,
         _scheme(cfg, profile.n_layers),

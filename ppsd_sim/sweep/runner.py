@@ -35,7 +35,7 @@ class RunCounts:
 
 def estimated_seconds(point: Point) -> float:
     """Rough single-core cost of a point, for batching only (SimPy ≈ 25 µs per token; the fast
-    path ≈ 0.3 ms + 0.1 µs per token; the closed form is instant)."""
+    path ≈ 0.4 ms + 0.1 µs per token; the closed form is instant)."""
     cfg = point.config
     engine, tokens = cfg["engine"], cfg["tokens"]
     if engine == "closed_form" or (engine == "auto" and cfg["scheme"] == "ar"):
@@ -44,7 +44,7 @@ def estimated_seconds(point: Point) -> float:
     shared = devices is not None and len(set(devices)) < len(devices)
     if engine == "simpy" or (engine == "auto" and shared):
         return 2.5e-5 * tokens
-    return 3e-4 + 1e-7 * tokens
+    return 4e-4 + 1e-7 * tokens
 
 
 def make_batches(points: Sequence[Point], workers: int, spec: SweepSpec) -> list[Batch]:
