@@ -10,16 +10,47 @@ from pathlib import Path
 
 #: Held-out modules (path relative to the stdlib folder). Pinned, and present in 3.11–3.13.
 HELD_OUT = (
-    "bisect.py", "calendar.py", "copy.py", "csv.py", "dataclasses.py", "difflib.py",
-    "fractions.py", "functools.py", "heapq.py", "ipaddress.py", "json/decoder.py",
-    "json/encoder.py", "numbers.py", "pprint.py", "queue.py", "random.py", "sched.py",
-    "secrets.py", "shlex.py", "statistics.py", "string.py", "textwrap.py", "timeit.py",
-    "tokenize.py", "uuid.py",
+    "bisect.py",
+    "calendar.py",
+    "copy.py",
+    "csv.py",
+    "dataclasses.py",
+    "difflib.py",
+    "fractions.py",
+    "functools.py",
+    "heapq.py",
+    "ipaddress.py",
+    "json/decoder.py",
+    "json/encoder.py",
+    "numbers.py",
+    "pprint.py",
+    "queue.py",
+    "random.py",
+    "sched.py",
+    "secrets.py",
+    "shlex.py",
+    "statistics.py",
+    "string.py",
+    "textwrap.py",
+    "timeit.py",
+    "tokenize.py",
+    "uuid.py",
 )
 
 #: Folders left out entirely: test suites, GUI and vendored code, generated data tables.
-EXCLUDED_DIRS = ("test", "tests", "idlelib", "lib2to3", "site-packages", "ensurepip", "tkinter",
-                 "turtledemo", "__pycache__", "encodings", "pydoc_data")
+EXCLUDED_DIRS = (
+    "test",
+    "tests",
+    "idlelib",
+    "lib2to3",
+    "site-packages",
+    "ensurepip",
+    "tkinter",
+    "turtledemo",
+    "__pycache__",
+    "encodings",
+    "pydoc_data",
+)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,9 @@ def train_tokenizer(texts: list[str], vocab_size: int = 2048) -> Tokenizer:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=list(SPECIALS), show_progress=False,
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIALS),
+        show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(texts, trainer=trainer)
@@ -30,5 +32,7 @@ def save_for_transformers(tok: Tokenizer, out: Path) -> None:
     """Write tokenizer.json + config so ``AutoTokenizer.from_pretrained(out)`` loads it."""
     from transformers import PreTrainedTokenizerFast
 
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=SPECIALS[0], bos_token=SPECIALS[0])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token=SPECIALS[0], bos_token=SPECIALS[0]
+    )
     fast.save_pretrained(out)

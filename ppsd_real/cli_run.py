@@ -1,0 +1,142 @@
+"""``ppsd run``: AR, EESD and PPSD on a real model, side by side, with named baselines."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from ppsd_real import runner
+from ppsd_real.backends import BACKENDS
+from ppsd_real.drafters import DRAFTERS, DrafterSpec
+from ppsd_real.measure import to_record
+from ppsd_real.model_loading import ModelSpec
+from ppsd_real.presets import DEFAULT_CPU_PRESET, PRESETS
+from ppsd_sim.errors import ConfigError
+from ppsd_sim.records import SchemeConfig
+from ppsd_sim.records.io import write_record
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a(
+        "--preset",
+        default=None,
+        help=f"model shape ({', '.join(PRESETS)}); default {DEFAULT_CPU_PRESET}",
+    )
+    a("--model-dir", default=None, help="a local Hugging Face model directory instead of a preset")
+    a("--scheme", default="all", choices=("all", "ar", "eesd", "ppsd"))
+    a("--exit", type=int, default=None, help="exit layer E (default L/2)")
+    a("--gamma", type=int, default=4, help="EESD draft length")
+    a("--stages", type=int, default=2, help="PPSD stages (even split, exit after stage 1)")
+    a("--alpha", type=float, default=0.8, help="oracle drafter acceptance")
+    a("--drafter", default="oracle", choices=DRAFTERS)
+    a("--backend", default="distributed", choices=BACKENDS, help="PPSD backend")
+    a("--tokens", type=int, default=128)
+    a("--seed", type=int, default=0)
+    a("--repeats", type=int, default=3, help="timed repeats per scheme (median reported)")
+    a("--output", default=None, help="write the PPSD (or single scheme) RunRecord JSON here")
+
+
+def _bounds(n_layers: int, k: int, exit_layer: int) -> tuple[int, ...]:
+    if not 2 <= k <= n_layers:
+        raise ConfigError("stages", f"must be in [2, L={n_layers}], got {k}")
+    if k == 2:
+        return (exit_layer, n_layers)
+    rest = [exit_layer + round((n_layers - exit_layer) * s / (k - 1)) for s in range(1, k)]
+    return (exit_layer, *rest)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.tokens < 1:
+        raise ConfigError("tokens", f"must be >= 1, got {args.tokens}")
+    if args.preset and args.model_dir:
+        raise ConfigError("model", "give --preset or --model-dir, not both")
+    torch.set_num_threads(1)
+    spec = ModelSpec(
+        preset=None if args.model_dir else (args.preset or DEFAULT_CPU_PRESET),
+        path=args.model_dir,
+        seed=args.seed,
+    )
+    drafter = DrafterSpec(args.drafter, args.alpha if args.drafter == "oracle" else None, args.seed)
+    m = runner.load(spec)
+    n_layers = m.n_layers
+    e = args.exit if args.exit is not None else n_layers // 2
+    if not 1 <= e < n_layers:
+        raise ConfigError("exit", f"must satisfy 1 <= E < L = {n_layers}, got {e}")
+    schemes = {
+        "ar": SchemeConfig.ar(),
+        "eesd": SchemeConfig.eesd(e, args.gamma),
+        "ppsd": SchemeConfig.ppsd(_bounds(n_layers, args.stages, e)),
+    }
+    wanted = list(schemes) if args.scheme == "all" else ["ar", args.scheme]
+    prompt = [1 + (args.seed * 7 + i * 13) % (m.vocab - 1) for i in range(8)]
+    ref = runner.run_local(m, schemes["ar"], drafter, prompt, args.tokens, None).tokens
+    times: dict[str, list[float]] = {}
+    results = {}
+    be = None
+    if "ppsd" in wanted and args.backend == "distributed":
+        be = runner.open_distributed(spec, schemes["ppsd"], n_layers, drafter)
+    try:
+        from tqdm import tqdm
+
+        for _ in tqdm(range(args.repeats + 1), desc="ppsd run", leave=False):
+            for name in wanted:
+                if name == "ar2":
+                    continue
+                if name == "ppsd" and be is not None:
+                    r = be.run(prompt, args.tokens, drafter, ref)
+                else:
+                    r = runner.run_local(m, schemes[name], drafter, prompt, args.tokens, ref)
+                if r.tokens != ref:
+                    raise RuntimeError(f"{name} output differs from AR: not lossless")
+                times.setdefault(name, []).append(r.time_s)
+                results[name] = r
+            torch.set_num_threads(2)
+            t0 = time.perf_counter()
+            runner.run_local(m, schemes["ar"], drafter, prompt, args.tokens, None)
+            times.setdefault("ar2", []).append(time.perf_counter() - t0)
+            torch.set_num_threads(1)
+    finally:
+        if be is not None:
+            be.close()
+    med = {k: statistics.median(v[1:] or v) for k, v in times.items()}
+    base = {"ar_1thread": med["ar"], "ar_all_cores": med["ar2"]}
+    print(
+        f"model {spec.name}, L={n_layers}, E={e}, drafter {drafter.label()}, "
+        f"{args.tokens} tokens, median of {args.repeats} (warm-up excluded)"
+    )
+    print(
+        f"{'scheme':32} {'tok/s':>8} {'accept':>7} {'vs AR 1 thread':>15} {'vs AR 2 threads':>16}"
+    )
+    rec = None
+    for name in [*wanted, "ar2"]:
+        label = "AR (2 threads)" if name == "ar2" else schemes[name].label()
+        if name == "ppsd":
+            label += f" [{args.backend}]"
+        r = results.get(name)
+        acc = f"{sum(r.trace) / len(r.trace):.2f}" if r is not None and r.trace else "-"
+        print(
+            f"{label:32} {args.tokens / med[name]:8.1f} {acc:>7} "
+            f"{med['ar'] / med[name]:14.2f}x {med['ar2'] / med[name]:15.2f}x"
+        )
+        if r is not None and name != "ar":
+            r.time_s = med[name]
+            engine = "real/distributed" if name == "ppsd" and be is not None else "real/sequential"
+            rec = to_record(
+                r,
+                schemes[name],
+                engine,
+                spec,
+                1,
+                base,
+                "ar_1thread",
+                args.alpha if args.drafter == "oracle" else None,
+                args.seed,
+            )
+    if args.output and rec is not None:
+        write_record(args.output, rec)
+        print(f"wrote {args.output}")
+    return 0
