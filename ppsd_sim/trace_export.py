@@ -5,11 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from ppsd_sim.engines.result import Span
+from ppsd_sim.records import _check
 from ppsd_sim.records.scheme import SchemeConfig
 
 
-def chrome_trace(spans: list[Span], scheme: SchemeConfig, *, title: str = "ppsd") -> dict[str, Any]:
-    """One process, one thread per stage, one complete ('X') event per span, in µs."""
+def chrome_trace(
+    spans: list[Span], scheme: SchemeConfig, *, title: str = "ppsd", origin: str = "simulated"
+) -> dict[str, Any]:
+    """One process, one thread per stage, one complete ('X') event per span, in µs.
+    ``otherData.origin`` says whether the timeline was simulated or measured."""
+    _check.choice("origin", origin, ("simulated", "measured"))
     names = _stage_names(scheme)
     events: list[dict[str, Any]] = [
         {
@@ -44,7 +49,11 @@ def chrome_trace(spans: list[Span], scheme: SchemeConfig, *, title: str = "ppsd"
                 "dur": (sp.end - sp.start) * 1e6,
             }
         )
-    return {"traceEvents": events, "displayTimeUnit": "ms"}
+    return {
+        "traceEvents": events,
+        "displayTimeUnit": "ms",
+        "otherData": {"origin": origin, "scheme": scheme.to_dict()},
+    }
 
 
 def _stage_names(scheme: SchemeConfig) -> list[str]:

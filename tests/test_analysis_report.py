@@ -80,7 +80,7 @@ def _folder_with_everything(root: Path) -> None:
         engine="simpy",
         timeline=True,
     )
-    trace = chrome_trace(tl.spans, example_schemes()[2], title="real runner")
+    trace = chrome_trace(tl.spans, example_schemes()[2], title="real runner", origin="measured")
     (root / "trace.json").write_text(json.dumps(trace), encoding="utf-8")
     write_record(root / "curve.json", AcceptanceCurve((4, 8, 16), (0.4, 0.6, 0.8), "measured"))
 
