@@ -156,3 +156,15 @@ def test_store_clears_crash_leftovers_and_refuses_foreign_or_busy_folders(tmp_pa
         ResultStore(foreign).open()
     with pytest.raises(ConfigError, match="not a sweep results folder"):
         load_results(foreign)
+
+
+def test_shipped_example_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "sweep_example.yaml"
+    out = tmp_path / "example"
+    assert main(["sweep", str(example), "--out", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"spec {example}: 35 points")
+    df = load_results(out)
+    assert len(df) == 35 and (df.status == "ok").all()
+    assert set(df.engine) == {"closed_form", "fast", "simpy"}
+    assert "best 5 by speedup:" in text

@@ -12,13 +12,16 @@ import os
 import signal
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent(parent: int) -> None:
-    """Ask Linux to SIGKILL this worker when its parent dies (no-op elsewhere)."""
+    """Ask Linux to SIGKILL this worker when its parent dies (no-op elsewhere). Ctrl-C is
+    left to the parent, which stops the pool cleanly (no traceback from every worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -72,7 +75,15 @@ class LocalBackend:
             pending.update(rest)
             refill()
             for fut in done:
-                yield fut.result()
+                try:
+                    result = fut.result()
+                except BrokenProcessPool:
+                    raise RuntimeError(
+                        "a sweep worker process died (out of memory, or killed); finished "
+                        "points are saved, rerun to resume. From a script, call run_sweep "
+                        "under `if __name__ == '__main__':` (workers are spawned)"
+                    ) from None
+                yield result
 
 
 _END = object()
