@@ -36,7 +36,7 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"load {os.getloadavg()[0]:.2f}, python {platform.python_version()}"
     )
-    print(f"{'engine':<7}{'scheme':<18}{'alpha':>6}{'median tok/s':>15}{'min':>13}{'max':>13}")
+    print(f"{'engine':<7}{'scheme':<18}{'alpha':>6}{'median tok/s':>15}{'min':>15}{'max':>15}")
     cases = [
         ("simpy", SchemeConfig.ppsd_even(32, 4), a, args.simpy_tokens)
         for a in (0.5, 0.8, 0.9, 0.99)
