@@ -55,7 +55,7 @@ def test_readme_command_runs(command, workdir):
 
 def test_readme_python_example_runs(capsys):
     (code,) = _blocks("python")
-    exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the README's own example
+    exec(compile(code, "README.md", "exec"), {})  # the README's own example
     out = capsys.readouterr().out.split()
     speed, closed_form, break_even = (float(x) for x in out[:3])
     assert speed == pytest.approx(closed_form, rel=0.02)
