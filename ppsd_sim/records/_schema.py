@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ppsd_sim.errors import ConfigError
@@ -31,3 +32,28 @@ def check_tag(data: Any, name: str, where: str = "") -> None:
 
 
 TAG_KEYS = ("record", "schema_version")
+
+
+def open_record(
+    data: Any,
+    name: str,
+    where: str,
+    allowed: Iterable[str],
+    required: Iterable[str] = (),
+    derived: Iterable[str] = (),
+) -> dict[str, Any]:
+    """The fields of a record's JSON object: its tag checked, unknown keys refused, the tag and
+    any ``derived`` (recomputed, informational) keys dropped."""
+    from ppsd_sim.records import _check
+
+    check_tag(data, name, where)
+    derived = tuple(derived)
+    d = _check.mapping(where, data, (*TAG_KEYS, *derived, *allowed), required)
+    return {k: v for k, v in d.items() if k not in TAG_KEYS and k not in derived}
+
+
+def rerooted(err: ConfigError, own: str, where: str) -> ConfigError:
+    """An error raised under a record's own prefix (``own``), moved under ``where``."""
+    if where == own or not err.field.startswith(own):
+        return err
+    return ConfigError(where + err.field[len(own) :], err.message)

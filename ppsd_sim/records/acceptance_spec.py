@@ -7,7 +7,7 @@ from typing import Any
 
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import _check
-from ppsd_sim.records._schema import TAG_KEYS, check_tag, tag
+from ppsd_sim.records._schema import open_record, rerooted, tag
 
 KINDS = ("iid", "per_position", "markov", "trace", "histogram")
 
@@ -124,14 +124,8 @@ class AcceptanceSpec:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "acceptance") -> AcceptanceSpec:
-        check_tag(data, "AcceptanceSpec", where)
-        d = _check.mapping(
-            where,
-            data,
-            (*TAG_KEYS, "kind", "semantics", "alpha", "burstiness", "alphas", "trace", "counts"),
-            ("kind",),
-        )
-        d = {k: v for k, v in d.items() if k not in TAG_KEYS}
+        fields = ("kind", "semantics", "alpha", "burstiness", "alphas", "trace", "counts")
+        d = open_record(data, "AcceptanceSpec", where, fields, ("kind",))
         sem = d.pop("semantics", None)
         kind = _check.choice(_check.join(where, "kind"), d["kind"], KINDS)
         if sem is not None and sem != SEMANTICS[kind]:
@@ -145,9 +139,7 @@ class AcceptanceSpec:
         try:
             return cls(**d)
         except ConfigError as err:
-            if where != "acceptance":
-                raise ConfigError(err.field.replace("acceptance", where, 1), err.message) from None
-            raise
+            raise rerooted(err, "acceptance", where) from None
 
 
 def _bit(field: str, value: Any) -> int:

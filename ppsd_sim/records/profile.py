@@ -10,7 +10,7 @@ import numpy as np
 
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import _check
-from ppsd_sim.records._schema import TAG_KEYS, check_tag, tag
+from ppsd_sim.records._schema import open_record, tag
 from ppsd_sim.records.timing import Timing, timing
 
 SOURCES = ("measured", "synthesised", "hand", "example")
@@ -213,9 +213,7 @@ class HardwareProfile:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "") -> HardwareProfile:
-        check_tag(data, "HardwareProfile", where)
-        allowed = (
-            *TAG_KEYS,
+        fields = (
             "layer_decode",
             *_TIMING_FIELDS,
             "verify_tokens",
@@ -223,7 +221,9 @@ class HardwareProfile:
             "concurrency_slowdown",
             "provenance",
         )
-        d = _check.mapping(where, data, allowed, ("layer_decode", "ee_head", "final_head"))
+        d = open_record(
+            data, "HardwareProfile", where, fields, ("layer_decode", "ee_head", "final_head")
+        )
         j = lambda name: _check.join(where, name)  # noqa: E731
         try:
             layers = tuple(

@@ -9,7 +9,7 @@ from typing import Any
 
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import _check
-from ppsd_sim.records._schema import TAG_KEYS, check_tag, tag
+from ppsd_sim.records._schema import open_record, tag
 from ppsd_sim.records.acceptance_spec import AcceptanceSpec
 from ppsd_sim.records.profile import HardwareProfile, Provenance
 from ppsd_sim.records.scheme import SchemeConfig
@@ -160,35 +160,33 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "") -> RunRecord:
-        check_tag(data, "RunRecord", where)
-        derived = ("tokens_per_s", "speedup", "stage_busy_fraction")
-        d = _check.mapping(
-            where,
-            data,
-            (
-                *TAG_KEYS,
-                *derived,
-                "origin",
-                "engine",
-                "scheme",
-                "tokens",
-                "time_s",
-                "acceptance",
-                "profile",
-                "seed",
-                "speedups",
-                "baseline",
-                "acceptance_observed",
-                "stage_busy_s",
-                "stage_wasted_s",
-                "flushes",
-                "rounds",
-                "provenance",
-                "notes",
-            ),
-            ("origin", "engine", "scheme", "tokens", "time_s"),
+        fields = (
+            "origin",
+            "engine",
+            "scheme",
+            "tokens",
+            "time_s",
+            "acceptance",
+            "profile",
+            "seed",
+            "speedups",
+            "baseline",
+            "acceptance_observed",
+            "stage_busy_s",
+            "stage_wasted_s",
+            "flushes",
+            "rounds",
+            "provenance",
+            "notes",
         )
-        d = {k: v for k, v in d.items() if k not in TAG_KEYS and k not in derived}
+        d = open_record(
+            data,
+            "RunRecord",
+            where,
+            fields,
+            ("origin", "engine", "scheme", "tokens", "time_s"),
+            derived=("tokens_per_s", "speedup", "stage_busy_fraction"),
+        )
         d["scheme"] = SchemeConfig.from_dict(d["scheme"], _check.join(where, "scheme"))
         if d.get("acceptance") is not None:
             d["acceptance"] = AcceptanceSpec.from_dict(

@@ -7,7 +7,7 @@ from typing import Any
 
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import _check
-from ppsd_sim.records._schema import TAG_KEYS, check_tag, tag
+from ppsd_sim.records._schema import open_record, rerooted, tag
 
 SCHEMES = ("ar", "eesd", "ppsd")
 
@@ -155,29 +155,20 @@ class SchemeConfig:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "scheme") -> SchemeConfig:
-        check_tag(data, "SchemeConfig", where)
-        d = _check.mapping(
-            where,
-            data,
-            (
-                *TAG_KEYS,
-                "kind",
-                "exit_layer",
-                "gamma",
-                "cache_reuse",
-                "stage_boundaries",
-                "exit_stage",
-                "devices",
-            ),
-            ("kind",),
+        fields = (
+            "kind",
+            "exit_layer",
+            "gamma",
+            "cache_reuse",
+            "stage_boundaries",
+            "exit_stage",
+            "devices",
         )
-        d = {k: v for k, v in d.items() if k not in TAG_KEYS}
+        d = open_record(data, "SchemeConfig", where, fields, ("kind",))
         for name in ("stage_boundaries", "devices"):
             if d.get(name) is not None:
                 d[name] = tuple(_check.sequence(_check.join(where, name), d[name]))
         try:
             return cls(**d)
         except ConfigError as err:
-            if where != "scheme":
-                raise ConfigError(err.field.replace("scheme", where, 1), err.message) from None
-            raise
+            raise rerooted(err, "scheme", where) from None
