@@ -34,6 +34,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--alpha", type=float, default=0.8, help="oracle drafter acceptance")
     a("--drafter", default="oracle", choices=DRAFTERS)
     a("--backend", default="distributed", choices=BACKENDS, help="PPSD backend")
+    a(
+        "--transport",
+        default="pipe",
+        choices=("pipe", "gloo"),
+        help="between stage processes: OS pipes (lighter on CPU) or torch.distributed (gloo)",
+    )
     a("--tokens", type=int, default=128)
     a("--seed", type=int, default=0)
     a("--repeats", type=int, default=3, help="timed repeats per scheme (median reported)")
@@ -78,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
     results = {}
     be = None
     if "ppsd" in wanted and args.backend == "distributed":
-        be = runner.open_distributed(spec, schemes["ppsd"], n_layers, drafter)
+        be = runner.open_distributed(
+            spec, schemes["ppsd"], n_layers, drafter, transport=args.transport
+        )
     try:
         from tqdm import tqdm
 
@@ -115,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
     for name in [*wanted, "ar2"]:
         label = "AR (2 threads)" if name == "ar2" else schemes[name].label()
         if name == "ppsd":
-            label += f" [{args.backend}]"
+            label += f" [{args.backend}" + (
+                f", {args.transport}]" if args.backend == "distributed" else "]"
+            )
         r = results.get(name)
         acc = f"{sum(r.trace) / len(r.trace):.2f}" if r is not None and r.trace else "-"
         print(

@@ -68,11 +68,19 @@ def open_distributed(
     n_layers: int,
     drafter: DrafterSpec,
     timeout_s: float = 120.0,
+    transport: str = "pipe",
 ) -> DistributedBackend:
+    """Stage processes for ``scheme`` talking over ``transport`` (pipe or gloo)."""
     if scheme.kind != "ppsd":
         raise ConfigError("backend", f"the distributed backend runs PPSD only, not {scheme.kind!r}")
     check_scheme(scheme, n_layers)
     return DistributedBackend(
-        PipelineSpec(spec, scheme.stage_boundaries, scheme.exit_stage, head_path=drafter.head_path),
+        PipelineSpec(
+            spec,
+            scheme.stage_boundaries,
+            scheme.exit_stage,
+            transport=transport,
+            head_path=drafter.head_path,
+        ),
         timeout_s=timeout_s,
     )

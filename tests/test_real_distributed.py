@@ -10,6 +10,7 @@ import pytest
 
 from ppsd_real.backends.distributed import DistributedBackend, PipelineSpec, StageFailure
 from ppsd_real.drafters import DrafterSpec
+from ppsd_sim.errors import ConfigError
 from tests.real_fixtures import TINY, reference
 
 PROMPTS = [(1, 5, 7, 9, 11), (3,), (200, 17, 42, 99)]
@@ -25,10 +26,22 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("bounds", "exit_stage"), [((2, 4), 1), ((1, 2, 3, 4), 1), ((1, 3, 4), 2)])
-def test_ppsd_distributed_equals_ar(bounds: tuple[int, ...], exit_stage: int) -> None:
+@pytest.mark.parametrize(
+    ("bounds", "exit_stage", "transport"),
+    [
+        ((2, 4), 1, "pipe"),
+        ((1, 2, 3, 4), 1, "pipe"),
+        ((1, 3, 4), 2, "pipe"),
+        ((2, 4), 1, "gloo"),
+        ((1, 3, 4), 2, "gloo"),
+    ],
+)
+def test_ppsd_distributed_equals_ar(
+    bounds: tuple[int, ...], exit_stage: int, transport: str
+) -> None:
     cases = [(0, 0.0, 0, 25), (1, 0.6, 1, 31), (2, 1.0, 2, 19), (0, None, 0, 22)]
-    with DistributedBackend(PipelineSpec(TINY, bounds, exit_stage), timeout_s=60) as be:
+    spec = PipelineSpec(TINY, bounds, exit_stage, transport=transport)
+    with DistributedBackend(spec, timeout_s=60) as be:
         pids = list(be.pids)
         for pi, alpha, seed, n in cases:
             prompt = PROMPTS[pi]
@@ -47,8 +60,9 @@ def test_ppsd_distributed_equals_ar(bounds: tuple[int, ...], exit_stage: int) ->
 
 
 @pytest.mark.slow
-def test_killing_a_stage_fails_fast_and_leaves_no_process() -> None:
-    be = DistributedBackend(PipelineSpec(TINY, (2, 4), 1), timeout_s=20)
+@pytest.mark.parametrize("transport", ["pipe", "gloo"])
+def test_killing_a_stage_fails_fast_and_leaves_no_process(transport: str) -> None:
+    be = DistributedBackend(PipelineSpec(TINY, (2, 4), 1, transport=transport), timeout_s=20)
     pids = list(be.pids)
     ref = reference(PROMPTS[0], 3000)
     killer = threading.Timer(0.5, os.kill, (pids[1], 9))
@@ -63,3 +77,17 @@ def test_killing_a_stage_fails_fast_and_leaves_no_process() -> None:
     assert not any(_alive(p) for p in pids)
     with pytest.raises(StageFailure):
         be.run(list(PROMPTS[0]), 5, DrafterSpec("oracle", 0.8, 0), list(ref[:5]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transport", ["pipe", "gloo"])
+def test_hop_latency_is_measured_over_each_transport(transport: str) -> None:
+    with DistributedBackend(PipelineSpec(TINY, (2, 4), 1, transport=transport)) as be:
+        hops = be.hop_latency(30)
+    assert len(hops) == 30 and all(0 < h < 0.05 for h in hops)
+
+
+def test_unknown_transport_is_refused() -> None:
+    with pytest.raises(ConfigError) as err:
+        PipelineSpec(TINY, (2, 4), 1, transport="carrier-pigeon")
+    assert err.value.field == "transport"

@@ -20,6 +20,7 @@ from typing import Any
 from ppsd_real.decoders.result import DecodeResult
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.model_loading import ModelSpec
+from ppsd_sim.errors import ConfigError
 
 
 class StageFailure(RuntimeError):
@@ -30,6 +31,8 @@ class StageFailure(RuntimeError):
 class PipelineSpec:
     """What every stage process needs to build itself."""
 
+    TRANSPORTS = ("pipe", "gloo")
+
     model: ModelSpec
     bounds: tuple[int, ...]
     exit_stage: int
@@ -37,6 +40,18 @@ class PipelineSpec:
     threads: int = 1
     pin: bool = True
     head_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.transport not in self.TRANSPORTS:
+            raise ConfigError(
+                "transport", f"must be one of {self.TRANSPORTS}, got {self.transport!r}"
+            )
+
+
+def talk_pairs(k: int) -> set[tuple[int, int]]:
+    """Stage pairs that exchange messages: 0 with every stage (drafts, verdicts, flushes) and
+    each stage with the next (hidden states)."""
+    return {(0, s) for s in range(1, k)} | {(s, s + 1) for s in range(1, k - 1)}
 
 
 def _free_port() -> int:
@@ -87,7 +102,8 @@ def _stage_main(
         dist.init_process_group(
             "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=k
         )
-        transport: Any = GlooTransport(rank, spec.model.device)
+        peers_of = [b if a == rank else a for a, b in talk_pairs(k) if rank in (a, b)]
+        transport: Any = GlooTransport(rank, peers_of, spec.model.device)
     else:
         transport = PipeTransport(rank, peers, spec.model.device)
     parent.send(("ready", rank, os.getpid()))
@@ -139,6 +155,7 @@ def _stage_main(
     if spec.transport == "gloo":
         import torch.distributed as dist
 
+        transport.close()
         dist.destroy_process_group()
 
 
@@ -182,8 +199,7 @@ class DistributedBackend:
         ctx = mp.get_context("spawn")
         k = len(self.spec.bounds)
         peers: list[dict[int, Connection]] = [{} for _ in range(k)]
-        pairs = {(0, s) for s in range(1, k)} | {(s, s + 1) for s in range(1, k - 1)}
-        for a, b in sorted(pairs):
+        for a, b in sorted(talk_pairs(k)):
             ca, cb = ctx.Pipe(duplex=True)
             peers[a][b], peers[b][a] = ca, cb
         port = _free_port()

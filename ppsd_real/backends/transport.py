@@ -3,15 +3,15 @@
 - ``LocalTransport``: in-process inboxes (sequential backend).
 - ``PipeTransport``: one OS pipe per pair of stages that talk; messages are pickled headers with
   raw tensor bytes (never torch's shared-memory pickling, which costs ~1 ms per hand-off).
-- ``GlooTransport``: torch.distributed point-to-point over gloo (TCP): a fixed-size header from
-  any source, then the payload from that source. The same calls run over NCCL on GPUs only once
-  any-source receives are replaced by posted per-peer receives (not done yet).
+- ``GlooTransport``: torch.distributed point-to-point over gloo (TCP): per peer, a fixed-size
+  header then the payload, received by one blocking thread per peer (see the class for why).
 """
 
 from __future__ import annotations
 
-import contextlib
 import pickle
+import queue
+import threading
 from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -89,58 +89,86 @@ class PipeTransport:
 
 
 class GlooTransport:
-    """torch.distributed point-to-point (gloo): header [nbytes] from any rank, then payload."""
+    """torch.distributed point-to-point (gloo on CPU): per peer, a header [nbytes] then payload.
+
+    Why receiver threads: a gloo receive never reports ``is_completed()`` until ``wait()`` is
+    called on it, and a ``wait(timeout)`` that times out *completes the work with an error*
+    (the posted receive is lost). Polling a posted any-source receive therefore cannot work
+    (it hung every run). Instead one daemon thread per peer blocks in ``recv(src=peer)``
+    (the GIL is released while it waits), decodes, and queues the message; ``poll`` and
+    ``recv`` read that queue. Receiving from a named peer also keeps each header with its own
+    payload (no ``source_rank()``, deprecated) and is what NCCL needs (no any-source there).
+    Sends are ``isend``; the work and its buffers are kept until a bounded number of younger
+    sends exist, then waited on (long complete by then), so no buffer is freed in flight.
+    """
 
     HEADER_TAG, PAYLOAD_TAG = 1, 2
+    MAX_OPEN_SENDS = 64
+    BYE: Msg = ("__bye__",)
 
-    def __init__(self, me: int, device: str = "cpu") -> None:
+    def __init__(self, me: int, peers: list[int], device: str = "cpu") -> None:
         import torch.distributed as dist
 
         self.dist, self.me, self.device = dist, me, device
-        self._hdr = torch.zeros(1, dtype=torch.int64)
-        self._work = None
-        self._sends: list[tuple[Any, torch.Tensor]] = []
+        self._inbox: queue.SimpleQueue[Msg | BaseException] = queue.SimpleQueue()
+        self._sends: deque[tuple[Any, Any, torch.Tensor, torch.Tensor]] = deque()
+        self._threads = [
+            threading.Thread(target=self._receive_from, args=(p,), daemon=True, name=f"rx{p}")
+            for p in sorted(set(peers))
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _receive_from(self, peer: int) -> None:
+        """Receiver thread: header then payload from ``peer``, forever (until the peer goes)."""
+        try:
+            while True:
+                hdr = torch.zeros(1, dtype=torch.int64)
+                self.dist.recv(hdr, peer, tag=self.HEADER_TAG)
+                buf = torch.empty(int(hdr.item()), dtype=torch.uint8)
+                self.dist.recv(buf, peer, tag=self.PAYLOAD_TAG)
+                msg = decode(buf.numpy().tobytes(), self.device)
+                if msg == self.BYE:
+                    return
+                self._inbox.put(msg)
+        except BaseException as exc:  # handed to the stage loop, which raises it
+            self._inbox.put(ConnectionError(f"gloo receive from stage {peer} failed: {exc}"))
 
     def send(self, dst: int, msg: Msg) -> None:
-        # Non-blocking: two stages sending to each other at once would otherwise deadlock
-        # (a gloo send waits for the matching receive, posted only after the header).
         data = encode(msg)
         hdr = torch.tensor([len(data)], dtype=torch.int64)
         payload = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        self._sends = [w for w in self._sends if not w[0].is_completed()]
-        self._sends.append((self.dist.isend(hdr, dst, tag=self.HEADER_TAG), hdr))
-        self._sends.append((self.dist.isend(payload, dst, tag=self.PAYLOAD_TAG), payload))
-
-    def _source(self) -> int:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return int(self._work.source_rank())
-
-    def _post(self) -> None:
-        if self._work is None:
-            self._work = self.dist.irecv(self._hdr, tag=self.HEADER_TAG)
+        while len(self._sends) >= self.MAX_OPEN_SENDS:
+            old = self._sends.popleft()
+            old[0].wait()
+            old[1].wait()
+        w_hdr = self.dist.isend(hdr, dst, tag=self.HEADER_TAG)
+        w_data = self.dist.isend(payload, dst, tag=self.PAYLOAD_TAG)
+        self._sends.append((w_hdr, w_data, hdr, payload))
 
     def poll(self) -> bool:
-        self._post()
-        return bool(self._work.is_completed())
+        return not self._inbox.empty()
 
     def recv(self, timeout: float | None) -> Msg | None:
-        import datetime
-        import time
+        try:
+            if timeout is not None and timeout <= 0:
+                item = self._inbox.get_nowait()
+            else:
+                item = self._inbox.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        return item
 
-        self._post()
-        deadline = None if timeout is None else time.perf_counter() + timeout
-        while not self._work.is_completed():
-            if deadline is not None and time.perf_counter() >= deadline:
-                return None
-            if timeout is None or timeout > 0.01:
-                with contextlib.suppress(RuntimeError):  # a wait timeout: check deadline
-                    self._work.wait(datetime.timedelta(milliseconds=10))
-        src = self._source()
-        n = int(self._hdr.item())
-        self._work = None
-        buf = torch.empty(n, dtype=torch.uint8)
-        self.dist.recv(buf, src, tag=self.PAYLOAD_TAG)
-        return decode(buf.numpy().tobytes(), self.device)
+    def close(self, timeout: float = 2.0) -> None:
+        """Tell every peer's receiver thread to stop, wait for ours and for pending sends, so
+        the process group can be destroyed without a receive still blocked in it."""
+        for t in self._threads:
+            self.send(int(t.name.removeprefix("rx")), self.BYE)
+        for t in self._threads:
+            t.join(timeout)
+        while self._sends:
+            old = self._sends.popleft()
+            old[0].wait()
+            old[1].wait()
