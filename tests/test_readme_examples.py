@@ -20,12 +20,13 @@ def _blocks(lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
 
 
-COMMANDS = [
-    ln[2:].strip()
+#: each console block is a sequence (a later command may read what an earlier one wrote)
+SEQUENCES = [
+    cmds
     for block in _blocks("console")
-    for ln in block.splitlines()
-    if ln.startswith("$ ")
+    if (cmds := [ln[2:].strip() for ln in block.splitlines() if ln.startswith("$ ")])
 ]
+COMMANDS = [c for seq in SEQUENCES for c in seq]
 
 
 def test_readme_shows_commands_for_every_subcommand():
@@ -33,15 +34,14 @@ def test_readme_shows_commands_for_every_subcommand():
     assert {"sim", "run", "profile", "sweep", "plan", "report"} <= shown
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("readme")
-    (d / "examples").symlink_to(ROOT / "examples")
-    return d
+@pytest.mark.parametrize("sequence", SEQUENCES, ids=[seq[0][:60] for seq in SEQUENCES])
+def test_readme_commands_run_in_order(sequence, tmp_path):
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    for command in sequence:
+        _run(command, tmp_path)
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_readme_command_runs(command, workdir):
+def _run(command: str, workdir: Path) -> None:
     argv = shlex.split(command)
     if argv[0] == "ppsd":
         argv = [sys.executable, "-m", "ppsd_sim.cli.main", *argv[1:]]
