@@ -25,12 +25,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "search exit layer, scheme, stages and γ for the best predicted speed",
     ),
     "report": ("analysis.cli_report", "build an HTML + Markdown report from a folder of records"),
+    "calibrate": ("calibration.cli", "check the simulator against measurements; gate measured speedup in CI"),
 }
 
 #: what to install when a subcommand's module cannot be imported
 _EXTRAS = {
     "ppsd_real": "pip install torch==2.13.0 && pip install -e '.[real]'",
     "analysis": "pip install -e '.[analysis]'",
+    "calibration": "pip install torch==2.13.0 && pip install -e '.[real,analysis]'",
     "ppsd_sim": "pip install -e '.[sweep]'",
 }
 

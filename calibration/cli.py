@@ -1,0 +1,181 @@
+"""``ppsd calibrate``: run the calibration loop, or gate measured speedup against a baseline.
+
+ppsd calibrate run [--quick]          profile → predict → measure → compare → report
+ppsd calibrate regress [--quick]      measure the gate cells; exit 1 if speedup dropped
+ppsd calibrate baseline               measure the gate cells and (re)write the baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from calibration import gate
+from calibration.grid import Cell
+from calibration.measure import measure_grid, wall_clock
+from ppsd_real.cli_run import DEFAULT_CPU_PRESET
+from ppsd_real.model_loading import ModelSpec
+from ppsd_sim.errors import ConfigError
+from ppsd_sim.records import SchemeConfig, _check
+
+BASELINES = Path(__file__).resolve().parent / "baselines"
+GATE_ALPHA = 0.9
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "action",
+        choices=("run", "regress", "baseline"),
+        help="run: the full loop and report; regress: the CI gate; baseline: record the gate's baseline",
+    )
+    p.add_argument(
+        "--preset", default=DEFAULT_CPU_PRESET, help=f"model preset (default {DEFAULT_CPU_PRESET})"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="run: 7 cells instead of 25; regress: 3 repeats"
+    )
+    p.add_argument("--tokens", type=int, default=128, help="tokens per measured run (default 128)")
+    p.add_argument(
+        "--repeats", type=int, help="timed repeats per cell (default 5; regress --quick: 3)"
+    )
+    p.add_argument("--transport", choices=("pipe", "gloo"), default="pipe")
+    p.add_argument(
+        "--out", help="run: results folder (default results/calibration/<hardware>/<model>)"
+    )
+    p.add_argument(
+        "--baseline", help="baseline file (default calibration/baselines/<hardware>__<model>.json)"
+    )
+
+
+def gate_cells(n_layers: int) -> list[Cell]:
+    """The small fixed set the gate watches: PPSD and EESD at α = 0.9, exit L/2."""
+    e = n_layers // 2
+    return [
+        Cell(SchemeConfig.ppsd((e, n_layers)), GATE_ALPHA),
+        Cell(SchemeConfig.eesd(e, 4), GATE_ALPHA),
+    ]
+
+
+def baseline_path(args: argparse.Namespace, model: str) -> Path:
+    if args.baseline:
+        return Path(args.baseline)
+    return (
+        BASELINES
+        / f"{gate.hardware_class()}__{model.replace(':', '-').replace('(', '').replace(')', '')}.json"
+    )
+
+
+def _progress(desc: str):
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, unit="run", leave=False, file=sys.stderr)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def run(args: argparse.Namespace) -> int:
+    _check.integer("--tokens", args.tokens, lo=8)
+    repeats = (
+        args.repeats
+        if args.repeats is not None
+        else (3 if args.quick and args.action == "regress" else 5)
+    )
+    _check.integer("--repeats", repeats, lo=2 if args.action != "run" else 1)
+    spec = ModelSpec(args.preset)
+    command = "ppsd calibrate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    if args.action == "run":
+        from calibration.loop import run_calibration
+
+        out = (
+            Path(args.out)
+            if args.out
+            else Path("results/calibration") / gate.hardware_class() / spec.name
+        )
+        cal = run_calibration(
+            spec,
+            out,
+            quick=args.quick,
+            tokens=args.tokens,
+            repeats=repeats,
+            transport=args.transport,
+            command=command,
+            on_progress=_progress("calibrate"),
+        )
+        s = cal.summary
+        print(
+            f"calibration of {spec.name} on {gate.hardware_class()}: median |error| {s.median_abs_error:.1%}, "
+            f"worst {s.worst_abs_error:.1%} ({s.worst_cell}) over {s.cells} cells"
+        )
+        for name, path in cal.paths.items():
+            print(f"{name}: {path}")
+        return 0
+
+    from ppsd_real import runner
+
+    path = baseline_path(args, spec.name)
+    base = None
+    if args.action == "regress":  # refuse a missing or mismatched baseline before measuring
+        base = gate.load_baseline(path)
+        if base.model != spec.name or base.tokens != args.tokens:
+            raise ConfigError(
+                "--baseline",
+                f"{path} is for {base.model} at {base.tokens} tokens, "
+                f"not {spec.name} at {args.tokens}",
+            )
+    n_layers = runner.load(spec).n_layers
+    cells = gate_cells(n_layers)
+    measured = measure_grid(
+        spec,
+        cells,
+        tokens=args.tokens,
+        repeats=repeats,
+        transport=args.transport,
+        on_progress=_progress(args.action),
+    )
+    fresh = {m.cell.label: m.speedups for m in measured}
+    if args.action == "baseline":
+        base = gate.Baseline(
+            gate.hardware_class(),
+            spec.name,
+            args.tokens,
+            tuple(
+                gate.GateCell(m.cell.label, m.cell.scheme, m.cell.alpha, tuple(m.speedups))
+                for m in measured
+            ),
+            wall_clock(),
+            {"command": command, "repeats": repeats},
+        )
+        gate.save_baseline(path, base)
+        for c in base.cells:
+            print(f"{c.label}: median speedup {c.median:.3f} over {len(c.speedups)} repeats")
+        print(f"baseline written: {path}")
+        return 0
+    base = gate.load_baseline(path)
+    if base.model != spec.name or base.tokens != args.tokens:
+        raise ConfigError(
+            "--baseline",
+            f"{path} is for {base.model} at {base.tokens} tokens, not {spec.name} at {args.tokens}",
+        )
+    verdicts = gate.judge(base, fresh)
+    for v in verdicts:
+        print(
+            f"{'ok  ' if v.ok else 'FAIL'} {v.label}: speedup {v.fresh:.3f} vs baseline {v.baseline:.3f} "
+            f"({v.change:+.1%}; allowed drop {v.threshold:.1%})"
+        )
+    if all(v.ok for v in verdicts):
+        print(f"speed gate passed ({path.name})")
+        return 0
+    print(
+        f"speed gate FAILED: measured speedup dropped beyond the noise threshold ({path.name})",
+        file=sys.stderr,
+    )
+    return 1
