@@ -25,7 +25,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "search exit layer, scheme, stages and γ for the best predicted speed",
     ),
     "report": ("analysis.cli_report", "build an HTML + Markdown report from a folder of records"),
-    "calibrate": ("calibration.cli", "check the simulator against measurements; gate measured speedup in CI"),
+    "calibrate": (
+        "calibration.cli",
+        "check the simulator against measurements; gate measured speedup in CI",
+    ),
 }
 
 #: what to install when a subcommand's module cannot be imported
