@@ -165,7 +165,10 @@ def run(args: argparse.Namespace) -> int:
             "--baseline",
             f"{path} is for {base.model} at {base.tokens} tokens, not {spec.name} at {args.tokens}",
         )
-    verdicts = gate.judge(base, fresh)
+    floor = (
+        args.floor if args.floor is not None else (gate.QUICK_FLOOR if args.quick else gate.FLOOR)
+    )
+    verdicts = gate.judge(base, fresh, floor=floor)
     for v in verdicts:
         print(
             f"{'ok  ' if v.ok else 'FAIL'} {v.label}: speedup {v.fresh:.3f} vs baseline {v.baseline:.3f} "

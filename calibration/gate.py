@@ -7,9 +7,12 @@ both sets of repeats (not a guess):
 
     se(x)     = 1.2533 · 1.4826 · MAD(x) / median(x) / √n      (standard error of a median,
                                                                relative, robust to outliers)
-    threshold = max(floor, z · √(se(baseline)² + se(fresh)²))  (z = 3, floor = 3%)
+    threshold = max(floor, z · √(se(baseline)² + se(fresh)²))  (z = 3)
 
-Speedups are ratios measured side by side with AR, so slow drift of the machine cancels.
+Speedups are ratios measured side by side with AR, so slow drift of the machine cancels within
+a run. Between runs (fresh processes, another session) the same ratio moved by up to ~9% on
+this machine (BENCHMARKS.md), which the repeats of one run cannot see: the floor covers it
+(5% by default, 10% for the quick CI variant with only 3 repeats).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import SchemeConfig, _check, atomic_write_text, load_document
 from ppsd_sim.records._schema import open_record, tag
 
-Z, FLOOR = 3.0, 0.03
+Z, FLOOR, QUICK_FLOOR = 3.0, 0.05, 0.10
 
 
 def hardware_class() -> str:
@@ -152,14 +155,15 @@ class Verdict:
     ok: bool
 
 
-def judge(baseline: Baseline, fresh: dict[str, list[float]]) -> list[Verdict]:
+def judge(baseline: Baseline, fresh: dict[str, list[float]], floor: float = FLOOR) -> list[Verdict]:
     """One verdict per baseline cell; a cell missing from ``fresh`` is an error, not a pass."""
+    _check.number("--floor", floor, lo=0.0, hi=1.0, hi_open=True)
     out = []
     for c in baseline.cells:
         if c.label not in fresh:
             raise ConfigError("fresh", f"no fresh measurement for baseline cell {c.label!r}")
         f = fresh[c.label]
-        thr = threshold(list(c.speedups), f)
+        thr = threshold(list(c.speedups), f, floor=floor)
         change = statistics.median(f) / c.median - 1.0
         out.append(Verdict(c.label, c.median, statistics.median(f), change, thr, change >= -thr))
     return out

@@ -70,6 +70,7 @@ def test_gate_threshold_grows_with_noise_and_has_a_floor():
     quiet = [2.0, 2.01, 1.99, 2.0, 2.02]
     noisy = [2.0, 2.4, 1.6, 2.2, 1.8]
     assert gate.threshold(quiet, quiet) == gate.FLOOR
+    assert gate.threshold(quiet, quiet, floor=0.1) == 0.1
     assert gate.threshold(noisy, noisy) > gate.threshold(noisy, quiet) > gate.FLOOR
     # the formula: z · √(se_b² + se_f²), se = 1.2533 · 1.4826 · MAD / median / √n
     se = 1.2533 * 1.4826 * 0.2 / 2.0 / math.sqrt(5)
