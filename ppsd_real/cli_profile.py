@@ -7,6 +7,7 @@ import argparse
 import torch
 
 from ppsd_real import runner
+from ppsd_real.cli_run import _bounds
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.model_loading import ModelSpec
 from ppsd_real.presets import DEFAULT_CPU_PRESET, PRESETS
@@ -27,7 +28,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--seed", type=int, default=0)
     a("--threads", type=int, default=1)
     a("--repeats", type=int, default=30)
-    a("--no-hop", action="store_true", help="skip the inter-process hop measurement")
+    a(
+        "--no-hop",
+        "--no-stages",
+        dest="no_stages",
+        action="store_true",
+        help="skip the stage processes: full-model latencies only, no hop, tick or contention",
+    )
+    a("--transport", default="pipe", choices=("pipe", "gloo"), help="between stage processes")
+    a("--stages", type=int, default=2, help="stage processes (even split, exit after stage 1)")
     a("--output", default="profile.json")
 
 
@@ -43,16 +52,20 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     m = runner.load(spec)
-    hop = None
-    if not args.no_hop:
-        scheme = SchemeConfig.ppsd((m.n_layers // 2, m.n_layers))
-        with runner.open_distributed(spec, scheme, m.n_layers, DrafterSpec()) as be:
-            hop = be.hop_latency(200)[20:]
-    prof = profile(m, args.repeats, hop=hop, threads=args.threads)
+    if args.no_stages:
+        prof = profile(m, args.repeats, threads=args.threads)
+    else:
+        e = m.n_layers // 2
+        scheme = SchemeConfig.ppsd(_bounds(m.n_layers, args.stages, e))
+        with runner.open_distributed(
+            spec, scheme, m.n_layers, DrafterSpec(), transport=args.transport
+        ) as be:
+            prof = profile(m, args.repeats, backend=be, threads=args.threads)
     write_record(args.output, prof)
     print(
-        f"wrote {args.output}: {m.n_layers} layers, layer median "
-        f"{prof.layer_decode[0].median * 1e3:.3f} ms, head {prof.final_head.median * 1e3:.3f} ms, "
-        f"hop {prof.hop.median * 1e6:.0f} µs"
+        f"wrote {args.output} ({prof.provenance.latency_context}): {m.n_layers} layers, layer "
+        f"median {prof.layer_decode[0].median * 1e3:.3f} ms, head "
+        f"{prof.final_head.median * 1e3:.3f} ms, hop {prof.hop.median * 1e6:.0f} µs, tick "
+        f"{prof.tick.median * 1e6:.0f} µs, concurrency slowdown {prof.concurrency_slowdown:.3f}"
     )
     return 0

@@ -1,12 +1,25 @@
-"""Measure a HardwareProfile: per-layer decode latency inside full-model steps, verify latency
-for 1..16 tokens, heads, embedding, crop cost and (optionally) the inter-process hop."""
+"""Measure a HardwareProfile: what the PPSD pipeline needs, measured where it happens.
+
+With stage processes (a ``DistributedBackend``) every latency the pipeline uses is taken inside
+the stage processes themselves (``latency_context = "per_stage"``): a stage's layers run faster
+with only their own weights hot than inside a full-model step, so both are measured and the
+full-model figures go to the notes. Also measured there: ``concurrency_slowdown`` (each stage
+alone vs all stages over the same time window, interleaved), ``hop`` over the transport in use,
+and ``tick`` (the per-token control cost: a stage's time in a real run minus its layers, heads
+and blocked waits). Without stage processes the profile is full-model only and tick stays 0.
+"""
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
+from ppsd_real.backends.distributed import DistributedBackend
+from ppsd_real.decoders import ARDecoder
+from ppsd_real.drafters import DrafterSpec
 from ppsd_real.measure import provenance
 from ppsd_real.runner import Loaded
 from ppsd_sim.records import HardwareProfile, Timing
@@ -25,26 +38,92 @@ def _samples(fn: Callable[[], object], repeats: int, warmup: int = 3) -> list[fl
     return out
 
 
+def _med(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def full_model_layers(m: Loaded, repeats: int, cache: Any, x1: Any, ctx: int) -> list[list[float]]:
+    """Each layer timed inside full decode steps (all L layers run in turn, as in AR)."""
+    d, n_layers = m.driver, m.n_layers
+    out: list[list[float]] = [[] for _ in range(n_layers)]
+    for rep in range(repeats + 3):
+        x = x1
+        for i in range(n_layers):
+            t0 = time.perf_counter()
+            x = d.run_layers(x, i, i + 1, cache, ctx)
+            if rep >= 3:
+                out[i].append(time.perf_counter() - t0)
+    return out
+
+
+def _stage_timings(
+    be: DistributedBackend, ctx: int, window_s: float, rounds: int
+) -> tuple[list[dict], list[dict], list[list[float]]]:
+    """Alone and together, interleaved ``rounds`` times (the machine drifts); returns the pooled
+    alone and together samples per stage and, per stage, the slowdown of each round."""
+    k = len(be.spec.bounds)
+    be.stage_latency(ctx, 0.2, together=False)  # warm-up
+    alone: list[dict] = [{} for _ in range(k)]
+    both: list[dict] = [{} for _ in range(k)]
+    ratios: list[list[float]] = [[] for _ in range(k)]
+    for _ in range(rounds):
+        a = be.stage_latency(ctx, window_s, together=False)
+        b = be.stage_latency(ctx, window_s, together=True)
+        for s in range(k):
+            for pool, got in ((alone[s], a[s]), (both[s], b[s])):
+                pool.setdefault("layers", [[] for _ in got["layers"]])
+                for i, xs in enumerate(got["layers"]):
+                    pool["layers"][i].extend(xs)
+                pool.setdefault("head", []).extend(got["head"])
+                pool.setdefault("embed", []).extend(got["embed"])
+            ratios[s].append(
+                sum(_med(xs) for xs in b[s]["layers"]) / sum(_med(xs) for xs in a[s]["layers"])
+            )
+    return alone, both, ratios
+
+
+def tick_samples(
+    be: DistributedBackend, m: Loaded, runs: int = 5, n: int = 48
+) -> tuple[list[float], list[list[float]]]:
+    """Per-token control cost per stage from real runs at acceptance 1 (no flushes): a stage's
+    run time minus its blocked waits, layer and head compute, per step. Covers the controller's
+    bookkeeping, the drafter, message encode/decode, sends and the polls between layers."""
+    prompt = [1 + i * 13 % (m.vocab - 1) for i in range(8)]
+    ref = ARDecoder(m.driver).decode(prompt, n).tokens
+    per_run: list[float] = []
+    per_stage: list[list[float]] = [[] for _ in be.spec.bounds]
+    for rep in range(runs + 1):
+        res = be.run(prompt, n, DrafterSpec("oracle", 1.0, rep), ref)
+        if rep == 0:
+            continue  # warm-up
+        ticks = []
+        for s, st in enumerate(res.extra["stages"]):
+            compute = st["layers_s"] - st["poll_s"] + st["heads_s"]
+            t = (st["elapsed_s"] - st["wait_s"] - compute) / max(1, st["steps"])
+            per_stage[s].append(t)
+            ticks.append(t)
+        per_run.append(statistics.fmean(ticks))
+    return per_run, per_stage
+
+
 def profile(
     m: Loaded,
     repeats: int = 30,
     context_len: int = 64,
-    hop: list[float] | None = None,
+    backend: DistributedBackend | None = None,
     threads: int = 1,
+    window_s: float = 0.5,
+    rounds: int = 2,
 ) -> HardwareProfile:
-    """Latencies at a cache of ``context_len`` tokens; warm-up excluded, raw samples kept."""
+    """Latencies at a cache of ``context_len`` tokens; warm-up excluded, raw samples kept.
+    With ``backend`` the pipeline's latencies are per-stage (see the module docstring)."""
     d, n_layers = m.driver, m.n_layers
     cache = d.new_cache()
     h0 = d.run_layers(d.embed(list(range(1, context_len + 1))), 0, n_layers, cache, 0)
     x1 = h0[:, -1:]
-    layer = [
-        Timing.of_samples(
-            _samples(lambda i=i: d.run_layers(x1, i, i + 1, cache, context_len), repeats)
-        )
-        for i in range(n_layers)
-    ]
+    full_layers = full_model_layers(m, repeats, cache, x1, context_len)
     full = {
-        n: statistics.median(
+        n: _med(
             _samples(
                 lambda n=n: d.run_layers(h0[:, -n:], 0, n_layers, cache, context_len),
                 max(5, repeats // 3),
@@ -54,33 +133,82 @@ def profile(
     }
     head = Timing.of_samples(_samples(lambda: d.head(x1), repeats))
     embed = Timing.of_samples(_samples(lambda: d.embed([5]), repeats))
-
-    def crop_once() -> None:
+    crops: list[float] = []
+    for _ in range(repeats // 3 + 2):
         d.run_layers(h0[:, -4:], 0, n_layers, cache, context_len)
         t0 = time.perf_counter()
         d.crop(cache, 0, n_layers, context_len)
         crops.append(time.perf_counter() - t0)
-
-    crops: list[float] = []
-    for _ in range(repeats // 3 + 2):
-        crop_once()
+    full_t = embed.median + sum(_med(xs) for xs in full_layers) + head.median
+    notes: dict[str, Any] = {
+        "full_model_layer_median_s": [round(_med(xs), 7) for xs in full_layers],
+        "full_model_T_s": round(full_t, 7),
+        "flush": "KV crop of all layers after a 4-token step, full model",
+        "verify_factor": "full-model steps of n tokens over one token",
+    }
+    common = {
+        "flush": Timing.of_samples(crops[2:]),
+        "verify_tokens": VERIFY_TOKENS,
+        "verify_factor": tuple(full[n] / full[1] for n in VERIFY_TOKENS),
+    }
+    if backend is None:
+        notes["tick"] = "not measured without stage processes (0)"
+        return HardwareProfile(
+            layer_decode=tuple(Timing.of_samples(xs) for xs in full_layers),
+            ee_head=head,
+            final_head=head,
+            embed=embed,
+            **common,
+            provenance=provenance(m.spec, threads, "full_model", notes=json.dumps(notes)),
+        )
+    spec = backend.spec
+    hop = backend.hop_latency(220)[20:]
+    alone, both, ratios = _stage_timings(backend, context_len, window_s, rounds)
+    ticks, ticks_by_stage = tick_samples(backend, m)
+    layers = [Timing.of_samples(xs) for st in alone for xs in st["layers"]]
+    exit_i = spec.exit_stage - 1
+    slowdown_raw = _med([r for rs in ratios for r in rs])
+    e_layer = spec.bounds[exit_i]
+    stage_t = embed.median + sum(t.median for t in layers) + _med(alone[-1]["head"])
+    notes.update(
+        {
+            "layer_decode": "per stage: each layer timed inside its own stage process (one "
+            "thread, pinned), that stage's step only (its layers and head)",
+            "transport": spec.transport,
+            "hop": f"one-way {spec.transport} hand-off of a 1x1x512 fp32 message, stage 0<->1",
+            "tick": "per stage per token: stage run time - blocked waits - layers - heads, "
+            "real runs at acceptance 1; per stage medians below",
+            "tick_per_stage_median_s": [round(_med(xs), 7) for xs in ticks_by_stage],
+            "concurrency": "each stage's layer sum, all stages running over the same window "
+            "vs each alone, interleaved rounds; ratio per stage per round below",
+            "concurrency_ratios": [[round(r, 4) for r in rs] for rs in ratios],
+            "concurrency_slowdown_measured": round(slowdown_raw, 4),
+            "together_layer_median_s": [round(_med(xs), 7) for st in both for xs in st["layers"]],
+            "per_stage_T_s": round(stage_t, 7),
+            "c_full_model": round(
+                (embed.median + sum(_med(xs) for xs in full_layers[:e_layer]) + head.median)
+                / full_t,
+                4,
+            ),
+            "c_per_stage": round(
+                (
+                    embed.median
+                    + sum(t.median for t in layers[:e_layer])
+                    + _med(alone[exit_i]["head"])
+                )
+                / stage_t,
+                4,
+            ),
+        }
+    )
     return HardwareProfile(
-        layer_decode=tuple(layer),
-        ee_head=head,
-        final_head=head,
-        embed=embed,
-        hop=Timing.of_samples(hop) if hop else Timing(0.0),
-        flush=Timing.of_samples(crops[2:]),
-        verify_tokens=VERIFY_TOKENS,
-        verify_factor=tuple(full[n] / full[1] for n in VERIFY_TOKENS),
-        provenance=provenance(
-            m.spec,
-            threads,
-            "full_model",
-            notes="layer latency per layer with the whole model resident; tick "
-            "not measured (0); hop = one-way pipe hand-off between two stage "
-            "processes"
-            if hop
-            else "hop not measured",
-        ),
+        layer_decode=tuple(layers),
+        ee_head=Timing.of_samples(alone[exit_i]["head"]),
+        final_head=Timing.of_samples(alone[-1]["head"]),
+        embed=Timing.of_samples(alone[0]["embed"]) if alone[0]["embed"] else embed,
+        hop=Timing.of_samples(hop),
+        tick=Timing.of_samples(ticks),
+        concurrency_slowdown=max(1.0, slowdown_raw),
+        **common,
+        provenance=provenance(m.spec, threads, "per_stage", notes=json.dumps(notes)),
     )

@@ -40,6 +40,7 @@ class PipelineSpec:
     threads: int = 1
     pin: bool = True
     head_path: str | None = None
+    spin_s: float = 0.005  # pipe: busy-poll this long before a blocking receive
 
     def __post_init__(self) -> None:
         if self.transport not in self.TRANSPORTS:
@@ -74,7 +75,8 @@ def _stage_main(
     k = len(spec.bounds)
     torch.set_num_threads(spec.threads)
     cpus = sorted(os.sched_getaffinity(0))
-    if spec.pin and spec.model.device == "cpu" and len(cpus) >= k:
+    own_core = spec.pin and spec.model.device == "cpu" and len(cpus) >= k
+    if own_core:
         # One core per stage: left to itself the scheduler often wakes a receiver on the
         # sender's core, and both stages then crawl (measured: ~2x slower per stage).
         os.sched_setaffinity(0, {cpus[rank % len(cpus)]})
@@ -105,7 +107,9 @@ def _stage_main(
         peers_of = [b if a == rank else a for a, b in talk_pairs(k) if rank in (a, b)]
         transport: Any = GlooTransport(rank, peers_of, spec.model.device)
     else:
-        transport = PipeTransport(rank, peers, spec.model.device)
+        # Spin only on a core of its own: sharing one, it would starve the other stage.
+        spin = spec.spin_s if own_core else 0.0
+        transport = PipeTransport(rank, peers, spec.model.device, spin)
     parent.send(("ready", rank, os.getpid()))
     while True:
         job = parent.recv()
@@ -113,6 +117,9 @@ def _stage_main(
             break
         if job[0] == "hop":
             parent.send(("hop", _hop_probe(rank, transport, job[1])))
+            continue
+        if job[0] == "latency":
+            parent.send(("latency", _stage_latency(rank, spec, driver, ee_head, *job[1:])))
             continue
         _, epoch0, prompt, n, dspec, reference, max_inflight = job
         if rank == 0:
@@ -142,6 +149,7 @@ def _stage_main(
                 raise SystemExit(f"stage {rank}: no message for {silence_s:.0f}s")
         elapsed = time.perf_counter() - t0
         summary = st.summary()
+        summary["elapsed_s"] = elapsed
         if rank == 0:
             ctl: Any = st
             summary.update(
@@ -157,6 +165,55 @@ def _stage_main(
 
         transport.close()
         dist.destroy_process_group()
+
+
+def _stage_latency(
+    rank: int,
+    spec: PipelineSpec,
+    driver: Any,
+    ee_head: Any,
+    context_len: int,
+    t_start: float,
+    window_s: float,
+) -> dict[str, list]:
+    """Time this stage's own decode step, layer by layer, inside its own process (its working
+    set only: the per-stage context), sampling from ``t_start`` for ``window_s`` seconds on the
+    shared monotonic clock, so stages asked together really run at the same time."""
+    import torch
+
+    start = 0 if rank == 0 else spec.bounds[rank - 1]
+    stop = spec.bounds[rank]
+    last = rank == len(spec.bounds) - 1
+    exit_ = rank == spec.exit_stage - 1
+    cache = driver.new_cache()
+    if rank == 0:
+        h = driver.embed(list(range(1, context_len + 1)))
+    else:
+        width = driver.parts.config.hidden_size
+        h = torch.randn(1, context_len, width, generator=torch.Generator().manual_seed(rank))
+    h = driver.run_layers(h, start, stop, cache, 0)
+    x1 = h[:, -1:].clone()
+    layers: list[list[float]] = [[] for _ in range(start, stop)]
+    heads: list[float] = []
+    embed: list[float] = []
+    clock = time.perf_counter
+    while clock() < t_start:
+        pass
+    while clock() < t_start + window_s:
+        x = x1
+        if rank == 0:
+            t0 = clock()
+            driver.embed([5])
+            embed.append(clock() - t0)
+        for j, i in enumerate(range(start, stop)):
+            t0 = clock()
+            x = driver.run_layers(x, i, i + 1, cache, context_len)
+            layers[j].append(clock() - t0)
+        if exit_ or last:
+            t0 = clock()
+            driver.head(x, ee_head if exit_ and not last else None)
+            heads.append(clock() - t0)
+    return {"layers": layers, "head": heads, "embed": embed}
 
 
 def _hop_probe(rank: int, transport: Any, repeats: int) -> list[float]:
@@ -305,6 +362,38 @@ class DistributedBackend:
         for c in self.conns:
             c.send(("hop", repeats))
         return self._collect("hop", self.timeout_s, "measuring hops")[0][1]
+
+    def stage_latency(
+        self, context_len: int, window_s: float, together: bool
+    ) -> list[dict[str, list]]:
+        """Per-stage decode timings measured inside the stage processes: each stage alone
+        (one after another, the others idle) or all stages over the same time window."""
+        k = len(self.spec.bounds)
+        if together:
+            t_start = time.perf_counter() + 0.05
+            for c in self.conns:
+                c.send(("latency", context_len, t_start, window_s))
+            return [r[1] for r in self._collect_latency(range(k), window_s)]
+        out = []
+        for s in range(k):
+            self.conns[s].send(("latency", context_len, time.perf_counter(), window_s))
+            out.append(self._collect_latency([s], window_s)[0][1])
+        return out
+
+    def _collect_latency(self, ranks: Any, window_s: float) -> list[tuple]:
+        """Replies from ``ranks`` only (the others were not asked); any failure stops all."""
+        conns, procs = self.conns, self.procs
+        self.conns = [conns[r] for r in ranks]
+        self.procs = [procs[r] for r in ranks]
+        try:
+            return self._collect("latency", window_s + self.timeout_s, "timing stages")
+        except StageFailure:
+            self.conns, self.procs = conns, procs
+            self.close()
+            raise
+        finally:
+            if self.procs:
+                self.conns, self.procs = conns, procs
 
     def close(self) -> None:
         """Stop every stage: ask, then terminate, then kill. Safe to call twice."""

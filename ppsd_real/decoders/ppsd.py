@@ -47,6 +47,17 @@ class StageStats:
     abandoned: int = 0
     crops: int = 0
     crop_s: float = 0.0
+    # where busy time goes, and how long the stage sat blocked waiting for a message
+    layers_s: float = 0.0
+    heads_s: float = 0.0
+    send_s: float = 0.0
+    wait_s: float = 0.0
+    poll_s: float = 0.0  # inside layers_s: the inbox checks between layers (control cost)
+    steps: int = 0  # run_token calls
+    # controller: verdict sent (last stage) -> handled (stage 0), same monotonic clock
+    verdict_lag_s: float = 0.0
+    verdict_lag_max_s: float = 0.0
+    verdicts: int = 0
     # (epoch, pos, seconds) of work not yet known to be useful
     open_work: list[tuple[int, int, float]] = field(default_factory=list)
 
@@ -115,6 +126,13 @@ class Stage:
 
     def _poll(self) -> bool:
         """Between layers: handle waiting control messages; True if the current work is stale."""
+        t0 = time.perf_counter()
+        try:
+            return self._poll_inbox()
+        finally:
+            self.stats.poll_s += time.perf_counter() - t0
+
+    def _poll_inbox(self) -> bool:
         while self.t.poll():
             msg = self.t.recv(0.0)
             if msg is None:
@@ -151,25 +169,41 @@ class Stage:
         self, epoch: int, pos: int, tokens: list[int], hidden: torch.Tensor | None
     ) -> bool:
         """Run this stage's layers on a token (or the prompt) and pass the results on."""
-        t0 = time.perf_counter()
+        st, clock = self.stats, time.perf_counter
+        st.steps += 1
+        t0 = clock()
         self._current = (epoch, pos)
         x = self.d.embed(tokens) if hidden is None else hidden
         h = self.d.run_layers(x, self.start, self.stop, self.cache, pos, self._poll)
+        t1 = clock()
+        st.layers_s += t1 - t0
+        # One more poll after the last layer: a rejection that arrived during it must not
+        # pay for a head and a hand-off of wrong-branch work on the critical path.
+        if h is not None and not self.done:
+            self._poll()
         self._current = None
         n = len(tokens)
         if h is None or epoch < self.epoch or self.done:
-            self.stats.abandoned += 1
+            st.abandoned += 1
             self._account(epoch, pos, t0, wasted=True)
             return False
         if self.s < self.k - 1:
+            t1 = clock()
             self.t.send(self.s + 1, ("fwd", epoch, pos, tokens, h))
+            st.send_s += clock() - t1
         if self.s == self.exit:
+            t1 = clock()
             ee = int(self.d.head(h[:, -1:], self.ee_head)[-1])
+            st.heads_s += clock() - t1
             self.on_draft(epoch, pos + n, ee)
         if self.s == self.k - 1:
+            t1 = clock()
             v = int(self.d.head(h[:, -1:])[-1])
+            t2 = clock()
+            st.heads_s += t2 - t1
             self.verified[pos + n] = v
-            self.t.send(0, ("verdict", epoch, pos + n, v))
+            self.t.send(0, ("verdict", epoch, pos + n, v, t2))
+            st.send_s += clock() - t2
         self._account(epoch, pos, t0, wasted=False)
         return True
 
@@ -191,20 +225,37 @@ class Stage:
         if self._pending:
             msg = self._pending.pop(0)
         else:
-            msg = self.t.recv(block)
+            msg = self._wait(block)
             if msg is None:
                 return False
         self.handle(msg)
         return True
 
+    def _wait(self, block: float | None) -> Msg | None:
+        """Receive, counting the time spent blocked as ``wait_s``."""
+        t0 = time.perf_counter()
+        msg = self.t.recv(block)
+        self.stats.wait_s += time.perf_counter() - t0
+        return msg
+
     def summary(self) -> dict[str, float]:
+        st = self.stats
         return {
-            "busy_s": self.stats.busy_s,
-            "wasted_s": self.stats.wasted_s,
-            "dropped": self.stats.dropped,
-            "abandoned": self.stats.abandoned,
-            "crops": self.stats.crops,
-            "crop_s": self.stats.crop_s,
+            "busy_s": st.busy_s,
+            "wasted_s": st.wasted_s,
+            "dropped": st.dropped,
+            "abandoned": st.abandoned,
+            "crops": st.crops,
+            "crop_s": st.crop_s,
+            "layers_s": st.layers_s,
+            "heads_s": st.heads_s,
+            "send_s": st.send_s,
+            "wait_s": st.wait_s,
+            "poll_s": st.poll_s,
+            "steps": st.steps,
+            "verdicts": st.verdicts,
+            "verdict_lag_s": st.verdict_lag_s,
+            "verdict_lag_max_s": st.verdict_lag_max_s,
         }
 
 
@@ -256,7 +307,12 @@ class Controller(Stage):
             return  # beyond the last token asked for: never needed
         self.next_tok = (self.drafter.draft(pos - self.P, ee_token), True)
 
-    def _on_verdict(self, epoch: int, pos: int, v: int) -> None:
+    def _on_verdict(self, epoch: int, pos: int, v: int, sent: float) -> None:
+        lag = time.perf_counter() - sent  # hop + how late stage 0 looked (monotonic clock)
+        st = self.stats
+        st.verdicts += 1
+        st.verdict_lag_s += lag
+        st.verdict_lag_max_s = max(st.verdict_lag_max_s, lag)
         if epoch != self.epoch or self.done:
             return
         assert pos == self.P + len(self.out), (pos, self.P, len(self.out))
@@ -338,7 +394,7 @@ class Controller(Stage):
             return True
         if block == 0.0:
             return False
-        msg = self.t.recv(block)
+        msg = self._wait(block)
         if msg is None:
             return False
         self.handle(msg)
