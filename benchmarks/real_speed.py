@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--preset", default="cpu-bench")
     ap.add_argument("--transports", default="pipe", help="comma-separated: pipe,gloo")
     args = ap.parse_args()
+    load0 = os.getloadavg()
     torch.set_num_threads(1)
     spec = ModelSpec(args.preset)
     m = runner.load(spec)
@@ -109,11 +110,18 @@ def main() -> None:
         for b in bes.values():
             b.close()
     ratio = lambda a, b: [x / y for x, y in zip(t[a], t[b], strict=True)]  # noqa: E731
-    print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()}, torch {torch.__version__}")
+    print(
+        f"machine: {os.cpu_count()} cores, load at start {load0}, at end {os.getloadavg()}, "
+        f"torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
     print(f"model {spec.name} L={n_layers} E={e}, {n} tokens, {args.repeats} repeats")
     print(
         f"c (full-model steps, used for the bound) = {c:.3f}; stage 0 draft path in its own "
         f"process / full-model T = {draft_stage / t_ar:.3f}"
+    )
+    print(
+        f"profile T (embed + layers + head, in full-model steps) {t_ar * 1e3:.2f} ms; "
+        f"AR 1 thread measured {statistics.median(t['ar1']) / n * 1e3:.2f} ms/token"
     )
     for tr, h in hops.items():
         print(f"hop one-way {tr}: {_ms([x * 1e6 for x in h])} µs")

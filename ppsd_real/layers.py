@@ -17,6 +17,10 @@ import torch
 _CACHE_KEYWORDS = ("cache", "past_key_values", "past_key_value")
 
 
+class _Abandon(Exception):
+    """Raised by the mid-layer poll hook to leave a layer whose work became useless."""
+
+
 def _layer_cache_keyword(layer: torch.nn.Module) -> str:
     """The keyword this transformers version's decoder layer takes its KV cache under."""
     params = inspect.signature(layer.forward).parameters
@@ -67,6 +71,18 @@ class LayerDriver:
         self.device = first.device
         self.dtype = first.dtype
         self._min = torch.finfo(self.dtype).min
+        # Mid-layer poll (before each held layer's MLP): halves how late a stage notices a
+        # rejection (measured: ~0.5 ms average at ~1 ms per layer with polls between layers
+        # only). The hook reads this driver's current poll; None outside run_layers.
+        self._poll = None
+        for i in self.held:
+            mlp = getattr(parts.layers[i], "mlp", None)
+            if mlp is not None:
+                mlp.register_forward_pre_hook(self._mid_layer_poll)
+
+    def _mid_layer_poll(self, module: torch.nn.Module, args: object) -> None:
+        if self._poll is not None and self._poll():
+            raise _Abandon
 
     # ---- cache -----------------------------------------------------------------------------
     def new_cache(self):
@@ -128,18 +144,24 @@ class LayerDriver:
         pos = torch.arange(pos0, pos0 + n, device=self.device)[None, :]
         rope = self.parts.rotary(hidden, pos)
         mask = self._mask(n, pos0)
-        for i in range(start, stop):
-            if poll is not None and i > start and poll():
-                return None
-            out = self.parts.layers[i](
-                hidden,
-                attention_mask=mask,
-                position_ids=pos,
-                position_embeddings=rope,
-                use_cache=True,
-                **{self._kw: cache},
-            )
-            hidden = out[0] if isinstance(out, tuple) else out
+        self._poll = poll
+        try:
+            for i in range(start, stop):
+                if poll is not None and i > start and poll():
+                    return None
+                out = self.parts.layers[i](
+                    hidden,
+                    attention_mask=mask,
+                    position_ids=pos,
+                    position_embeddings=rope,
+                    use_cache=True,
+                    **{self._kw: cache},
+                )
+                hidden = out[0] if isinstance(out, tuple) else out
+        except _Abandon:
+            return None  # this layer's attention already cached its entry: cropped later
+        finally:
+            self._poll = None
         return hidden
 
     @torch.inference_mode()

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import pickle
 import queue
+import select
 import threading
 import time
 from collections import deque
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 import torch
@@ -81,25 +82,36 @@ class PipeTransport:
         self, me: int, peers: dict[int, Connection], device: str = "cpu", spin_s: float = 0.0
     ) -> None:
         self.me, self.peers, self.device, self.spin_s = me, peers, device, spin_s
-        self._conns = list(peers.values())
+        # One registered poll object: Connection.poll()/wait() build a selector per call,
+        # measured at ~25 µs per check inside a stage (4 checks per token between layers).
+        self._by_fd = {c.fileno(): c for c in peers.values()}
+        self._poller = select.poll()
+        for fd in self._by_fd:
+            self._poller.register(fd, select.POLLIN)
 
     def send(self, dst: int, msg: Msg) -> None:
         self.peers[dst].send_bytes(encode(msg))
 
+    def _ready(self, timeout_ms: int) -> Connection | None:
+        """A connection with data (or hung up: its recv raises EOFError), or None."""
+        events = self._poller.poll(timeout_ms)
+        return self._by_fd[events[0][0]] if events else None
+
     def recv(self, timeout: float | None) -> Msg | None:
-        if self.spin_s > 0 and (timeout is None or timeout > 0):
-            end = time.perf_counter() + min(self.spin_s, timeout or self.spin_s)
-            while time.perf_counter() < end:
-                for c in self._conns:
-                    if c.poll():
-                        return decode(c.recv_bytes(), self.device)
-        ready = wait(self._conns, timeout)
-        if not ready:
+        conn = self._ready(0)
+        if conn is None and (timeout is None or timeout > 0):
+            if self.spin_s > 0:
+                end = time.perf_counter() + min(self.spin_s, timeout or self.spin_s)
+                while conn is None and time.perf_counter() < end:
+                    conn = self._ready(0)
+            if conn is None:
+                conn = self._ready(-1 if timeout is None else max(1, round(timeout * 1e3)))
+        if conn is None:
             return None
-        return decode(ready[0].recv_bytes(), self.device)  # EOFError if the peer died
+        return decode(conn.recv_bytes(), self.device)  # EOFError if the peer died
 
     def poll(self) -> bool:
-        return any(c.poll() for c in self._conns)
+        return bool(self._poller.poll(0))
 
 
 class GlooTransport:

@@ -17,6 +17,7 @@ handled (lessons from the prototype in PPSD_NOTES.md):
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -132,6 +133,14 @@ class Stage:
         finally:
             self.stats.poll_s += time.perf_counter() - t0
 
+    def _poll_between(self, epoch: int) -> bool:
+        """Poll outside the layers (before a head): True if ``epoch`` became stale."""
+        self._current = (epoch, -1)
+        try:
+            return self._poll()
+        finally:
+            self._current = None
+
     def _poll_inbox(self) -> bool:
         while self.t.poll():
             msg = self.t.recv(0.0)
@@ -192,6 +201,10 @@ class Stage:
             self.t.send(self.s + 1, ("fwd", epoch, pos, tokens, h))
             st.send_s += clock() - t1
         if self.s == self.exit:
+            if self.s == 0 and self._poll_between(epoch):
+                st.abandoned += 1  # rejected during the hand-off: skip a wrong-branch draft
+                self._account(epoch, pos, t0, wasted=True)
+                return False
             t1 = clock()
             ee = int(self.d.head(h[:, -1:], self.ee_head)[-1])
             st.heads_s += clock() - t1
@@ -287,6 +300,9 @@ class Controller(Stage):
         self.trace: list[int] = []
         self.positions: list[int] = []
         self.flushes = 0
+        self.gaps: dict[str, list[float]] = {"accepted": [], "rejected": []}
+        self._last_commit: float | None = None
+        self._last_rejected = False
 
     def handle(self, msg: Msg) -> None:
         kind = msg[0]
@@ -299,6 +315,13 @@ class Controller(Stage):
 
     def on_draft(self, epoch: int, pos: int, ee_token: int) -> None:
         self._on_draft_msg(epoch, pos, ee_token)
+
+    def summary(self) -> dict[str, float]:
+        out = super().summary()
+        for key, xs in self.gaps.items():
+            out[f"{key}_gap_s"] = statistics.median(xs) if xs else 0.0
+            out[f"{key}_gaps"] = len(xs)
+        return out
 
     def _on_draft_msg(self, epoch: int, pos: int, ee_token: int) -> None:
         if epoch != self.epoch or pos != self.frontier or self.next_tok is not None:
@@ -321,6 +344,7 @@ class Controller(Stage):
             d = self.next_tok[0]  # drafted but not yet entered: judge it all the same
             self.next_tok = (v, False)
         self.out.append(v)
+        self._gap(sent, d is not None and d != v)
         if len(self.out) >= self.n:
             self.done = True
         if d is not None:
@@ -334,6 +358,14 @@ class Controller(Stage):
             self.next_tok = (v, False)  # the drafter lost the race: enter the verified token
         if self.done:
             self._broadcast(("stop",))
+
+    def _gap(self, sent: float, rejected: bool) -> None:
+        """Commit-to-commit time (on the verdicts' send clock), filed under the kind of the
+        previous commit: after a rejection the next verdict needs a full pipeline refill."""
+        if self._last_commit is not None:
+            key = "rejected" if self._last_rejected else "accepted"
+            self.gaps[key].append(sent - self._last_commit)
+        self._last_commit, self._last_rejected = sent, rejected
 
     def _reject(self, pos: int, v: int) -> None:
         self.flushes += 1
