@@ -133,14 +133,6 @@ class Stage:
         finally:
             self.stats.poll_s += time.perf_counter() - t0
 
-    def _poll_between(self, epoch: int) -> bool:
-        """Poll outside the layers (before a head): True if ``epoch`` became stale."""
-        self._current = (epoch, -1)
-        try:
-            return self._poll()
-        finally:
-            self._current = None
-
     def _poll_inbox(self) -> bool:
         while self.t.poll():
             msg = self.t.recv(0.0)
@@ -201,13 +193,15 @@ class Stage:
             self.t.send(self.s + 1, ("fwd", epoch, pos, tokens, h))
             st.send_s += clock() - t1
         if self.s == self.exit:
-            if self.s == 0 and self._poll_between(epoch):
-                st.abandoned += 1  # rejected during the hand-off: skip a wrong-branch draft
+            t1 = clock()
+            self._current = (epoch, pos)
+            ee = self.d.draft_token(h, self.ee_head, self._poll)
+            self._current = None
+            st.heads_s += clock() - t1
+            if ee is None or epoch < self.epoch or self.done:
+                st.abandoned += 1  # rejected during the head: skip a wrong-branch draft
                 self._account(epoch, pos, t0, wasted=True)
                 return False
-            t1 = clock()
-            ee = int(self.d.head(h[:, -1:], self.ee_head)[-1])
-            st.heads_s += clock() - t1
             self.on_draft(epoch, pos + n, ee)
         if self.s == self.k - 1:
             t1 = clock()
