@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         f"{args.tokens} tokens, median of {args.repeats} (warm-up excluded)"
     )
     print(
-        f"{'scheme':32} {'tok/s':>8} {'accept':>7} {'vs AR 1 thread':>15} {'vs AR 2 threads':>16}"
+        f"{'scheme':40} {'tok/s':>8} {'accept':>7} {'vs AR 1 thread':>15} {'vs AR 2 threads':>16}"
     )
     rec = None
     for name in [*wanted, "ar2"]:
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         r = results.get(name)
         acc = f"{sum(r.trace) / len(r.trace):.2f}" if r is not None and r.trace else "-"
         print(
-            f"{label:32} {args.tokens / med[name]:8.1f} {acc:>7} "
+            f"{label:40} {args.tokens / med[name]:8.1f} {acc:>7} "
             f"{med['ar'] / med[name]:14.2f}x {med['ar2'] / med[name]:15.2f}x"
         )
         if r is not None and name != "ar":
