@@ -45,6 +45,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--out", help="run: results folder (default results/calibration/<hardware>/<model>)"
     )
     p.add_argument(
+        "--floor",
+        type=float,
+        help=f"regress: smallest drop that fails, as a fraction "
+        f"(default {gate.FLOOR}; with --quick {gate.QUICK_FLOOR})",
+    )
+    p.add_argument(
         "--baseline", help="baseline file (default calibration/baselines/<hardware>__<model>.json)"
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ from calibration import gate
 from calibration.compare import Row, summarise
 from calibration.grid import Cell, default_grid
 from calibration.predict import predict
+from ppsd_real.test_hooks import TICK_DELAY_ENV
 from ppsd_sim import analytic
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import HardwareProfile, SchemeConfig
@@ -127,7 +129,7 @@ def test_calibration_loop_end_to_end_on_real_layers(tmp_path):
         capture_output=True,
         text=True,
         timeout=600,
-        env={"TQDM_DISABLE": "1", **__import__("os").environ},
+        env={"TQDM_DISABLE": "1", **os.environ},
     )
     assert res.returncode == 0, res.stderr[-3000:]
     doc = json.loads((out / "calibration.json").read_text())
@@ -166,3 +168,43 @@ def test_regress_without_a_baseline_is_refused_in_one_line(tmp_path):
     )
     assert res.returncode == 2
     assert res.stderr.strip().splitlines()[-1].startswith("ppsd: error: --baseline: no baseline at")
+
+
+def _calibrate(args, extra_env=None):
+    env = {**os.environ, "TQDM_DISABLE": "1", **(extra_env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "ppsd_sim.cli.main", "calibrate", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+
+
+def test_speed_gate_passes_unchanged_code_and_trips_on_an_injected_slowdown(tmp_path):
+    common = [
+        "--preset",
+        "tiny",
+        "--tokens",
+        "16",
+        "--repeats",
+        "3",
+        "--baseline",
+        str(tmp_path / "b.json"),
+    ]
+    res = _calibrate(["baseline", *common])
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert gate.load_baseline(tmp_path / "b.json").cells  # a real, readable baseline
+    # a generous floor: this tiny model is dominated by per-step overheads and noisy
+    res = _calibrate(["regress", *common, "--floor", "0.5"])
+    assert res.returncode == 0, res.stdout + res.stderr[-2000:]
+    assert "speed gate passed" in res.stdout
+    res = _calibrate(["regress", *common, "--floor", "0.5"], {TICK_DELAY_ENV: "0.005"})
+    assert res.returncode == 1, res.stdout + res.stderr[-2000:]
+    assert res.stdout.count("FAIL") == 2  # both PPSD and EESD cells
+    assert "speed gate FAILED" in res.stderr
+
+
+def test_a_malformed_injected_delay_is_refused():
+    res = _calibrate(["regress", "--preset", "tiny"], {TICK_DELAY_ENV: "soon"})
+    assert res.returncode == 2

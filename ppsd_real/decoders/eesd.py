@@ -9,6 +9,7 @@ import torch
 from ppsd_real.decoders.result import DecodeResult
 from ppsd_real.drafters import Drafter
 from ppsd_real.layers import LayerDriver
+from ppsd_real.test_hooks import spin, tick_delay
 
 
 class EESDDecoder:
@@ -29,6 +30,7 @@ class EESDDecoder:
     ) -> None:
         self.d, self.e, self.gamma, self.drafter = driver, exit_layer, gamma, drafter
         self.cache_reuse, self.ee_head = cache_reuse, ee_head
+        self._test_delay = tick_delay()
 
     def decode(self, prompt: list[int], max_new_tokens: int) -> DecodeResult:
         d, e, n_layers, g = self.d, self.e, self.d.n_layers, self.gamma
@@ -43,6 +45,8 @@ class EESDDecoder:
             hidden: list[torch.Tensor] = []
             tok = out[-1]
             for j in range(g):
+                if self._test_delay:
+                    spin(self._test_delay)
                 hj = d.run_layers(d.embed([tok]), 0, e, cache, base + j)
                 hidden.append(hj)
                 tok = self.drafter.draft(len(out) + j, int(d.head(hj, self.ee_head)[-1]))

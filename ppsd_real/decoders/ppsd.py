@@ -26,6 +26,7 @@ import torch
 
 from ppsd_real.drafters import Drafter
 from ppsd_real.layers import LayerDriver
+from ppsd_real.test_hooks import spin, tick_delay
 
 Msg = tuple[Any, ...]
 
@@ -98,6 +99,7 @@ class Stage:
         self.done = False
         self.verified: dict[int, int] = {}  # last stage: full-model token per position
         self.blocked_from: int | None = None  # last stage: known-wrong draft position
+        self._test_delay = tick_delay()
         self._current: tuple[int, int] | None = None
 
     # ---- messages -----------------------------------------------------------------------------
@@ -172,6 +174,8 @@ class Stage:
         """Run this stage's layers on a token (or the prompt) and pass the results on."""
         st, clock = self.stats, time.perf_counter
         st.steps += 1
+        if self._test_delay:
+            spin(self._test_delay)
         t0 = clock()
         self._current = (epoch, pos)
         x = self.d.embed(tokens) if hidden is None else hidden
