@@ -107,21 +107,31 @@ def run(args: argparse.Namespace) -> int:
             runner.run_local(m, schemes["ar"], drafter, prompt, args.tokens, None)
             times.setdefault("ar2", []).append(time.perf_counter() - t0)
             torch.set_num_threads(1)
+            t0 = time.perf_counter()  # the library's own greedy decoding, same model and thread
+            m.model.generate(
+                torch.tensor([prompt]),
+                max_new_tokens=args.tokens,
+                min_new_tokens=args.tokens,
+                do_sample=False,
+            )
+            times.setdefault("generate", []).append(time.perf_counter() - t0)
     finally:
         if be is not None:
             be.close()
     med = {k: statistics.median(v[1:] or v) for k, v in times.items()}
-    base = {"ar_1thread": med["ar"], "ar_all_cores": med["ar2"]}
+    base = {"ar_1thread": med["ar"], "ar_all_cores": med["ar2"], "generate": med["generate"]}
     print(
         f"model {spec.name}, L={n_layers}, E={e}, drafter {drafter.label()}, "
         f"{args.tokens} tokens, median of {args.repeats} (warm-up excluded)"
     )
     print(
         f"{'scheme':40} {'tok/s':>8} {'accept':>7} {'vs AR 1 thread':>15} {'vs AR 2 threads':>16}"
+        f" {'vs generate':>12}"
     )
     rec = None
-    for name in [*wanted, "ar2"]:
-        label = "AR (2 threads)" if name == "ar2" else schemes[name].label()
+    names = {"ar2": "AR (2 threads)", "generate": "model.generate (1 thread)"}
+    for name in [*wanted, "ar2", "generate"]:
+        label = names.get(name) or schemes[name].label()
         if name == "ppsd":
             label += f" [{args.backend}" + (
                 f", {args.transport}]" if args.backend == "distributed" else "]"
@@ -131,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"{label:40} {args.tokens / med[name]:8.1f} {acc:>7} "
             f"{med['ar'] / med[name]:14.2f}x {med['ar2'] / med[name]:15.2f}x"
+            f" {med['generate'] / med[name]:11.2f}x"
         )
         if r is not None and name != "ar":
             r.time_s = med[name]
