@@ -65,12 +65,20 @@ def gate_cells(n_layers: int) -> list[Cell]:
 
 
 def baseline_path(args: argparse.Namespace, model: str) -> Path:
-    if args.baseline:
-        return Path(args.baseline)
-    return (
-        BASELINES
-        / f"{gate.hardware_class()}__{model.replace(':', '-').replace('(', '').replace(')', '')}.json"
-    )
+    return Path(args.baseline) if args.baseline else default_baseline(model)
+
+
+def default_baseline(model: str) -> Path:
+    """The committed baseline for this machine's hardware class and a model."""
+    return BASELINES / f"{gate.hardware_class()}__{slug(model)}.json"
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a model name ('preset:cpu-bench(seed=0)' → 'cpu-bench-seed0')."""
+    import re
+
+    name = name.removeprefix("preset:").replace("=", "")
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")
 
 
 def _progress(desc: str):
@@ -104,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         out = (
             Path(args.out)
             if args.out
-            else Path("results/calibration") / gate.hardware_class() / spec.name
+            else Path("results/calibration") / gate.hardware_class() / slug(spec.name)
         )
         cal = run_calibration(
             spec,

@@ -21,7 +21,7 @@ class Preset:
 
 
 #: tiny: a few MB, for tests. cpu-bench: chosen by measurement on a 2-core CPU (see
-#: benchmarks/REAL_RESULTS.md): hidden 384 keeps one layer near 0.5-0.8 ms on one thread and two
+#: BENCHMARKS.md): hidden 384 keeps one layer near 0.5-0.8 ms on one thread and two
 #: single-thread stage processes beat one two-thread process. The last two are real shapes.
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(64, 4, 4, 2, 128, 256, "tests (a few MB)"),
