@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -24,7 +25,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a(
         "--preset",
         default=None,
-        help=f"model shape ({', '.join(PRESETS)}); default {DEFAULT_CPU_PRESET}",
+        help=f"random-weight model shape ({', '.join(PRESETS)}); default: the shipped trained "
+        f"model ({SHIPPED_MODEL.name}) if present, else {DEFAULT_CPU_PRESET}",
     )
     a("--model-dir", default=None, help="a local Hugging Face model directory instead of a preset")
     a("--scheme", default="all", choices=("all", "ar", "eesd", "ppsd"))
@@ -32,7 +34,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--gamma", type=int, default=4, help="EESD draft length")
     a("--stages", type=int, default=2, help="PPSD stages (even split, exit after stage 1)")
     a("--alpha", type=float, default=0.8, help="oracle drafter acceptance")
-    a("--drafter", default="oracle", choices=DRAFTERS)
+    a(
+        "--drafter",
+        default=None,
+        choices=DRAFTERS,
+        help="default: early-exit for a trained model directory, oracle for a random preset",
+    )
+    a(
+        "--shared-head",
+        action="store_true",
+        help="early-exit: use the model's own LM head even when a trained EE head is shipped",
+    )
     a("--backend", default="distributed", choices=BACKENDS, help="PPSD backend")
     a(
         "--transport",
@@ -44,6 +56,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--seed", type=int, default=0)
     a("--repeats", type=int, default=3, help="timed repeats per scheme (median reported)")
     a("--output", default=None, help="write the PPSD (or single scheme) RunRecord JSON here")
+
+
+#: The project's own trained model (ppsd_real/lm), the default when it is shipped.
+SHIPPED_MODEL = Path(__file__).resolve().parent / "models" / "stdlib-lm"
+PROMPT_MODULE = "textwrap.py"  # a held-out module (ppsd_real.lm.corpus.HELD_OUT)
+
+
+def text_prompt(model_dir: str | None, n_tokens: int = 64) -> list[int] | None:
+    """Real text for a model that has a tokenizer: the start of a held-out stdlib module, so a
+    trained model's early-exit acceptance is measured on text it did not train on."""
+    if not model_dir or not (Path(model_dir) / "tokenizer.json").is_file():
+        return None
+    from tokenizers import Tokenizer
+
+    from ppsd_real.lm.corpus import load_corpus
+
+    held = [p for p in load_corpus().held_out if p.name == PROMPT_MODULE]
+    if not held:
+        return None
+    tok = Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
+    return tok.encode(held[0].read_text(encoding="utf-8", errors="replace")).ids[:n_tokens]
 
 
 def _bounds(n_layers: int, k: int, exit_layer: int) -> tuple[int, ...]:
@@ -61,24 +94,34 @@ def run(args: argparse.Namespace) -> int:
     if args.preset and args.model_dir:
         raise ConfigError("model", "give --preset or --model-dir, not both")
     torch.set_num_threads(1)
+    model_dir = args.model_dir
+    if model_dir is None and args.preset is None and SHIPPED_MODEL.is_dir():
+        model_dir = str(SHIPPED_MODEL)
     spec = ModelSpec(
-        preset=None if args.model_dir else (args.preset or DEFAULT_CPU_PRESET),
-        path=args.model_dir,
+        preset=None if model_dir else (args.preset or DEFAULT_CPU_PRESET),
+        path=model_dir,
         seed=args.seed,
     )
-    drafter = DrafterSpec(args.drafter, args.alpha if args.drafter == "oracle" else None, args.seed)
+    kind = args.drafter or ("early-exit" if model_dir else "oracle")
     m = runner.load(spec)
     n_layers = m.n_layers
     e = args.exit if args.exit is not None else n_layers // 2
     if not 1 <= e < n_layers:
         raise ConfigError("exit", f"must satisfy 1 <= E < L = {n_layers}, got {e}")
+    head = None
+    if kind == "early-exit" and model_dir and not args.shared_head:
+        trained = Path(model_dir) / f"ee_head_exit{e}.safetensors"
+        head = str(trained) if trained.is_file() else None
+    drafter = DrafterSpec(kind, args.alpha if kind == "oracle" else None, args.seed, head)
     schemes = {
         "ar": SchemeConfig.ar(),
         "eesd": SchemeConfig.eesd(e, args.gamma),
         "ppsd": SchemeConfig.ppsd(_bounds(n_layers, args.stages, e)),
     }
     wanted = list(schemes) if args.scheme == "all" else ["ar", args.scheme]
-    prompt = [1 + (args.seed * 7 + i * 13) % (m.vocab - 1) for i in range(8)]
+    prompt = text_prompt(model_dir) or [
+        1 + (args.seed * 7 + i * 13) % (m.vocab - 1) for i in range(8)
+    ]
     ref = runner.run_local(m, schemes["ar"], drafter, prompt, args.tokens, None).tokens
     times: dict[str, list[float]] = {}
     results = {}

@@ -22,8 +22,9 @@ DRAFTERS = ("early-exit", "oracle")
 @dataclass(frozen=True)
 class DrafterSpec:
     """``kind`` is 'early-exit' or 'oracle'; ``alpha`` and ``seed`` drive the oracle;
-    ``head_path`` optionally names a trained EE head (torch file with a ``weight`` tensor of
-    shape (vocab, hidden)) used instead of the model's own LM head."""
+    ``head_path`` optionally names a trained EE head (a safetensors or torch file with a
+    ``weight`` tensor of shape (vocab, hidden), applied after the final norm) used instead of
+    the model's own LM head."""
 
     kind: str = "early-exit"
     alpha: float | None = None
@@ -80,7 +81,12 @@ def load_ee_head(spec: DrafterSpec, lm_head: torch.nn.Module) -> torch.nn.Module
     if spec.head_path is None:
         return None
     try:
-        state = torch.load(spec.head_path, map_location="cpu", weights_only=True)
+        if str(spec.head_path).endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(spec.head_path)
+        else:
+            state = torch.load(spec.head_path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise ConfigError(
             "drafter.head_path", f"cannot read EE head {spec.head_path}: {err}"
