@@ -114,7 +114,8 @@ PARAMS: dict[str, Param] = {
 
 DEFAULTS: dict[str, Any] = {"tokens": 10_000, "engine": "auto"}
 
-_PROFILE_UNIFORM = (
+#: the parameters that build a uniform profile (one place: points.py keys profiles by them too)
+PROFILE_UNIFORM = (
     "layers",
     "t_layer",
     "head_fraction",
@@ -152,7 +153,7 @@ def resolve(values: dict[str, Any], where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}.scheme", "is required (ar, eesd or ppsd)")
     scheme = cfg["scheme"]
     if "profile" in cfg:
-        both = [n for n in _PROFILE_UNIFORM if n in cfg]
+        both = [n for n in PROFILE_UNIFORM if n in cfg]
         if both:
             raise ConfigError(
                 f"{where}.{both[0]}",

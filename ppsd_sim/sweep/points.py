@@ -16,19 +16,11 @@ from typing import Any
 from ppsd_sim.records.acceptance_spec import AcceptanceSpec
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.scheme import SchemeConfig
+from ppsd_sim.sweep.params import PROFILE_UNIFORM
 
 SEED_MODES = ("point", "common")
 _COST_FIELDS = ("hop", "tick", "flush", "embed", "concurrency_slowdown")
-_PROFILE_FIELDS = (
-    "profile_sha256",
-    "layers",
-    "t_layer",
-    "head_fraction",
-    "ee_head",
-    "verify_tokens",
-    "verify_factor",
-    *_COST_FIELDS,
-)
+_PROFILE_FIELDS = ("profile_sha256", *PROFILE_UNIFORM, *_COST_FIELDS)
 
 
 def canonical_json(data: Any) -> str:
