@@ -21,6 +21,7 @@ from ppsd_real import runner
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.model_loading import ModelSpec
 from ppsd_real.profiler import profile
+from ppsd_sim.analytic import ppsd_ideal_speedup
 from ppsd_sim.records import SchemeConfig
 
 
@@ -137,7 +138,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for a in alphas:
         s1 = ratio("ar1", f"ppsd{a}")
-        ideal = 1 / (a * c + 1 - a)
+        ideal = ppsd_ideal_speedup(a, c=c)
         print(
             f"| {a} | {_ms(s1)} | {_ms(ratio('ar2', f'ppsd{a}'))} | {ideal:.2f} | "
             f"{statistics.median(s1) / ideal:.2f} | {_ms(ratio('ar1', f'eesd{a}'))} |"
@@ -145,7 +146,7 @@ def main() -> None:
     for tr in transports[1:]:
         for a in alphas:
             s1 = ratio("ar1", f"ppsd{a}_{tr}")
-            ideal = 1 / (a * c + 1 - a)
+            ideal = ppsd_ideal_speedup(a, c=c)
             print(
                 f"PPSD over {tr}, α={a}: vs AR 1 thr {_ms(s1)} (measured/ideal "
                 f"{statistics.median(s1) / ideal:.2f}); {transports[0]}/{tr} time ratio "
