@@ -59,7 +59,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--runs",
         type=int,
         default=5,
-        help="baseline: independent runs whose spread joins the threshold (default 5)",
+        help="baseline: independent runs (at least 3) whose spread joins the threshold (default 5)",
     )
     p.add_argument(
         "--baseline", help="baseline file (default calibration/baselines/<hardware>__<model>.json)"
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         else (3 if args.quick and args.action == "regress" else 5)
     )
     _check.integer("--repeats", repeats, lo=2 if args.action != "run" else 1)
-    _check.integer("--runs", args.runs, lo=1)
+    _check.integer("--runs", args.runs, lo=3)  # two runs bound their spread only within ×8
     spec = ModelSpec(args.preset)
     command = "ppsd calibrate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     if args.action == "run":

@@ -12,7 +12,13 @@ both sets of repeats (not a guess):
     sd_run    = sample SD of the baseline's per-run medians / their median, taken at its
                 upper 90% confidence bound: × √((r − 1) / χ²₀.₁₀(r − 1)) for r runs (five runs
                 cannot pin a spread down, and an under-stated spread makes a flaky gate)
-    threshold = max(floor, z · √(se(baseline)² + se(fresh)² + sd_run²))  (z = 3)
+    spread    = z · √(se(baseline)² + se(fresh)² + sd_run²)         (z = 3; relative spreads,
+                                                               i.e. SDs of log speedup)
+    threshold = max(floor, 1 − exp(−spread))                  (the allowed drop, a fraction)
+
+The comparison is made on the log of the speedup ratio, where the noise of a ratio is additive:
+a wide spread allows a large drop but never one of 100% or more, so a slowdown of 20× always
+trips a gate however noisy its baseline (on a linear scale a spread of 1.5 would pass anything).
 
 Speedups are ratios measured side by side with AR, so slow drift of the machine cancels within
 a run. Between runs (fresh processes, minutes apart) the same ratio moves more than the repeats
@@ -103,8 +109,10 @@ def threshold(
     floor: float = FLOOR,
     between: float = 0.0,
 ) -> float:
+    """The allowed drop of the median speedup, as a fraction (see the module docstring)."""
     se_f = rel_se(fresh, spread=rel_sd(base))
-    return max(floor, z * math.sqrt(rel_se(base) ** 2 + se_f**2 + between**2))
+    spread = z * math.sqrt(rel_se(base) ** 2 + se_f**2 + between**2)
+    return max(floor, 1.0 - math.exp(-spread))
 
 
 @dataclass(frozen=True)
