@@ -8,6 +8,7 @@ import torch
 
 from ppsd_real import runner
 from ppsd_real.cli_run import _bounds
+from ppsd_real.device import add_device_args, resolve
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.model_loading import ModelSpec
 from ppsd_real.presets import DEFAULT_CPU_PRESET, PRESETS
@@ -38,6 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--transport", default="pipe", choices=("pipe", "gloo"), help="between stage processes")
     a("--stages", type=int, default=2, help="stage processes (even split, exit after stage 1)")
     a("--output", default="profile.json")
+    add_device_args(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,10 +48,13 @@ def run(args: argparse.Namespace) -> int:
     if args.repeats < 5:
         raise ConfigError("repeats", f"must be >= 5, got {args.repeats}")
     torch.set_num_threads(args.threads)
+    device, dtype = resolve(args.device, args.dtype)
     spec = ModelSpec(
         preset=None if args.model_dir else (args.preset or DEFAULT_CPU_PRESET),
         path=args.model_dir,
         seed=args.seed,
+        dtype=dtype,
+        device=device,
     )
     m = runner.load(spec)
     if args.no_stages:

@@ -11,6 +11,7 @@ import torch
 
 from ppsd_real import runner
 from ppsd_real.backends import BACKENDS
+from ppsd_real.device import add_device_args, resolve
 from ppsd_real.drafters import DRAFTERS, DrafterSpec
 from ppsd_real.measure import to_record
 from ppsd_real.model_loading import ModelSpec
@@ -56,6 +57,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--seed", type=int, default=0)
     a("--repeats", type=int, default=3, help="timed repeats per scheme (median reported)")
     a("--output", default=None, help="write the PPSD (or single scheme) RunRecord JSON here")
+    a(
+        "--records",
+        default=None,
+        help="a folder: write every measured scheme's RunRecord there (eesd.json, ppsd.json)",
+    )
+    add_device_args(parser)
 
 
 #: The project's own trained model (ppsd_real/lm), the default when it is shipped.
@@ -97,10 +104,13 @@ def run(args: argparse.Namespace) -> int:
     model_dir = args.model_dir
     if model_dir is None and args.preset is None and SHIPPED_MODEL.is_dir():
         model_dir = str(SHIPPED_MODEL)
+    device, dtype = resolve(args.device, args.dtype)
     spec = ModelSpec(
         preset=None if model_dir else (args.preset or DEFAULT_CPU_PRESET),
         path=model_dir,
         seed=args.seed,
+        dtype=dtype,
+        device=device,
     )
     kind = args.drafter or ("early-exit" if model_dir else "oracle")
     m = runner.load(spec)
@@ -152,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
             torch.set_num_threads(1)
             t0 = time.perf_counter()  # the library's own greedy decoding, same model and thread
             m.model.generate(
-                torch.tensor([prompt]),
+                torch.tensor([prompt], device=spec.device),
                 max_new_tokens=args.tokens,
                 min_new_tokens=args.tokens,
                 do_sample=False,
@@ -172,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
         f" {'vs generate':>12}"
     )
     rec = None
+    records = {}
     names = {"ar2": "AR (2 threads)", "generate": "model.generate (1 thread)"}
     for name in [*wanted, "ar2", "generate"]:
         label = names.get(name) or schemes[name].label()
@@ -197,9 +208,13 @@ def run(args: argparse.Namespace) -> int:
                 1,
                 base,
                 "ar_1thread",
-                args.alpha if args.drafter == "oracle" else None,
+                args.alpha if kind == "oracle" else None,
                 args.seed,
             )
+            records[name] = rec
+    for name, r_ in records.items() if args.records else ():
+        path = write_record(Path(args.records) / f"{name}.json", r_)
+        print(f"wrote {path}")
     if args.output and rec is not None:
         write_record(args.output, rec)
         print(f"wrote {args.output}")

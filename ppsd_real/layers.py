@@ -94,6 +94,11 @@ class LayerDriver:
                 if sub is not None:
                     sub.register_forward_pre_hook(self._mid_layer_poll)
 
+    def sync(self) -> None:
+        """Wait for this driver's device (see ppsd_real.device); free on the CPU."""
+        if self.device.type != "cpu":
+            torch.cuda.synchronize(self.device)
+
     def _mid_layer_poll(self, module: torch.nn.Module, args: object) -> None:
         if self._poll is not None and self._poll():
             raise _Abandon

@@ -34,9 +34,11 @@ def provenance(
     """Where and how this was measured (versions, threads, device, dtype, commit, date)."""
     import transformers
 
+    from ppsd_real.device import describe
+
     return Provenance(
         source="measured",
-        device=model.device,
+        device=describe(model.device),
         cores=os.cpu_count(),
         threads=threads,
         torch=torch.__version__,

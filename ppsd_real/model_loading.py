@@ -64,11 +64,21 @@ def load_model(spec: ModelSpec) -> torch.nn.Module:
             raise ConfigError("model.path", f"cannot load {spec.path}: {first}") from None
     else:
         config = llama_config(get_preset(spec.preset or ""))
-        gen = torch.random.fork_rng(devices=[])
-        with gen:
-            torch.manual_seed(spec.seed)
-            model = LlamaForCausalLM(config)
-        model = model.to(spec.torch_dtype)
+        if spec.device == "cpu":
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(spec.seed)
+                model = LlamaForCausalLM(config)
+            model = model.to(spec.torch_dtype)
+        else:  # built on the GPU in its dtype: a 7B shape in fp32 on the host takes minutes
+            dev = torch.device(spec.device)
+            default = torch.get_default_dtype()
+            with torch.random.fork_rng(devices=[dev.index or 0]), dev:
+                torch.manual_seed(spec.seed)
+                torch.set_default_dtype(spec.torch_dtype)
+                try:
+                    model = LlamaForCausalLM(config)
+                finally:
+                    torch.set_default_dtype(default)
     model.generation_config.eos_token_id = None
     model.generation_config.pad_token_id = None
     return model.to(spec.device).eval()

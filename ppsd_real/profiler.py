@@ -27,13 +27,21 @@ from ppsd_sim.records import HardwareProfile, Timing
 VERIFY_TOKENS = (1, 2, 4, 8, 16)
 
 
-def _samples(fn: Callable[[], object], repeats: int, warmup: int = 3) -> list[float]:
+def _samples(
+    fn: Callable[[], object],
+    repeats: int,
+    warmup: int = 3,
+    sync: Callable[[], None] = lambda: None,
+) -> list[float]:
+    """Wall time of ``fn`` per call; ``sync`` (the device's) closes each timed region."""
     for _ in range(warmup):
         fn()
     out = []
     for _ in range(repeats):
+        sync()
         t0 = time.perf_counter()
         fn()
+        sync()
         out.append(time.perf_counter() - t0)
     return out
 
@@ -52,13 +60,16 @@ def full_model_steps(
     heads: list[float] = []
     for rep in range(repeats + 3):
         x = x1
+        d.sync()
         for i in range(n_layers):
             t0 = time.perf_counter()
             x = d.run_layers(x, i, i + 1, cache, ctx)
+            d.sync()
             if rep >= 3:
                 out[i].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         d.head(x)
+        d.sync()
         if rep >= 3:
             heads.append(time.perf_counter() - t0)
     return out, heads
@@ -135,18 +146,21 @@ def profile(
             _samples(
                 lambda n=n: d.run_layers(h0[:, -n:], 0, n_layers, cache, context_len),
                 max(5, repeats // 3),
+                sync=d.sync,
             )
         )
         for n in VERIFY_TOKENS
     }
     head = Timing.of_samples(step_heads)
-    hot_head = _med(_samples(lambda: d.head(x1), repeats))
-    embed = Timing.of_samples(_samples(lambda: d.embed([5]), repeats))
+    hot_head = _med(_samples(lambda: d.head(x1), repeats, sync=d.sync))
+    embed = Timing.of_samples(_samples(lambda: d.embed([5]), repeats, sync=d.sync))
     crops: list[float] = []
     for _ in range(repeats // 3 + 2):
         d.run_layers(h0[:, -4:], 0, n_layers, cache, context_len)
+        d.sync()
         t0 = time.perf_counter()
         d.crop(cache, 0, n_layers, context_len)
+        d.sync()
         crops.append(time.perf_counter() - t0)
     full_t = embed.median + sum(_med(xs) for xs in full_layers) + head.median
     notes: dict[str, Any] = {

@@ -196,7 +196,8 @@ def _stage_latency(
     layers: list[list[float]] = [[] for _ in range(start, stop)]
     heads: list[float] = []
     embed: list[float] = []
-    clock = time.perf_counter
+    clock, sync = time.perf_counter, driver.sync  # sync: a GPU's queued work (free on CPU)
+    sync()
     while clock() < t_start:
         pass
     while clock() < t_start + window_s:
@@ -204,14 +205,17 @@ def _stage_latency(
         if rank == 0:
             t0 = clock()
             driver.embed([5])
+            sync()
             embed.append(clock() - t0)
         for j, i in enumerate(range(start, stop)):
             t0 = clock()
             x = driver.run_layers(x, i, i + 1, cache, context_len)
+            sync()
             layers[j].append(clock() - t0)
         if exit_ or last:
             t0 = clock()
             driver.head(x, ee_head if exit_ and not last else None)
+            sync()
             heads.append(clock() - t0)
     return {"layers": layers, "head": heads, "embed": embed}
 

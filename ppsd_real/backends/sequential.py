@@ -30,6 +30,7 @@ def run_sequential(
     so flushes and crops happen here too."""
     k = len(bounds)
     boxes: list[deque] = [deque() for _ in range(k)]
+    driver.sync()
     t0 = time.perf_counter()
     ctl = Controller(
         bounds,

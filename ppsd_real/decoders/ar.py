@@ -16,6 +16,7 @@ class ARDecoder:
 
     def decode(self, prompt: list[int], max_new_tokens: int) -> DecodeResult:
         d, n_layers = self.d, self.d.n_layers
+        d.sync()  # a GPU's earlier work is not this run's; each token's argmax syncs the rest
         t0 = time.perf_counter()
         cache = d.new_cache()
         h = d.run_layers(d.embed(prompt), 0, n_layers, cache, 0)

@@ -34,6 +34,7 @@ class EESDDecoder:
 
     def decode(self, prompt: list[int], max_new_tokens: int) -> DecodeResult:
         d, e, n_layers, g = self.d, self.e, self.d.n_layers, self.gamma
+        d.sync()  # as in ARDecoder: tokens read on the host sync the rest of the run
         t0 = time.perf_counter()
         cache = d.new_cache()
         h = d.run_layers(d.embed(prompt), 0, n_layers, cache, 0)
