@@ -199,7 +199,7 @@ def test_speed_gate_passes_unchanged_code_and_trips_on_an_injected_slowdown(tmp_
         "--baseline",
         str(tmp_path / "b.json"),
     ]
-    res = _calibrate(["baseline", *common])
+    res = _calibrate(["baseline", *common, "--runs", "3"])
     assert res.returncode == 0, res.stderr[-2000:]
     assert gate.load_baseline(tmp_path / "b.json").cells  # a real, readable baseline
     # a generous floor: this tiny model is dominated by per-step overheads and noisy
