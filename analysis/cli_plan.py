@@ -54,6 +54,11 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="tokens simulated to confirm each shown configuration (0: skip; default 20000)",
     )
     s.add_argument("--seed", type=int, default=0, help="simulation seed (0)")
+    s.add_argument(
+        "--ignore-memory",
+        action="store_true",
+        help="with --synth: also rank configurations whose weights do not fit a device",
+    )
     o = p.add_argument_group("output")
     o.add_argument("--out", help="write the plan as JSON (a CapacityPlan record) here")
     o.add_argument("--json", action="store_true", help="print the plan as JSON")
@@ -108,6 +113,8 @@ def format_plan(pl: Plan) -> str:
         f"≤ {pl.devices} device(s), target {pl.target}"
         + (f" ≥ {pl.min_tokens_per_s:g} tokens/s" if pl.min_tokens_per_s else ""),
     ]
+    if pl.memory:
+        lines.append(f"memory: {pl.memory}; configurations that do not fit are left out")
     if pl.curve.source == "illustrative":
         lines.append("note: α(E) is illustrative, not measured; pass --curve or --curve-file")
     if pl.message:
@@ -147,6 +154,12 @@ def run(args: argparse.Namespace) -> int:
     if args.write_profile:
         write_record(args.write_profile, profile)
     exits = _ints("--exits", args.exits) if args.exits else None
+    memory = None
+    if args.synth and not args.ignore_memory:
+        from analysis.memory import budget_of
+        from analysis.synth import parse_synth
+
+        memory = budget_of(*parse_synth(args.synth, "--synth"))
     pl = plan(
         profile,
         curve,
@@ -158,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         sim_tokens=args.sim_tokens,
         seed=args.seed,
         exits=exits,
+        memory=memory,
     )
     if args.out:
         write_record(args.out, pl.to_dict())

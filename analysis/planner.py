@@ -14,18 +14,23 @@ O(K·L²) for all E and k at once. Putting the exit after a later stage e > 1 on
 and hops to the draft loop and leaves fewer stages for the rest, so a scheme with the same
 later stages and exit after stage 1 is at least as fast on fewer devices; ``brute_force``
 (every split, every exit stage) checks this in the tests.
+
+With a memory limit (``analysis.memory``) merging the draft stages may overflow a device, so
+the draft part [0, E) takes the fewest stages that fit (``draft_cuts``) and the later layers
+the min–max split among the stages that fit; brute force checks this too.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from analysis.curves import AcceptanceCurve
+from analysis.memory import WeightBudget
 from ppsd_sim import analytic
 from ppsd_sim.costs import eesd_costs
 from ppsd_sim.errors import ConfigError
@@ -95,7 +100,7 @@ class Plan:
     profile_source: str
     message: str = ""
     sim_tokens: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    memory: str = ""  # the weight budget checked, in words ("" when memory was not checked)
 
     @property
     def met(self) -> bool:
@@ -113,6 +118,7 @@ class Plan:
             "curve": self.curve.to_dict(),
             "message": self.message,
             "sim_tokens": self.sim_tokens,
+            "memory": self.memory or None,
             "candidates": [c.to_dict() for c in self.candidates],
             "best_per_scheme": {k: c.to_dict() for k, c in self.best_per_scheme.items()},
         }
@@ -148,26 +154,69 @@ class _StageCosts:
 
 
 def minmax_splits(
-    profile: HardwareProfile, max_parts: int, slow: float
+    profile: HardwareProfile, max_parts: int, slow: float, memory: WeightBudget | None = None
 ) -> tuple[list[list[float]], list[list[int]]]:
     """best[m][a]: the smallest possible busiest-stage time when layers [a, L) are cut into m
     contiguous stages (the last one also runs the final head); cut[m][a] is the end of the
-    first of those stages. Solves every start a and every m ≤ max_parts in O(max_parts·L²)."""
+    first of those stages. Solves every start a and every m ≤ max_parts in O(max_parts·L²).
+    With ``memory`` a stage whose weights do not fit its device costs ∞ (best stays ∞ when no
+    split fits)."""
     n = profile.n_layers
     sc = _StageCosts(profile, slow)
     inf = math.inf
+
+    def cost(a: int, b: int) -> float:
+        if memory is not None and (
+            memory.stage_gb(a, b, first=False, exit_=False, last=b == n) > memory.device_gb
+        ):
+            return inf
+        return sc.later_stage(a, b)
+
     best = [[inf] * (n + 1) for _ in range(max_parts + 1)]
     cut = [[-1] * (n + 1) for _ in range(max_parts + 1)]
     for a in range(n):
-        best[1][a] = sc.later_stage(a, n)
+        best[1][a] = cost(a, n)
         cut[1][a] = n
     for m in range(2, max_parts + 1):
         for a in range(n - m + 1):
             for b in range(a + 1, n - m + 2):
-                v = max(sc.later_stage(a, b), best[m - 1][b])
+                v = max(cost(a, b), best[m - 1][b])
                 if v < best[m][a] - 1e-15:
                     best[m][a], cut[m][a] = v, b
     return best, cut
+
+
+def draft_cuts(memory: WeightBudget | None, exit_layer: int) -> tuple[int, ...] | None:
+    """Where to cut layers [0, E) into the fewest stages that each fit (the first holds the
+    embedding, the last the early-exit head): () for one stage, None if no cut fits. The draft
+    period depends only on how many stages the draft crosses (their ticks and hops), not on
+    where they are cut, and fewer draft stages leave more devices for the later layers: so the
+    fewest is best. Without a memory limit this is always one stage (exit after stage 1)."""
+    if memory is None:
+        return ()
+    cap, inf = memory.device_gb, math.inf
+    e = exit_layer
+    fewest, parent = [inf] * (e + 1), [-1] * (e + 1)
+    fewest[0] = 0
+    for b in range(1, e):  # prefixes [0, b) as whole non-final stages
+        for a in range(b):
+            if fewest[a] + 1 < fewest[b] and (
+                memory.stage_gb(a, b, first=a == 0, exit_=False, last=False) <= cap
+            ):
+                fewest[b], parent[b] = fewest[a] + 1, a
+    end, start = inf, -1
+    for a in range(e):  # the exit stage [a, E) carries the early-exit head
+        if fewest[a] + 1 < end and (
+            memory.stage_gb(a, e, first=a == 0, exit_=True, last=False) <= cap
+        ):
+            end, start = fewest[a] + 1, a
+    if start < 0:
+        return None
+    cuts, a = [], start
+    while a > 0:
+        cuts.append(a)
+        a = parent[a]
+    return tuple(reversed(cuts))
 
 
 def split_boundaries(exit_layer: int, parts: int, cut: list[list[int]]) -> tuple[int, ...]:
@@ -209,10 +258,13 @@ def enumerate_candidates(
     *,
     max_gamma: int = 12,
     exits: list[int] | None = None,
+    memory: WeightBudget | None = None,
 ) -> list[Candidate]:
     """Every AR/EESD configuration and, for each (exit E, stages k ≤ devices), the best PPSD
     split — each scored by the closed form. Exits default to the curve's given range; pass
-    ``exits`` to search beyond it (α is then held flat and tagged extrapolated)."""
+    ``exits`` to search beyond it (α is then held flat and tagged extrapolated). With
+    ``memory`` only configurations whose weights fit every device they use are returned (AR
+    first whenever it fits: it is also the speed reference)."""
     n = profile.n_layers
     devices = _check.integer("devices", devices, lo=1)
     max_gamma = _check.integer("max_gamma", max_gamma, lo=1, hi=64)
@@ -222,20 +274,35 @@ def enumerate_candidates(
         exit_list = sorted(set(exits))
     for i, e in enumerate(exit_list):
         _check.integer(f"exits[{i}]", e, lo=1, hi=n - 1)
+    if memory is not None and memory.n_layers != n:
+        raise ConfigError("memory", f"describes {memory.n_layers} layers, the profile {n}")
     ar_tps = analytic.ar_tokens_per_s(profile)
+
+    def fits(scheme: SchemeConfig) -> bool:
+        return memory is None or memory.fits(scheme)
+
     out = [_candidate(profile, SchemeConfig.ar(), curve, ar_tps)]
+    out = [c for c in out if fits(c.scheme)]
     for e in exit_list:
         for g in range(1, max_gamma + 1):
-            out.append(_candidate(profile, SchemeConfig.eesd(e, g), curve, ar_tps))
+            if fits(SchemeConfig.eesd(e, g)):
+                out.append(_candidate(profile, SchemeConfig.eesd(e, g), curve, ar_tps))
     max_k = min(devices, n)
     if max_k >= 2:
         slow = profile.concurrency_slowdown
-        _, cut = minmax_splits(profile, max_k - 1, slow)
+        best, cut = minmax_splits(profile, max_k - 1, slow, memory)
         for e in exit_list:
-            for k in range(2, max_k + 1):
-                if n - e < k - 1:
+            draft = draft_cuts(memory, e)
+            if draft is None:
+                continue  # layers [0, E) cannot be held by any number of stages
+            j = len(draft) + 1  # stages the draft crosses; the exit is after the j-th
+            for k in range(j + 1, max_k + 1):
+                if n - e < k - j:
                     break
-                scheme = SchemeConfig.ppsd(split_boundaries(e, k - 1, cut))
+                if best[k - j][e] == math.inf:
+                    continue  # no split of the later layers into k - j stages fits
+                bounds = (*draft, *split_boundaries(e, k - j, cut))
+                scheme = SchemeConfig.ppsd(bounds, exit_stage=j)
                 out.append(_candidate(profile, scheme, curve, ar_tps))
     return out
 
@@ -284,10 +351,13 @@ def plan(
     sim_tokens: int = 20_000,
     seed: int = 0,
     exits: list[int] | None = None,
+    memory: WeightBudget | None = None,
 ) -> Plan:
     """Answer a capacity question. ``max_speed``: the fastest configurations on at most
     ``devices`` devices. ``min_devices``: the configurations reaching ``min_tokens_per_s`` on
-    the fewest devices (then fastest first)."""
+    the fewest devices (then fastest first). With ``memory``, configurations whose weights do
+    not fit a device are left out (speedups stay relative to single-device AR, which is then
+    a hypothetical reference if it does not fit)."""
     if not isinstance(profile, HardwareProfile):
         raise ConfigError("profile", "must be a HardwareProfile")
     target = _check.choice("target", target, TARGETS)
@@ -297,19 +367,21 @@ def plan(
         if min_tokens_per_s is None:
             raise ConfigError("min_tokens_per_s", "is required for target 'min_devices'")
         min_tokens_per_s = _check.number("min_tokens_per_s", min_tokens_per_s, lo=0.0, lo_open=True)
-    cands = enumerate_candidates(profile, curve, devices, max_gamma=max_gamma, exits=exits)
-    ar_tps = cands[0].tokens_per_s
+    cands = enumerate_candidates(
+        profile, curve, devices, max_gamma=max_gamma, exits=exits, memory=memory
+    )
+    ar_tps = analytic.ar_tokens_per_s(profile)
     best_kind: dict[str, Candidate] = {}
     for c in cands:
         if c.scheme.kind not in best_kind or c.tokens_per_s > best_kind[c.scheme.kind].tokens_per_s:
             best_kind[c.scheme.kind] = c
-    message = ""
+    message = "" if cands else f"no configuration on ≤ {devices} device(s) fits in memory"
     if target == "max_speed":
         ranked = sorted(cands, key=lambda c: (-c.tokens_per_s, c.devices))
     else:
         ok = [c for c in cands if c.tokens_per_s >= min_tokens_per_s]
         ranked = sorted(ok, key=lambda c: (c.devices, -c.tokens_per_s))
-        if not ranked:
+        if not ranked and cands:
             b = max(cands, key=lambda c: c.tokens_per_s)
             message = (
                 f"no configuration on ≤ {devices} device(s) reaches {min_tokens_per_s:g} tokens/s;"
@@ -329,15 +401,29 @@ def plan(
         profile_source=profile.provenance.source,
         message=message,
         sim_tokens=sim_tokens,
+        memory="" if memory is None else memory.describe(),
     )
 
 
 # ---- brute force (the tests' oracle) -----------------------------------------------------------
 def brute_force(
-    profile: HardwareProfile, curve: AcceptanceCurve, devices: int, *, max_gamma: int = 12
+    profile: HardwareProfile,
+    curve: AcceptanceCurve,
+    devices: int,
+    *,
+    max_gamma: int = 12,
+    memory: WeightBudget | None = None,
 ) -> list[tuple[SchemeConfig, float]]:
     """Every AR, EESD(E, γ) and PPSD(any contiguous split, any exit stage) on ≤ ``devices``
-    devices with its closed-form tokens/s. Exponential in L: small cases only."""
+    devices with its closed-form tokens/s (with ``memory``: those that fit). Exponential in L:
+    small cases only."""
+    out = _every_config(profile, curve, devices, max_gamma)
+    return out if memory is None else [(s, t) for s, t in out if memory.fits(s)]
+
+
+def _every_config(
+    profile: HardwareProfile, curve: AcceptanceCurve, devices: int, max_gamma: int
+) -> list[tuple[SchemeConfig, float]]:
     n = profile.n_layers
     out = [(SchemeConfig.ar(), analytic.ar_tokens_per_s(profile))]
     for e in range(1, n):

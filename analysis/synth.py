@@ -117,8 +117,8 @@ def synthesise(
     )
 
 
-def synthesise_named(spec: str, field: str = "synth") -> HardwareProfile:
-    """``"MODEL@DEVICE"`` or ``"MODEL@DEVICE:DTYPE"`` using the shipped data files."""
+def parse_synth(spec: str, field: str = "synth") -> tuple[ModelShape, DeviceSpec, str]:
+    """``"MODEL@DEVICE"`` or ``"MODEL@DEVICE:DTYPE"`` → the shipped model, device and dtype."""
     if "@" not in spec:
         raise ConfigError(field, f"must look like MODEL@DEVICE[:DTYPE], got {spec!r}")
     model_name, dev = spec.split("@", 1)
@@ -126,7 +126,12 @@ def synthesise_named(spec: str, field: str = "synth") -> HardwareProfile:
     model = load_model(model_name, field)
     device = load_device(dev_name, field)
     dtype = dtype or ("fp32" if "fp32" in device.peak_tflops and "cpu" in dev_name else "bf16")
-    return synthesise(model, device, dtype)
+    return model, device, dtype
+
+
+def synthesise_named(spec: str, field: str = "synth") -> HardwareProfile:
+    """``"MODEL@DEVICE"`` or ``"MODEL@DEVICE:DTYPE"`` using the shipped data files."""
+    return synthesise(*parse_synth(spec, field))
 
 
 @dataclass(frozen=True)
