@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from analysis.curves import AcceptanceCurve, illustrative_curve, parse_curve, read_curve
+from analysis.memory import WeightBudget
 from analysis.planner import Plan, plan
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.examples import example_profile
@@ -55,9 +56,20 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     s.add_argument("--seed", type=int, default=0, help="simulation seed (0)")
     s.add_argument(
+        "--memory",
+        metavar="MODEL@DEVICE[:DTYPE]",
+        help="check weights against device memory using a shipped model shape and device "
+        "(default with --synth: the synthesised pair; e.g. with a measured --profile)",
+    )
+    s.add_argument(
+        "--device-memory-gb",
+        type=float,
+        help="memory per device in GB, overriding the device description's",
+    )
+    s.add_argument(
         "--ignore-memory",
         action="store_true",
-        help="with --synth: also rank configurations whose weights do not fit a device",
+        help="rank configurations whose weights do not fit a device too",
     )
     o = p.add_argument_group("output")
     o.add_argument("--out", help="write the plan as JSON (a CapacityPlan record) here")
@@ -85,6 +97,36 @@ def resolve_profile(args: argparse.Namespace) -> HardwareProfile:
 
         return synthesise_named(args.synth, "--synth")
     return example_profile()
+
+
+def resolve_memory(args: argparse.Namespace, n_layers: int) -> WeightBudget | None:
+    """The weight budget to plan within: --memory, else the --synth pair; None if neither or
+    --ignore-memory."""
+    if args.ignore_memory:
+        if args.memory or args.device_memory_gb is not None:
+            raise ConfigError(
+                "--ignore-memory", "cannot be combined with --memory/--device-memory-gb"
+            )
+        return None
+    spec, field = (args.memory, "--memory") if args.memory else (args.synth, "--synth")
+    if not spec:
+        if args.device_memory_gb is not None:
+            raise ConfigError(
+                "--device-memory-gb", "needs --memory MODEL@DEVICE or --synth to know the weights"
+            )
+        return None
+    from dataclasses import replace
+
+    from analysis.memory import budget_of
+    from analysis.synth import parse_synth
+
+    budget = budget_of(*parse_synth(spec, field))
+    if budget.n_layers != n_layers:
+        raise ConfigError(field, f"{spec} has {budget.n_layers} layers, the profile {n_layers}")
+    if args.device_memory_gb is not None:
+        _check.number("--device-memory-gb", args.device_memory_gb, lo=0.0, lo_open=True)
+        budget = replace(budget, device_gb=args.device_memory_gb)
+    return budget
 
 
 def resolve_curve(args: argparse.Namespace, n_layers: int) -> AcceptanceCurve:
@@ -154,12 +196,7 @@ def run(args: argparse.Namespace) -> int:
     if args.write_profile:
         write_record(args.write_profile, profile)
     exits = _ints("--exits", args.exits) if args.exits else None
-    memory = None
-    if args.synth and not args.ignore_memory:
-        from analysis.memory import budget_of
-        from analysis.synth import parse_synth
-
-        memory = budget_of(*parse_synth(args.synth, "--synth"))
+    memory = resolve_memory(args, profile.n_layers)
     pl = plan(
         profile,
         curve,

@@ -134,3 +134,26 @@ def test_random_budgets_match_brute_force(seed):
         assert bool(bk) == bool(pk), k
         if bk:
             assert max(pk) == pytest.approx(max(bk), rel=1e-12)
+
+
+def test_plan_cli_memory_for_a_given_profile_and_a_smaller_device(tmp_path):
+    prof = tmp_path / "p.json"
+    res = _plan("--write-profile", str(prof), "--sim-tokens", "0")  # the 32-layer example
+    assert res.returncode == 0 and prof.is_file()
+    q = ["--profile", str(prof), "--sim-tokens", "0", "--json", "--devices", "6"]
+    q += ["--target", "min-devices", "--min-tokens-per-s", "1"]
+    doc = json.loads(_plan(*q, "--memory", "llama-2-7b@h100-sxm").stdout)
+    assert "80 GB per device" in doc["memory"] and doc["candidates"][0]["devices"] == 1
+    # 13.5 GB of weights on 6 GB devices: at least three stages, none over 6 GB
+    doc = json.loads(_plan(*q, "--memory", "llama-2-7b@h100-sxm", "--device-memory-gb", "6").stdout)
+    assert "6 GB per device" in doc["memory"]
+    assert min(c["devices"] for c in doc["candidates"]) >= 3
+    for bad, field in (
+        (["--memory", "llama-2-70b@h100-sxm"], "--memory"),  # 80 layers vs 32
+        (["--device-memory-gb", "6"], "--device-memory-gb"),  # no weights known
+        (["--memory", "llama-2-7b@h100-sxm", "--ignore-memory"], "--ignore-memory"),
+        (["--memory", "llama-2-7b@h100-sxm", "--device-memory-gb", "0"], "--device-memory-gb"),
+    ):
+        res = _plan("--profile", str(prof), *bad)
+        assert res.returncode == 2, (bad, res.stderr)
+        assert res.stderr.strip().splitlines()[-1].startswith(f"ppsd: error: {field}")
