@@ -17,8 +17,8 @@ both sets of repeats (not a guess):
     threshold = max(floor, 1 − exp(−spread))                  (the allowed drop, a fraction)
 
 The comparison is made on the log of the speedup ratio, where the noise of a ratio is additive:
-a wide spread allows a large drop but never one of 100% or more, so a slowdown of 20× always
-trips a gate however noisy its baseline (on a linear scale a spread of 1.5 would pass anything).
+a wide spread allows a large drop but never one of 100% or more: with a spread of 1.5 the gate
+still fails a 5× slowdown (allowed drop 78 %), where on a linear scale it would pass anything.
 
 Speedups are ratios measured side by side with AR, so slow drift of the machine cancels within
 a run. Between runs (fresh processes, minutes apart) the same ratio moves more than the repeats
