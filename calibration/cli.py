@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -227,8 +228,6 @@ def _record_baseline(
             return 3
         runs.append(fresh)
         loads.append(None if load is None else round(load.foreign + load.steal, 4))
-    import statistics
-
     base = gate.Baseline(
         gate.hardware_class(),
         model,
