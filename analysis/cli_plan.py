@@ -10,7 +10,7 @@ from analysis.memory import WeightBudget
 from analysis.planner import Plan, plan
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.examples import example_profile
-from ppsd_sim.records import _check
+from ppsd_sim.records import validate
 from ppsd_sim.records.io import dumps, load_document, write_record
 from ppsd_sim.records.profile import HardwareProfile
 
@@ -124,7 +124,7 @@ def resolve_memory(args: argparse.Namespace, n_layers: int) -> WeightBudget | No
     if budget.n_layers != n_layers:
         raise ConfigError(field, f"{spec} has {budget.n_layers} layers, the profile {n_layers}")
     if args.device_memory_gb is not None:
-        _check.number("--device-memory-gb", args.device_memory_gb, lo=0.0, lo_open=True)
+        validate.number("--device-memory-gb", args.device_memory_gb, lo=0.0, lo_open=True)
         budget = replace(budget, device_gb=args.device_memory_gb)
     return budget
 
@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         print("models: " + ", ".join(list_models()))
         print("devices: " + ", ".join(list_devices()))
         return 0
-    _check.integer("--devices", args.devices, lo=1, hi=4096)
+    validate.integer("--devices", args.devices, lo=1, hi=4096)
     profile = resolve_profile(args)
     curve = resolve_curve(args, profile.n_layers)
     if args.write_profile:

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import _check
+from ppsd_sim.records import validate
 
 DEFAULT_OUT = "ppsd-report"
 
@@ -32,10 +32,10 @@ def run(args: argparse.Namespace) -> int:
     from analysis.report_build import build_report
     from analysis.report_write import write_report
 
-    _check.integer("--devices", args.devices, lo=1, hi=1024)
-    _check.integer("--gamma", args.gamma, lo=1, hi=64)
-    _check.integer("--max-stages", args.max_stages, lo=2, hi=1024)
-    _check.integer("--sim-tokens", args.sim_tokens, lo=0, hi=10**7)
+    validate.integer("--devices", args.devices, lo=1, hi=1024)
+    validate.integer("--gamma", args.gamma, lo=1, hi=64)
+    validate.integer("--max-stages", args.max_stages, lo=2, hi=1024)
+    validate.integer("--sim-tokens", args.sim_tokens, lo=0, hi=10**7)
     if args.records is not None and not Path(args.records).is_dir():
         raise ConfigError("records", f"not a folder: {args.records}")
     report = build_report(

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import _check
+from ppsd_sim.records import validate
 from ppsd_sim.records.io import load_document
 
 CURVE_SOURCES = ("measured", "given", "illustrative")
@@ -33,18 +33,18 @@ class AcceptanceCurve:
 
     def __post_init__(self) -> None:
         ex = [
-            _check.integer(f"curve.exits[{i}]", e, lo=1)
-            for i, e in enumerate(_check.sequence("curve.exits", self.exits, min_len=1))
+            validate.integer(f"curve.exits[{i}]", e, lo=1)
+            for i, e in enumerate(validate.sequence("curve.exits", self.exits, min_len=1))
         ]
         al = [
-            _check.probability(f"curve.alphas[{i}]", a)
-            for i, a in enumerate(_check.sequence("curve.alphas", self.alphas, min_len=1))
+            validate.probability(f"curve.alphas[{i}]", a)
+            for i, a in enumerate(validate.sequence("curve.alphas", self.alphas, min_len=1))
         ]
         if len(ex) != len(al):
             raise ConfigError("curve.alphas", f"needs one α per exit ({len(ex)}), got {len(al)}")
         if any(b <= a for a, b in itertools.pairwise(ex)):
             raise ConfigError("curve.exits", f"must be strictly increasing, got {ex}")
-        _check.choice("curve.source", self.source, CURVE_SOURCES)
+        validate.choice("curve.source", self.source, CURVE_SOURCES)
         object.__setattr__(self, "exits", tuple(ex))
         object.__setattr__(self, "alphas", tuple(al))
 
@@ -77,13 +77,13 @@ class AcceptanceCurve:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "curve") -> AcceptanceCurve:
-        d = _check.mapping(
+        d = validate.mapping(
             where, data, ("record", "exits", "alphas", "source", "note"), ("exits", "alphas")
         )
         try:
             return cls(
-                tuple(_check.sequence(f"{where}.exits", d["exits"])),
-                tuple(_check.sequence(f"{where}.alphas", d["alphas"])),
+                tuple(validate.sequence(f"{where}.exits", d["exits"])),
+                tuple(validate.sequence(f"{where}.alphas", d["alphas"])),
                 d.get("source", "given"),
                 d.get("note", ""),
             )
@@ -129,7 +129,7 @@ def illustrative_curve(n_layers: int) -> AcceptanceCurve:
     """A made-up but plausible shape for demos: α(E) = 0.95·(1 − exp(−4E/L)), near 0 for the
     shallowest exits and rising with depth (0.60 at E = L/4, 0.82 at L/2, for any L).
     Not a measurement: every report and plan that uses it says so."""
-    n_layers = _check.integer("n_layers", n_layers, lo=2)
+    n_layers = validate.integer("n_layers", n_layers, lo=2)
     exits = tuple(range(1, n_layers))
     alphas = tuple(round(0.95 * (1.0 - math.exp(-4.0 * e / n_layers)), 6) for e in exits)
     return AcceptanceCurve(

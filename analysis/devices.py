@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import _check
+from ppsd_sim.records import validate
 from ppsd_sim.records.io import load_document
 
 DATA = Path(__file__).parent / "data"
@@ -35,14 +35,14 @@ class DeviceSpec:
 
     def __post_init__(self) -> None:
         for n in ("memory_bandwidth_gb_s", "link_bandwidth_gb_s", "memory_gb"):
-            _check.number(f"device.{n}", getattr(self, n), lo=0.0, lo_open=True)
+            validate.number(f"device.{n}", getattr(self, n), lo=0.0, lo_open=True)
         for n in ("kernel_launch_s", "step_overhead_s", "link_latency_s"):
-            _check.number(f"device.{n}", getattr(self, n), lo=0.0)
+            validate.number(f"device.{n}", getattr(self, n), lo=0.0)
         for n in ("memory_efficiency", "compute_efficiency"):
-            _check.number(f"device.{n}", getattr(self, n), lo=0.0, hi=1.0, lo_open=True)
-        _check.integer("device.kernels_per_layer", self.kernels_per_layer, lo=0)
+            validate.number(f"device.{n}", getattr(self, n), lo=0.0, hi=1.0, lo_open=True)
+        validate.integer("device.kernels_per_layer", self.kernels_per_layer, lo=0)
         for k, v in self.peak_tflops.items():
-            _check.number(f"device.peak_tflops.{k}", v, lo=0.0, lo_open=True)
+            validate.number(f"device.peak_tflops.{k}", v, lo=0.0, lo_open=True)
 
     def peak_flops(self, dtype: str) -> float:
         if dtype not in self.peak_tflops:
@@ -69,7 +69,7 @@ class ModelShape:
 
     def __post_init__(self) -> None:
         for n in ("layers", "hidden", "heads", "kv_heads", "intermediate", "vocab"):
-            _check.integer(f"model.{n}", getattr(self, n), lo=1)
+            validate.integer(f"model.{n}", getattr(self, n), lo=1)
         if self.hidden % self.heads or self.heads % self.kv_heads:
             raise ConfigError("model.heads", "hidden must divide by heads, heads by kv_heads")
 

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from analysis.grids import Grid
-from ppsd_sim.engines.result import Span
+from ppsd_sim.records.span import Span
 
 DPI = 110
 CATEGORY_COLOURS = {

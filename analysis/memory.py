@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from analysis.devices import DTYPE_BYTES, DeviceSpec, ModelShape
-from ppsd_sim.records import _check
+from ppsd_sim.records import validate
 from ppsd_sim.records.scheme import SchemeConfig
 
 
@@ -33,11 +33,11 @@ class WeightBudget:
     source: str = ""
 
     def __post_init__(self) -> None:
-        _check.number("memory.device_gb", self.device_gb, lo=0.0, lo_open=True)
+        validate.number("memory.device_gb", self.device_gb, lo=0.0, lo_open=True)
         for i, g in enumerate(self.layer_gb):
-            _check.number(f"memory.layer_gb[{i}]", g, lo=0.0)
+            validate.number(f"memory.layer_gb[{i}]", g, lo=0.0)
         for n in ("embed_gb", "head_gb", "ee_head_gb"):
-            _check.number(f"memory.{n}", getattr(self, n), lo=0.0)
+            validate.number(f"memory.{n}", getattr(self, n), lo=0.0)
 
     @property
     def n_layers(self) -> int:

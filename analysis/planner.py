@@ -34,7 +34,7 @@ from analysis.memory import WeightBudget
 from ppsd_sim import analytic
 from ppsd_sim.costs import eesd_costs
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import _check
+from ppsd_sim.records import validate
 from ppsd_sim.records.acceptance_spec import AcceptanceSpec
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.scheme import SchemeConfig
@@ -266,14 +266,14 @@ def enumerate_candidates(
     ``memory`` only configurations whose weights fit every device they use are returned (AR
     first whenever it fits: it is also the speed reference)."""
     n = profile.n_layers
-    devices = _check.integer("devices", devices, lo=1)
-    max_gamma = _check.integer("max_gamma", max_gamma, lo=1, hi=64)
+    devices = validate.integer("devices", devices, lo=1)
+    max_gamma = validate.integer("max_gamma", max_gamma, lo=1, hi=64)
     if exits is None:  # only where α(E) was given or interpolated: never extrapolate silently
         exit_list = list(range(max(1, curve.exits[0]), min(n - 1, curve.exits[-1]) + 1))
     else:
         exit_list = sorted(set(exits))
     for i, e in enumerate(exit_list):
-        _check.integer(f"exits[{i}]", e, lo=1, hi=n - 1)
+        validate.integer(f"exits[{i}]", e, lo=1, hi=n - 1)
     if memory is not None and memory.n_layers != n:
         raise ConfigError("memory", f"describes {memory.n_layers} layers, the profile {n}")
     ar_tps = analytic.ar_tokens_per_s(profile)
@@ -360,13 +360,15 @@ def plan(
     a hypothetical reference if it does not fit)."""
     if not isinstance(profile, HardwareProfile):
         raise ConfigError("profile", "must be a HardwareProfile")
-    target = _check.choice("target", target, TARGETS)
-    top = _check.integer("top", top, lo=1, hi=1000)
-    sim_tokens = _check.integer("sim_tokens", sim_tokens, lo=0, hi=10**7)
+    target = validate.choice("target", target, TARGETS)
+    top = validate.integer("top", top, lo=1, hi=1000)
+    sim_tokens = validate.integer("sim_tokens", sim_tokens, lo=0, hi=10**7)
     if target == "min_devices":
         if min_tokens_per_s is None:
             raise ConfigError("min_tokens_per_s", "is required for target 'min_devices'")
-        min_tokens_per_s = _check.number("min_tokens_per_s", min_tokens_per_s, lo=0.0, lo_open=True)
+        min_tokens_per_s = validate.number(
+            "min_tokens_per_s", min_tokens_per_s, lo=0.0, lo_open=True
+        )
     cands = enumerate_candidates(
         profile, curve, devices, max_gamma=max_gamma, exits=exits, memory=memory
     )

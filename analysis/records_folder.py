@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from analysis.curves import AcceptanceCurve
-from ppsd_sim.engines.result import Span
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records.io import load_document
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.run_record import RunRecord
+from ppsd_sim.records.span import Span
 
 SUFFIXES = (".json", ".yaml", ".yml")
 

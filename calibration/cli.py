@@ -24,7 +24,7 @@ from calibration.measure import measure_grid, wall_clock
 from ppsd_real.cli_run import DEFAULT_CPU_PRESET
 from ppsd_real.model_loading import ModelSpec
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import SchemeConfig, _check
+from ppsd_sim.records import SchemeConfig, validate
 
 BASELINES = Path(__file__).resolve().parent / "baselines"
 GATE_ALPHA = 0.9
@@ -109,14 +109,14 @@ def _progress(desc: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    _check.integer("--tokens", args.tokens, lo=8)
+    validate.integer("--tokens", args.tokens, lo=8)
     repeats = (
         args.repeats
         if args.repeats is not None
         else (3 if args.quick and args.action == "regress" else 5)
     )
-    _check.integer("--repeats", repeats, lo=2 if args.action != "run" else 1)
-    _check.integer("--runs", args.runs, lo=3)  # two runs bound their spread only within ×8
+    validate.integer("--repeats", repeats, lo=2 if args.action != "run" else 1)
+    validate.integer("--runs", args.runs, lo=3)  # two runs bound their spread only within ×8
     spec = ModelSpec(args.preset)
     command = "ppsd calibrate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     if args.action == "run":

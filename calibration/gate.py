@@ -44,8 +44,8 @@ from typing import Any
 
 from calibration.machine_load import BUSY, MachineLoad
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import SchemeConfig, _check, atomic_write_text, load_document
-from ppsd_sim.records._schema import open_record, tag
+from ppsd_sim.records import SchemeConfig, atomic_write_text, load_document, validate
+from ppsd_sim.records.schema import open_record, tag
 
 Z, FLOOR, QUICK_FLOOR = 3.0, 0.05, 0.10
 
@@ -172,28 +172,30 @@ class Baseline:
             ("hardware", "model", "tokens", "cells"),
         )
         cells = []
-        for i, c in enumerate(_check.sequence(f"{where}.cells", d["cells"], min_len=1)):
+        for i, c in enumerate(validate.sequence(f"{where}.cells", d["cells"], min_len=1)):
             w = f"{where}.cells[{i}]"
-            c = _check.mapping(
+            c = validate.mapping(
                 w,
                 c,
                 ("label", "scheme", "alpha", "speedups", "run_medians", "median"),
                 ("label", "scheme", "speedups"),
             )
             sp = tuple(
-                _check.number(f"{w}.speedups[{j}]", x, lo=0.0, lo_open=True)
-                for j, x in enumerate(_check.sequence(f"{w}.speedups", c["speedups"], min_len=2))
+                validate.number(f"{w}.speedups[{j}]", x, lo=0.0, lo_open=True)
+                for j, x in enumerate(validate.sequence(f"{w}.speedups", c["speedups"], min_len=2))
             )
             runs = tuple(
-                _check.number(f"{w}.run_medians[{j}]", x, lo=0.0, lo_open=True)
-                for j, x in enumerate(_check.sequence(f"{w}.run_medians", c.get("run_medians", [])))
+                validate.number(f"{w}.run_medians[{j}]", x, lo=0.0, lo_open=True)
+                for j, x in enumerate(
+                    validate.sequence(f"{w}.run_medians", c.get("run_medians", []))
+                )
             )
             alpha = c.get("alpha")
             cells.append(
                 GateCell(
                     str(c["label"]),
                     SchemeConfig.from_dict(c["scheme"], f"{w}.scheme"),
-                    None if alpha is None else _check.probability(f"{w}.alpha", alpha),
+                    None if alpha is None else validate.probability(f"{w}.alpha", alpha),
                     sp,
                     runs,
                 )
@@ -201,7 +203,7 @@ class Baseline:
         return cls(
             str(d["hardware"]),
             str(d["model"]),
-            _check.integer(f"{where}.tokens", d["tokens"], lo=1),
+            validate.integer(f"{where}.tokens", d["tokens"], lo=1),
             tuple(cells),
             str(d.get("created", "")),
             dict(d.get("provenance") or {}),
@@ -235,7 +237,7 @@ class Verdict:
 
 def judge(baseline: Baseline, fresh: dict[str, list[float]], floor: float = FLOOR) -> list[Verdict]:
     """One verdict per baseline cell; a cell missing from ``fresh`` is an error, not a pass."""
-    _check.number("--floor", floor, lo=0.0, hi=1.0, hi_open=True)
+    validate.number("--floor", floor, lo=0.0, hi=1.0, hi_open=True)
     out = []
     for c in baseline.cells:
         if c.label not in fresh:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ppsd_sim.records import SchemeConfig, _check
+from ppsd_sim.records import SchemeConfig, validate
 
 ALPHAS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 QUICK_ALPHAS = (0.5, 0.8, 1.0)
@@ -34,7 +34,7 @@ def exits_for(n_layers: int) -> tuple[int, ...]:
 def default_grid(n_layers: int, *, quick: bool = False, gamma: int = GAMMA) -> list[Cell]:
     """AR, then EESD(E, γ) and 2-stage PPSD with stage 1 ending at E, for two exits and
     α ∈ {0.5 … 1.0} (quick: three α, one exit): 25 cells, or 7 when quick."""
-    _check.integer("n_layers", n_layers, lo=2)
+    validate.integer("n_layers", n_layers, lo=2)
     alphas = QUICK_ALPHAS if quick else ALPHAS
     exits = exits_for(n_layers)[:1] if quick else exits_for(n_layers)
     cells = [Cell(SchemeConfig.ar())]

@@ -19,7 +19,7 @@ from calibration.grid import Cell
 from ppsd_real import runner
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.model_loading import ModelSpec
-from ppsd_sim.records import SchemeConfig, _check
+from ppsd_sim.records import SchemeConfig, validate
 
 GROUP = 4  # cells between two AR baselines
 
@@ -58,8 +58,8 @@ def measure_grid(
     i.i.d. prediction assumes), or with ``fixed_trace`` the same one every time: the gate then
     watches the code's speed, not acceptance luck (at α = 0.9 over 128 tokens the number of
     rejections is binomial, about 12 ± 3.4, each costing a flushed pipeline slot)."""
-    _check.integer("tokens", tokens, lo=8)
-    _check.integer("repeats", repeats, lo=1)
+    validate.integer("tokens", tokens, lo=8)
+    validate.integer("repeats", repeats, lo=1)
     torch.set_num_threads(1)
     m = runner.load(spec)
     for c in cells:

@@ -7,7 +7,6 @@ import argparse
 import torch
 
 from ppsd_real import runner
-from ppsd_real.cli_run import _bounds
 from ppsd_real.device import add_device_args, resolve
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.model_loading import ModelSpec
@@ -61,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         prof = profile(m, args.repeats, threads=args.threads)
     else:
         e = m.n_layers // 2
-        scheme = SchemeConfig.ppsd(_bounds(m.n_layers, args.stages, e))
+        scheme = SchemeConfig.ppsd_split(m.n_layers, args.stages, e, stages_field="--stages")
         with runner.open_distributed(
             spec, scheme, m.n_layers, DrafterSpec(), transport=args.transport
         ) as be:

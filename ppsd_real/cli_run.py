@@ -86,15 +86,6 @@ def text_prompt(model_dir: str | None, n_tokens: int = 64) -> list[int] | None:
     return tok.encode(held[0].read_text(encoding="utf-8", errors="replace")).ids[:n_tokens]
 
 
-def _bounds(n_layers: int, k: int, exit_layer: int) -> tuple[int, ...]:
-    if not 2 <= k <= n_layers:
-        raise ConfigError("stages", f"must be in [2, L={n_layers}], got {k}")
-    if k == 2:
-        return (exit_layer, n_layers)
-    rest = [exit_layer + round((n_layers - exit_layer) * s / (k - 1)) for s in range(1, k)]
-    return (exit_layer, *rest)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.tokens < 1:
         raise ConfigError("tokens", f"must be >= 1, got {args.tokens}")
@@ -126,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
     schemes = {
         "ar": SchemeConfig.ar(),
         "eesd": SchemeConfig.eesd(e, args.gamma),
-        "ppsd": SchemeConfig.ppsd(_bounds(n_layers, args.stages, e)),
+        "ppsd": SchemeConfig.ppsd_split(
+            n_layers, args.stages, e, stages_field="--stages", exit_field="--exit"
+        ),
     }
     wanted = list(schemes) if args.scheme == "all" else ["ar", args.scheme]
     prompt = text_prompt(model_dir) or [

@@ -15,15 +15,15 @@ from scipy.optimize import brentq
 
 from ppsd_sim.costs import ar_costs, eesd_costs, ppsd_costs
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import _check
+from ppsd_sim.records import validate
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.scheme import SchemeConfig
 
 
 def expected_tokens_per_round(alpha: float, gamma: int) -> float:
     """E[N] = (1 − α^(γ+1)) / (1 − α): tokens committed per EESD round, bonus included."""
-    alpha = _check.probability("alpha", alpha)
-    gamma = _check.integer("gamma", gamma, lo=1)
+    alpha = validate.probability("alpha", alpha)
+    gamma = validate.integer("gamma", gamma, lo=1)
     if alpha == 1.0:
         return float(gamma + 1)
     return (1.0 - alpha ** (gamma + 1)) / (1.0 - alpha)
@@ -33,9 +33,9 @@ def eesd_speedup(
     alpha: float, gamma: int, c: float, v: float = 1.0, overhead: float = 0.0
 ) -> float:
     """S_EESD = E[N] / (γ·c + v + o/T), all costs as fractions of one AR token time T."""
-    c = _check.number("c", c, lo=0.0)
-    v = _check.number("v", v, lo=0.0)
-    overhead = _check.number("overhead", overhead, lo=0.0)
+    c = validate.number("c", c, lo=0.0)
+    v = validate.number("v", v, lo=0.0)
+    overhead = validate.number("overhead", overhead, lo=0.0)
     denom = gamma * c + v + overhead
     if denom <= 0:
         raise ConfigError("c", "γ·c + v + o must be > 0")
@@ -58,12 +58,12 @@ def eesd_break_even_alpha(
 def ppsd_ideal_speedup(alpha: float, k: int | None = None, c: float | None = None) -> float:
     """S = 1 / (α·c + 1 − α); with k equal stages and exit after stage 1, c = 1/k and
     S = k / (k − α(k − 1)). Never below 1; tends to 1/c as α → 1."""
-    alpha = _check.probability("alpha", alpha)
+    alpha = validate.probability("alpha", alpha)
     if (k is None) == (c is None):
         raise ConfigError("k", "give exactly one of k (equal stages) or c (draft fraction)")
     if k is not None:
-        c = 1.0 / _check.integer("k", k, lo=1)
-    c = _check.number("c", c, lo=0.0, hi=1.0, lo_open=True)
+        c = 1.0 / validate.integer("k", k, lo=1)
+    c = validate.number("c", c, lo=0.0, hi=1.0, lo_open=True)
     return 1.0 / (alpha * c + 1.0 - alpha)
 
 
@@ -71,7 +71,7 @@ def ppsd_general_speedup(
     accepted_gap: float, rejected_gap: float, alpha: float, t_ar: float
 ) -> float:
     """S ≈ T_AR / (α·accepted gap + (1 − α)·rejected gap) (PPSD_NOTES, real stages)."""
-    alpha = _check.probability("alpha", alpha)
+    alpha = validate.probability("alpha", alpha)
     gap = alpha * accepted_gap + (1.0 - alpha) * rejected_gap
     return t_ar / gap if gap > 0 else math.inf
 
@@ -85,7 +85,7 @@ def ar_tokens_per_s(profile: HardwareProfile) -> float:
 def eesd_tokens_per_s(profile: HardwareProfile, scheme: SchemeConfig, alpha: float) -> float:
     """Long-run tokens/s of EESD under i.i.d. acceptance α (renewal reward over rounds)."""
     c = eesd_costs(profile, scheme)
-    alpha = _check.probability("alpha", alpha)
+    alpha = validate.probability("alpha", alpha)
     p_reject = 1.0 - alpha**c.gamma
     round_time = c.gamma * c.draft_step + c.verify + p_reject * c.flush
     return expected_tokens_per_round(alpha, c.gamma) / round_time if round_time > 0 else math.inf
@@ -100,7 +100,7 @@ def ppsd_tokens_per_s(profile: HardwareProfile, scheme: SchemeConfig, alpha: flo
             "scheme.devices",
             "the closed form assumes one device per stage; simulate shared devices",
         )
-    alpha = _check.probability("alpha", alpha)
+    alpha = validate.probability("alpha", alpha)
     gap = alpha * c.accepted_gap + (1.0 - alpha) * c.rejected_gap
     return 1.0 / gap if gap > 0 else math.inf
 

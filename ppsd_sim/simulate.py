@@ -13,13 +13,14 @@ from ppsd_sim import analytic
 from ppsd_sim.acceptance.sampler import AcceptanceSampler
 from ppsd_sim.costs import ar_costs, eesd_costs, ppsd_costs
 from ppsd_sim.engines import fast, simpy_ppsd, simpy_sequential
-from ppsd_sim.engines.result import EngineResult, Span
+from ppsd_sim.engines.result import EngineResult
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import _check
+from ppsd_sim.records import validate
 from ppsd_sim.records.acceptance_spec import AcceptanceSpec
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.run_record import RunRecord
 from ppsd_sim.records.scheme import SchemeConfig
+from ppsd_sim.records.span import Span
 
 ENGINES = ("simpy", "fast", "auto")
 BASELINE = "ar_same_profile"
@@ -36,7 +37,7 @@ class Simulation:
 
 def choose_engine(scheme: SchemeConfig, profile: HardwareProfile, engine: str) -> str:
     """Resolve ``auto``; refuse ``fast`` where it would not be exact."""
-    engine = _check.choice("engine", engine, ENGINES)
+    engine = validate.choice("engine", engine, ENGINES)
     exact = scheme.kind != "ppsd" or ppsd_costs(profile, scheme).dedicated
     if engine == "fast" and not exact:
         raise ConfigError(
@@ -62,8 +63,8 @@ def simulate(
         raise ConfigError("profile", "must be a HardwareProfile")
     if not isinstance(scheme, SchemeConfig):
         raise ConfigError("scheme", "must be a SchemeConfig")
-    tokens = _check.integer("tokens", tokens, lo=1, hi=MAX_TOKENS)
-    seed = _check.integer("seed", seed, lo=0)
+    tokens = validate.integer("tokens", tokens, lo=1, hi=MAX_TOKENS)
+    seed = validate.integer("seed", seed, lo=0)
     scheme.check_layers(profile.n_layers)
     if scheme.kind != "ar" and acceptance is None:
         raise ConfigError("acceptance", f"is required for {scheme.kind.upper()}")

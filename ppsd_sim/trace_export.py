@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ppsd_sim.engines.result import Span
-from ppsd_sim.records import _check
+from ppsd_sim.records import validate
 from ppsd_sim.records.scheme import SchemeConfig
+from ppsd_sim.records.span import Span
 
 
 def chrome_trace(
@@ -14,7 +14,7 @@ def chrome_trace(
 ) -> dict[str, Any]:
     """One process, one thread per stage, one complete ('X') event per span, in µs.
     ``otherData.origin`` says whether the timeline was simulated or measured."""
-    _check.choice("origin", origin, ("simulated", "measured"))
+    validate.choice("origin", origin, ("simulated", "measured"))
     names = _stage_names(scheme)
     events: list[dict[str, Any]] = [
         {

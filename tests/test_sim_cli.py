@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import sysconfig
+from pathlib import Path
 
 import pytest
 
@@ -175,8 +178,16 @@ def test_a_refused_run_leaves_an_existing_output_untouched(tmp_path, capsys):
 
 
 def test_console_script_reports_bad_input_without_traceback():
+    # The installed console script, found beside the interpreter running the tests (never
+    # through PATH: on a fresh machine the venv is not activated).
+    script = Path(sysconfig.get_path("scripts")) / "ppsd"
+    assert script.is_file(), f"console script not installed at {script}"
     res = subprocess.run(
-        ["ppsd", "sim", "--alpha", "1.2"], capture_output=True, text=True, timeout=60
+        [str(script), "sim", "--alpha", "1.2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")},
     )
     assert res.returncode == 2
     assert res.stderr.strip() == "ppsd: error: acceptance.alpha: must be <= 1, got 1.2"

@@ -9,7 +9,7 @@ from typing import Any
 
 from ppsd_sim import examples
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import _check
+from ppsd_sim.records import validate
 from ppsd_sim.records.acceptance_spec import AcceptanceSpec
 from ppsd_sim.records.io import atomic_write_text, dumps, load_document
 from ppsd_sim.records.profile import HardwareProfile
@@ -116,7 +116,7 @@ def _read_trace(path: str) -> list[int]:
         data = load_document(p, "--acceptance-trace")
         if isinstance(data, dict) and "trace" in data:
             data = data["trace"]
-        return _check.sequence("--acceptance-trace", data)
+        return validate.sequence("--acceptance-trace", data)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as err:
@@ -132,8 +132,8 @@ def _profile_from(value: Any, field: str) -> HardwareProfile:
     if isinstance(value, str):
         return HardwareProfile.from_dict(load_document(value, field))
     if isinstance(value, dict) and "uniform" in value:
-        _check.mapping(field, value, ("uniform",))
-        u = _check.mapping(
+        validate.mapping(field, value, ("uniform",))
+        u = validate.mapping(
             f"{field}.uniform",
             value["uniform"],
             ("layers", "t_layer", "head_fraction", "hop", "tick", "flush"),
@@ -160,7 +160,7 @@ def resolve(
     cfg: dict[str, Any] = {}
     if args.config:
         doc = load_document(args.config, "--config")
-        cfg = _check.mapping("config", doc if doc is not None else {}, CONFIG_KEYS)
+        cfg = validate.mapping("config", doc if doc is not None else {}, CONFIG_KEYS)
         if "scheme" in cfg and "schemes" in cfg:
             raise ConfigError("config.scheme", "give either scheme or schemes, not both")
 
@@ -182,7 +182,7 @@ def resolve(
         k: getattr(args, k) for k in ("hop", "tick", "flush") if getattr(args, k) is not None
     }
     for k, v in overrides.items():
-        _check.number(f"--{k}", v, lo=0.0)
+        validate.number(f"--{k}", v, lo=0.0)
     if overrides:
         profile = profile.with_costs(**overrides)
     n_layers = profile.n_layers
@@ -199,7 +199,7 @@ def resolve(
         schemes = [_scheme_from_flags(kind, args, n_layers) for kind in kinds]
     elif "schemes" in cfg or "scheme" in cfg:
         items = cfg.get("schemes", [cfg.get("scheme")])
-        items = _check.sequence("config.schemes", items, min_len=1)
+        items = validate.sequence("config.schemes", items, min_len=1)
         schemes = [SchemeConfig.from_dict(x, f"config.schemes[{i}]") for i, x in enumerate(items)]
     else:
         schemes = [_scheme_from_flags(kind, args, n_layers) for kind in ("ar", "eesd", "ppsd")]
@@ -237,9 +237,9 @@ def resolve(
         "seed": args.seed if args.seed is not None else cfg.get("seed", 0),
         "engine": args.engine if args.engine is not None else cfg.get("engine", "simpy"),
     }
-    _check.integer("--tokens", run["tokens"], lo=1)
-    _check.integer("--seed", run["seed"], lo=0)
-    _check.choice("--engine", run["engine"], ENGINES)
+    validate.integer("--tokens", run["tokens"], lo=1)
+    validate.integer("--seed", run["seed"], lo=0)
+    validate.choice("--engine", run["engine"], ENGINES)
     return profile, schemes, acc, run
 
 
@@ -257,7 +257,7 @@ def _scheme_from_flags(kind: str, args: argparse.Namespace, n_layers: int) -> Sc
     if args.boundaries:
         return SchemeConfig.ppsd(_ints("--boundaries", args.boundaries), args.exit_stage, devices)
     k = args.stages if args.stages is not None else min(examples.EXAMPLE_STAGES, n_layers)
-    _check.integer("--stages", k, lo=2, hi=n_layers)
+    validate.integer("--stages", k, lo=2, hi=n_layers)
     base = SchemeConfig.ppsd_even(n_layers, k, args.exit_stage)
     return SchemeConfig.ppsd(base.stage_boundaries, args.exit_stage, devices)
 

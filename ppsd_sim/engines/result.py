@@ -7,20 +7,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ppsd_sim.records.run_record import AcceptanceObserved
+from ppsd_sim.records.span import Span
 
 #: draft positions reported in per-position acceptance
 MAX_POSITIONS = 16
-
-
-@dataclass
-class Span:
-    """One interval of work on one stage, for timelines (seconds)."""
-
-    stage: int
-    start: float
-    end: float
-    name: str
-    category: str  # compute | ee_head | final_head | crop | wasted | draft | verify
 
 
 @dataclass

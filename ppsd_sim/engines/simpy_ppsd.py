@@ -20,7 +20,8 @@ import simpy
 
 from ppsd_sim.acceptance.sampler import AcceptanceSampler, RunCursor
 from ppsd_sim.costs import PpsdCosts
-from ppsd_sim.engines.result import EngineResult, Span, observed_from_runs
+from ppsd_sim.engines.result import EngineResult, observed_from_runs
+from ppsd_sim.records.span import Span
 
 
 @dataclass(slots=True)

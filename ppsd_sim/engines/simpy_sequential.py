@@ -7,8 +7,9 @@ import simpy
 
 from ppsd_sim.acceptance.sampler import AcceptanceSampler
 from ppsd_sim.costs import ArCosts, EesdCosts
-from ppsd_sim.engines.result import EngineResult, Span, observed_from_rounds
+from ppsd_sim.engines.result import EngineResult, observed_from_rounds
 from ppsd_sim.records.run_record import AcceptanceObserved
+from ppsd_sim.records.span import Span
 
 
 def run_ar(costs: ArCosts, n_tokens: int, *, timeline: bool = False) -> EngineResult:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import _check
-from ppsd_sim.records._schema import open_record, rerooted, tag
+from ppsd_sim.records import validate
+from ppsd_sim.records.schema import open_record, rerooted, tag
 
 KINDS = ("iid", "per_position", "markov", "trace", "histogram")
 
@@ -35,20 +35,20 @@ class AcceptanceSpec:
     counts: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        _check.choice("acceptance.kind", self.kind, KINDS)
+        validate.choice("acceptance.kind", self.kind, KINDS)
         if self.kind in ("iid", "markov"):
             if self.alpha is None:
                 raise ConfigError("acceptance.alpha", f"is required for kind {self.kind!r}")
-            object.__setattr__(self, "alpha", _check.probability("acceptance.alpha", self.alpha))
+            object.__setattr__(self, "alpha", validate.probability("acceptance.alpha", self.alpha))
         elif self.alpha is not None:
             raise ConfigError("acceptance.alpha", f"is not used by kind {self.kind!r}")
-        b = _check.number("acceptance.burstiness", self.burstiness, lo=0.0, hi=1.0, hi_open=True)
+        b = validate.number("acceptance.burstiness", self.burstiness, lo=0.0, hi=1.0, hi_open=True)
         if self.kind != "markov" and b != 0.0:
             raise ConfigError("acceptance.burstiness", "is only used by kind 'markov'")
         object.__setattr__(self, "burstiness", b)
-        self._check_list("alphas", "per_position", lambda f, v: _check.probability(f, v))
+        self._check_list("alphas", "per_position", lambda f, v: validate.probability(f, v))
         self._check_list("trace", "trace", _bit)
-        self._check_list("counts", "histogram", lambda f, v: _check.integer(f, v, lo=0))
+        self._check_list("counts", "histogram", lambda f, v: validate.integer(f, v, lo=0))
         if self.kind == "histogram":
             if len(self.counts) < 2:
                 raise ConfigError(
@@ -60,7 +60,7 @@ class AcceptanceSpec:
     def _check_list(self, name: str, owner: str, check: Any) -> None:
         value = getattr(self, name)
         if self.kind == owner:
-            items = _check.sequence(f"acceptance.{name}", value, min_len=1)
+            items = validate.sequence(f"acceptance.{name}", value, min_len=1)
             object.__setattr__(
                 self, name, tuple(check(f"acceptance.{name}[{i}]", v) for i, v in enumerate(items))
             )
@@ -127,15 +127,15 @@ class AcceptanceSpec:
         fields = ("kind", "semantics", "alpha", "burstiness", "alphas", "trace", "counts")
         d = open_record(data, "AcceptanceSpec", where, fields, ("kind",))
         sem = d.pop("semantics", None)
-        kind = _check.choice(_check.join(where, "kind"), d["kind"], KINDS)
+        kind = validate.choice(validate.join(where, "kind"), d["kind"], KINDS)
         if sem is not None and sem != SEMANTICS[kind]:
             raise ConfigError(
-                _check.join(where, "semantics"),
+                validate.join(where, "semantics"),
                 f"does not match kind {kind!r}: expected {SEMANTICS[kind]!r}",
             )
         for name in ("alphas", "trace", "counts"):
             if name in d:
-                d[name] = tuple(_check.sequence(_check.join(where, name), d[name]))
+                d[name] = tuple(validate.sequence(validate.join(where, name), d[name]))
         try:
             return cls(**d)
         except ConfigError as err:

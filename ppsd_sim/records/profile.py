@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import _check
-from ppsd_sim.records._schema import open_record, tag
+from ppsd_sim.records import validate
+from ppsd_sim.records.schema import open_record, tag
 from ppsd_sim.records.timing import Timing, timing
 
 SOURCES = ("measured", "synthesised", "hand", "example")
@@ -35,12 +35,12 @@ class Provenance:
     notes: str | None = None
 
     def __post_init__(self) -> None:
-        _check.choice("provenance.source", self.source, SOURCES)
-        _check.choice("provenance.latency_context", self.latency_context, LATENCY_CONTEXTS)
+        validate.choice("provenance.source", self.source, SOURCES)
+        validate.choice("provenance.latency_context", self.latency_context, LATENCY_CONTEXTS)
         for name in ("cores", "threads"):
             v = getattr(self, name)
             if v is not None:
-                _check.integer(f"provenance.{name}", v, lo=1)
+                validate.integer(f"provenance.{name}", v, lo=1)
         for name in (
             "device",
             "torch",
@@ -63,7 +63,7 @@ class Provenance:
     @classmethod
     def from_dict(cls, data: Any, where: str = "provenance") -> Provenance:
         """Unknown keys are refused; value errors name ``provenance.<field>``."""
-        return cls(**_check.mapping(where, data, [f.name for f in fields(cls)]))
+        return cls(**validate.mapping(where, data, [f.name for f in fields(cls)]))
 
 
 @dataclass(frozen=True)
@@ -91,18 +91,18 @@ class HardwareProfile:
 
     def __post_init__(self) -> None:
         layers = tuple(
-            timing(t) for t in _check.sequence("layer_decode", self.layer_decode, min_len=1)
+            timing(t) for t in validate.sequence("layer_decode", self.layer_decode, min_len=1)
         )
         object.__setattr__(self, "layer_decode", layers)
         for name in ("ee_head", "final_head", "embed", "hop", "tick", "flush"):
             object.__setattr__(self, name, timing(getattr(self, name)))
         toks = [
-            _check.integer(f"verify_tokens[{i}]", v, lo=1)
-            for i, v in enumerate(_check.sequence("verify_tokens", self.verify_tokens, min_len=1))
+            validate.integer(f"verify_tokens[{i}]", v, lo=1)
+            for i, v in enumerate(validate.sequence("verify_tokens", self.verify_tokens, min_len=1))
         ]
         facs = [
-            _check.number(f"verify_factor[{i}]", v, lo=0.0, lo_open=True)
-            for i, v in enumerate(_check.sequence("verify_factor", self.verify_factor, min_len=1))
+            validate.number(f"verify_factor[{i}]", v, lo=0.0, lo_open=True)
+            for i, v in enumerate(validate.sequence("verify_factor", self.verify_factor, min_len=1))
         ]
         if len(toks) != len(facs):
             raise ConfigError(
@@ -120,7 +120,7 @@ class HardwareProfile:
         object.__setattr__(
             self,
             "concurrency_slowdown",
-            _check.number("concurrency_slowdown", self.concurrency_slowdown, lo=1.0),
+            validate.number("concurrency_slowdown", self.concurrency_slowdown, lo=1.0),
         )
         if not isinstance(self.provenance, Provenance):
             raise ConfigError("provenance", "must be a Provenance")
@@ -178,16 +178,18 @@ class HardwareProfile:
     ) -> HardwareProfile:
         """Quick what-if profile: L equal layers, final head = ``head_fraction`` × one layer,
         EE head = final head unless given (LayerSkip-style shared head)."""
-        n_layers = _check.integer("n_layers", n_layers, lo=1)
-        t_layer = _check.number("t_layer", t_layer, lo=0.0)
-        head = t_layer * _check.number("head_fraction", head_fraction, lo=0.0)
+        n_layers = validate.integer("n_layers", n_layers, lo=1)
+        t_layer = validate.number("t_layer", t_layer, lo=0.0)
+        head = t_layer * validate.number("head_fraction", head_fraction, lo=0.0)
         return cls(
             layer_decode=tuple(Timing(t_layer) for _ in range(n_layers)),
-            ee_head=Timing(head if ee_head is None else _check.number("ee_head", ee_head, lo=0.0)),
+            ee_head=Timing(
+                head if ee_head is None else validate.number("ee_head", ee_head, lo=0.0)
+            ),
             final_head=Timing(head),
-            hop=Timing(_check.number("hop", hop, lo=0.0)),
-            tick=Timing(_check.number("tick", tick, lo=0.0)),
-            flush=Timing(_check.number("flush", flush, lo=0.0)),
+            hop=Timing(validate.number("hop", hop, lo=0.0)),
+            tick=Timing(validate.number("tick", tick, lo=0.0)),
+            flush=Timing(validate.number("flush", flush, lo=0.0)),
             verify_tokens=verify_tokens or (1,),
             verify_factor=verify_factor or (1.0,),
             provenance=provenance or Provenance(source="hand"),
@@ -224,12 +226,12 @@ class HardwareProfile:
         d = open_record(
             data, "HardwareProfile", where, fields, ("layer_decode", "ee_head", "final_head")
         )
-        j = lambda name: _check.join(where, name)  # noqa: E731
+        j = lambda name: validate.join(where, name)  # noqa: E731
         try:
             layers = tuple(
                 Timing.from_dict(t, f"{j('layer_decode')}[{i}]")
                 for i, t in enumerate(
-                    _check.sequence(j("layer_decode"), d["layer_decode"], min_len=1)
+                    validate.sequence(j("layer_decode"), d["layer_decode"], min_len=1)
                 )
             )
             kwargs: dict[str, Any] = {

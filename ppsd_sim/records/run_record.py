@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import _check
-from ppsd_sim.records._schema import open_record, tag
+from ppsd_sim.records import validate
 from ppsd_sim.records.acceptance_spec import AcceptanceSpec
 from ppsd_sim.records.profile import HardwareProfile, Provenance
+from ppsd_sim.records.schema import open_record, tag
 from ppsd_sim.records.scheme import SchemeConfig
 
 ORIGINS = ("simulated", "measured")
@@ -31,8 +31,8 @@ class AcceptanceObserved:
     trace: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        _check.integer("acceptance_observed.judged", self.judged, lo=0)
-        _check.integer("acceptance_observed.accepted", self.accepted, lo=0, hi=self.judged)
+        validate.integer("acceptance_observed.judged", self.judged, lo=0)
+        validate.integer("acceptance_observed.accepted", self.accepted, lo=0, hi=self.judged)
 
     @property
     def rate(self) -> float:
@@ -51,7 +51,7 @@ class AcceptanceObserved:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "acceptance_observed") -> AcceptanceObserved:
-        d = _check.mapping(
+        d = validate.mapping(
             where,
             data,
             ("judged", "accepted", "rate", "per_position", "histogram", "trace"),
@@ -60,7 +60,7 @@ class AcceptanceObserved:
         d.pop("rate", None)
         for name in ("per_position", "histogram", "trace"):
             if name in d:
-                d[name] = tuple(_check.sequence(_check.join(where, name), d[name]))
+                d[name] = tuple(validate.sequence(validate.join(where, name), d[name]))
         return cls(**d)
 
 
@@ -89,13 +89,13 @@ class RunRecord:
     notes: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check.choice("origin", self.origin, ORIGINS)
+        validate.choice("origin", self.origin, ORIGINS)
         if not isinstance(self.engine, str) or not self.engine:
             raise ConfigError("engine", "must be a non-empty string")
-        _check.integer("tokens", self.tokens, lo=0)
-        _check.number("time_s", self.time_s, lo=0.0)
+        validate.integer("tokens", self.tokens, lo=0)
+        validate.number("time_s", self.time_s, lo=0.0)
         for name, v in self.speedups.items():
-            _check.number(f"speedups.{name}", v, lo=0.0)
+            validate.number(f"speedups.{name}", v, lo=0.0)
         if self.baseline is not None and self.baseline not in self.speedups:
             raise ConfigError(
                 "baseline",
@@ -106,11 +106,11 @@ class RunRecord:
                 self,
                 name,
                 tuple(
-                    _check.number(f"{name}[{i}]", v, lo=0.0)
+                    validate.number(f"{name}[{i}]", v, lo=0.0)
                     for i, v in enumerate(getattr(self, name))
                 ),
             )
-        _check.integer("flushes", self.flushes, lo=0)
+        validate.integer("flushes", self.flushes, lo=0)
         try:
             json.dumps(self.notes, allow_nan=False)
         except (TypeError, ValueError) as err:
@@ -187,27 +187,27 @@ class RunRecord:
             ("origin", "engine", "scheme", "tokens", "time_s"),
             derived=("tokens_per_s", "speedup", "stage_busy_fraction"),
         )
-        d["scheme"] = SchemeConfig.from_dict(d["scheme"], _check.join(where, "scheme"))
+        d["scheme"] = SchemeConfig.from_dict(d["scheme"], validate.join(where, "scheme"))
         if d.get("acceptance") is not None:
             d["acceptance"] = AcceptanceSpec.from_dict(
-                d["acceptance"], _check.join(where, "acceptance")
+                d["acceptance"], validate.join(where, "acceptance")
             )
         if d.get("profile") is not None:
-            d["profile"] = HardwareProfile.from_dict(d["profile"], _check.join(where, "profile"))
+            d["profile"] = HardwareProfile.from_dict(d["profile"], validate.join(where, "profile"))
         if d.get("acceptance_observed") is not None:
             d["acceptance_observed"] = AcceptanceObserved.from_dict(
-                d["acceptance_observed"], _check.join(where, "acceptance_observed")
+                d["acceptance_observed"], validate.join(where, "acceptance_observed")
             )
         if d.get("provenance") is not None:
             d["provenance"] = Provenance.from_dict(
-                d["provenance"], _check.join(where, "provenance")
+                d["provenance"], validate.join(where, "provenance")
             )
         for name in ("stage_busy_s", "stage_wasted_s"):
             if name in d:
-                d[name] = tuple(_check.sequence(_check.join(where, name), d[name]))
+                d[name] = tuple(validate.sequence(validate.join(where, name), d[name]))
         if "speedups" in d:
-            _check.mapping(
-                _check.join(where, "speedups"),
+            validate.mapping(
+                validate.join(where, "speedups"),
                 d["speedups"],
                 d["speedups"].keys() if isinstance(d["speedups"], dict) else (),
             )

@@ -6,10 +6,34 @@ from dataclasses import dataclass
 from typing import Any
 
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import _check
-from ppsd_sim.records._schema import open_record, rerooted, tag
+from ppsd_sim.records import validate
+from ppsd_sim.records.schema import open_record, rerooted, tag
 
 SCHEMES = ("ar", "eesd", "ppsd")
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One PPSD stage: its layer range ``[start, stop)`` and its roles. ``first`` embeds the
+    token and drives the run; ``exit`` drafts the next token from its output with the
+    early-exit head; ``last`` runs the final head and gives the verdict. Computed once by
+    ``SchemeConfig.stages`` and passed down, so no part re-derives the geometry."""
+
+    index: int  # 0-based
+    start: int
+    stop: int
+    first: bool
+    exit: bool
+    last: bool
+    device: int
+
+    @property
+    def layers(self) -> range:
+        return range(self.start, self.stop)
+
+    @property
+    def n_layers(self) -> int:
+        return self.stop - self.start
 
 
 @dataclass(frozen=True)
@@ -28,23 +52,25 @@ class SchemeConfig:
     devices: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        _check.choice("scheme.kind", self.kind, SCHEMES)
+        validate.choice("scheme.kind", self.kind, SCHEMES)
         if self.kind == "eesd":
             if self.exit_layer is None or self.gamma is None:
                 raise ConfigError(
                     "scheme.exit_layer" if self.exit_layer is None else "scheme.gamma",
                     "is required for EESD",
                 )
-            _check.integer("scheme.exit_layer", self.exit_layer, lo=1)
-            _check.integer("scheme.gamma", self.gamma, lo=1, hi=4096)
-            _check.boolean("scheme.cache_reuse", self.cache_reuse)
+            validate.integer("scheme.exit_layer", self.exit_layer, lo=1)
+            validate.integer("scheme.gamma", self.gamma, lo=1, hi=4096)
+            validate.boolean("scheme.cache_reuse", self.cache_reuse)
         else:
             for name in ("exit_layer", "gamma"):
                 if getattr(self, name) is not None:
                     raise ConfigError(f"scheme.{name}", f"is only used by EESD, not {self.kind!r}")
         if self.kind == "ppsd":
-            b = _check.sequence("scheme.stage_boundaries", self.stage_boundaries, min_len=2)
-            b = [_check.integer(f"scheme.stage_boundaries[{i}]", v, lo=1) for i, v in enumerate(b)]
+            b = validate.sequence("scheme.stage_boundaries", self.stage_boundaries, min_len=2)
+            b = [
+                validate.integer(f"scheme.stage_boundaries[{i}]", v, lo=1) for i, v in enumerate(b)
+            ]
             for i in range(1, len(b)):
                 if b[i] <= b[i - 1]:
                     raise ConfigError(
@@ -52,14 +78,14 @@ class SchemeConfig:
                         f"must be strictly increasing end layers (stages may not overlap or be empty), got {b}",
                     )
             object.__setattr__(self, "stage_boundaries", tuple(b))
-            _check.integer("scheme.exit_stage", self.exit_stage, lo=1, hi=len(b) - 1)
+            validate.integer("scheme.exit_stage", self.exit_stage, lo=1, hi=len(b) - 1)
             if self.devices is not None:
-                dev = _check.sequence("scheme.devices", self.devices)
+                dev = validate.sequence("scheme.devices", self.devices)
                 if len(dev) != len(b):
                     raise ConfigError(
                         "scheme.devices", f"needs one device per stage ({len(b)}), got {len(dev)}"
                     )
-                dev = [_check.integer(f"scheme.devices[{i}]", v, lo=0) for i, v in enumerate(dev)]
+                dev = [validate.integer(f"scheme.devices[{i}]", v, lo=0) for i, v in enumerate(dev)]
                 object.__setattr__(self, "devices", tuple(dev))
         else:
             if self.stage_boundaries:
@@ -97,8 +123,43 @@ class SchemeConfig:
     @classmethod
     def ppsd_even(cls, n_layers: int, k: int, exit_stage: int = 1) -> SchemeConfig:
         """k stages of (nearly) equal layer count."""
-        _check.integer("k", k, lo=2, hi=n_layers)
+        validate.integer("k", k, lo=2, hi=n_layers)
         return cls.ppsd([round(n_layers * (s + 1) / k) for s in range(k)], exit_stage)
+
+    @classmethod
+    def ppsd_split(
+        cls,
+        n_layers: int,
+        k: int,
+        exit_layer: int | None = None,
+        devices: list[int] | tuple[int, ...] | None = None,
+        *,
+        stages_field: str = "stages",
+        exit_field: str = "exit_layer",
+    ) -> SchemeConfig:
+        """The one rule that turns "k stages, exit after E layers" into stage boundaries (every
+        CLI and tool uses it): stage 1 is layers [0, E) and drafts; layers [E, L) are split
+        into k − 1 stages of (nearly) equal size. Without ``exit_layer``: k equal stages, exit
+        after stage 1. Errors name ``stages_field`` / ``exit_field`` (the user's own flags)."""
+        validate.integer("layers", n_layers, lo=1)
+        if n_layers < 2:
+            raise ConfigError(
+                stages_field, f"PPSD needs a model of at least 2 layers, this one has {n_layers}"
+            )
+        validate.integer(stages_field, k, lo=2, hi=n_layers)
+        if exit_layer is None:
+            base = cls.ppsd_even(n_layers, k)
+            return cls.ppsd(base.stage_boundaries, 1, devices)
+        validate.integer(exit_field, exit_layer, lo=1, hi=n_layers - 1)
+        rest = n_layers - exit_layer
+        if rest < k - 1:
+            raise ConfigError(
+                stages_field,
+                f"{k} stages need at least {k - 1} layers after the exit layer "
+                f"{exit_layer}, the model has {rest} (L = {n_layers})",
+            )
+        later = [exit_layer + round(rest * s / (k - 1)) for s in range(1, k)]
+        return cls.ppsd((exit_layer, *later), 1, devices)
 
     # ---- derived ---------------------------------------------------------------------------
     @property
@@ -116,8 +177,26 @@ class SchemeConfig:
 
     def stage_ranges(self) -> list[tuple[int, int]]:
         """[(start, stop), ...] layer ranges of the stages."""
-        starts = (0, *self.stage_boundaries[:-1])
-        return list(zip(starts, self.stage_boundaries, strict=True))
+        return [(st.start, st.stop) for st in self.stages()]
+
+    def stages(self) -> tuple[StageSpec, ...]:
+        """The PPSD stages with their layer ranges, roles and devices (see ``StageSpec``)."""
+        if self.kind != "ppsd":
+            raise ConfigError("scheme.kind", f"only PPSD has pipeline stages, not {self.kind!r}")
+        b, k = self.stage_boundaries, len(self.stage_boundaries)
+        dev = self.stage_devices()
+        return tuple(
+            StageSpec(
+                index=s,
+                start=0 if s == 0 else b[s - 1],
+                stop=b[s],
+                first=s == 0,
+                exit=s == self.exit_stage - 1,
+                last=s == k - 1,
+                device=dev[s],
+            )
+            for s in range(k)
+        )
 
     def stage_devices(self) -> tuple[int, ...]:
         return self.devices if self.devices is not None else tuple(range(self.n_stages))
@@ -167,7 +246,7 @@ class SchemeConfig:
         d = open_record(data, "SchemeConfig", where, fields, ("kind",))
         for name in ("stage_boundaries", "devices"):
             if d.get(name) is not None:
-                d[name] = tuple(_check.sequence(_check.join(where, name), d[name]))
+                d[name] = tuple(validate.sequence(validate.join(where, name), d[name]))
         try:
             return cls(**d)
         except ConfigError as err:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import _check
+from ppsd_sim.records import validate
 
 
 @dataclass(frozen=True)
@@ -53,29 +53,29 @@ class Timing:
     def from_dict(cls, data: Any, where: str = "") -> Timing:
         """A bare number (seconds) or {median, lo?, hi?, samples?}."""
         if isinstance(data, int | float) and not isinstance(data, bool):
-            return cls(_check.number(where, data, lo=0.0))
+            return cls(validate.number(where, data, lo=0.0))
         if not isinstance(data, dict):
             raise ConfigError(
                 where, f"must be a number of seconds or {{median, lo, hi, samples}}, got {data!r}"
             )
-        d = _check.mapping(where, data, ("median", "lo", "hi", "samples"), ("median",))
-        median = _check.number(_check.join(where, "median"), d["median"], lo=0.0)
+        d = validate.mapping(where, data, ("median", "lo", "hi", "samples"), ("median",))
+        median = validate.number(validate.join(where, "median"), d["median"], lo=0.0)
         lo = d.get("lo")
         hi = d.get("hi")
-        lo = None if lo is None else _check.number(_check.join(where, "lo"), lo, lo=0.0)
-        hi = None if hi is None else _check.number(_check.join(where, "hi"), hi, lo=0.0)
+        lo = None if lo is None else validate.number(validate.join(where, "lo"), lo, lo=0.0)
+        hi = None if hi is None else validate.number(validate.join(where, "hi"), hi, lo=0.0)
         if lo is not None and lo > median:
             raise ConfigError(
-                _check.join(where, "lo"), f"must be <= median ({median:g}), got {lo:g}"
+                validate.join(where, "lo"), f"must be <= median ({median:g}), got {lo:g}"
             )
         if hi is not None and hi < median:
             raise ConfigError(
-                _check.join(where, "hi"), f"must be >= median ({median:g}), got {hi:g}"
+                validate.join(where, "hi"), f"must be >= median ({median:g}), got {hi:g}"
             )
         samples = tuple(
-            _check.number(f"{_check.join(where, 'samples')}[{i}]", s, lo=0.0)
+            validate.number(f"{validate.join(where, 'samples')}[{i}]", s, lo=0.0)
             for i, s in enumerate(
-                _check.sequence(_check.join(where, "samples"), d.get("samples", ()))
+                validate.sequence(validate.join(where, "samples"), d.get("samples", ()))
             )
         )
         return cls(median, lo, hi, samples)
@@ -85,4 +85,4 @@ def timing(value: Timing | float) -> Timing:
     """Accept a Timing or a plain number of seconds (validated)."""
     if isinstance(value, Timing):
         return value
-    return Timing(_check.number("timing", value, lo=0.0))
+    return Timing(validate.number("timing", value, lo=0.0))

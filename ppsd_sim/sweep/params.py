@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import _check
+from ppsd_sim.records import validate
 from ppsd_sim.simulate import MAX_TOKENS
 
 SCHEME_KINDS = ("ar", "eesd", "ppsd")
@@ -29,22 +29,22 @@ def _num(lo: float | None = None, hi: float | None = None, hi_open: bool = False
         if isinstance(v, str):  # YAML 1.1 reads "5e-4" (no dot) as a string
             with contextlib.suppress(ValueError):
                 v = float(v)
-        return _check.number(field, v, lo=lo, hi=hi, hi_open=hi_open)
+        return validate.number(field, v, lo=lo, hi=hi, hi_open=hi_open)
 
     return check
 
 
 def _int(lo: int | None = None, hi: int | None = None):
-    return lambda field, v: _check.integer(field, v, lo=lo, hi=hi)
+    return lambda field, v: validate.integer(field, v, lo=lo, hi=hi)
 
 
 def _choice(allowed: tuple[str, ...]):
-    return lambda field, v: _check.choice(field, v, allowed)
+    return lambda field, v: validate.choice(field, v, allowed)
 
 
 def _list(item: Callable[[str, Any], Any], min_len: int = 1):
     def check(field: str, v: Any) -> list[Any]:
-        items = _check.sequence(field, v, min_len=min_len)
+        items = validate.sequence(field, v, min_len=min_len)
         return [item(f"{field}[{i}]", x) for i, x in enumerate(items)]
 
     return check
@@ -95,7 +95,7 @@ PARAMS: dict[str, Param] = {
         Param("acceptance_file", _path, "str", "AcceptanceSpec JSON/YAML file (e.g. a trace)"),
         Param("exit", _int(lo=1), "int", "exit layer E (EESD; PPSD with k: end of stage 1)"),
         Param("gamma", _int(lo=1, hi=4096), "int", "EESD drafts per round γ"),
-        Param("cache_reuse", _check.boolean, "bool", "EESD verification reuses early layers"),
+        Param("cache_reuse", validate.boolean, "bool", "EESD verification reuses early layers"),
         Param("k", _int(lo=2), "int", "PPSD stages (even split, or L−E split after exit)"),
         Param("boundaries", _list(_int(lo=1), min_len=2), "list", "PPSD stage end layers"),
         Param("exit_stage", _int(lo=1), "int", "PPSD stage (1-based) whose output drafts"),

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import _check
+from ppsd_sim.records import validate
 from ppsd_sim.records.acceptance_spec import AcceptanceSpec
 from ppsd_sim.records.io import load_document
 from ppsd_sim.records.profile import HardwareProfile
@@ -55,12 +55,12 @@ def parse_spec(
     """Validate a spec document (already parsed) and expand it into points."""
     if data is None:
         raise ConfigError("spec", "is empty")
-    d = _check.mapping("spec", data, SPEC_KEYS)
+    d = validate.mapping("spec", data, SPEC_KEYS)
     name = d.get("name", default_name)
     if not isinstance(name, str) or not name:
         raise ConfigError("name", f"must be a non-empty string, got {name!r}")
-    seed = _check.integer("seed", d.get("seed", 0), lo=0, hi=2**62)
-    seed_mode = _check.choice("seed_mode", d.get("seed_mode", "point"), SEED_MODES)
+    seed = validate.integer("seed", d.get("seed", 0), lo=0, hi=2**62)
+    seed_mode = validate.choice("seed_mode", d.get("seed_mode", "point"), SEED_MODES)
     files = _Files(Path(base_dir))
     fixed = _values("fixed", d.get("fixed", {}), files)
     axes = _axes(d.get("axes"), fixed, files)
@@ -100,7 +100,7 @@ def parse_spec(
 
 
 def _values(where: str, data: Any, files: _Files) -> dict[str, Any]:
-    d = _check.mapping(where, data, PARAMS)
+    d = validate.mapping(where, data, PARAMS)
     return {
         k: files.check(f"{where}.{k}", k, check_value(f"{where}.{k}", k, v)) for k, v in d.items()
     }
@@ -109,12 +109,12 @@ def _values(where: str, data: Any, files: _Files) -> dict[str, Any]:
 def _axes(data: Any, fixed: dict[str, Any], files: _Files) -> dict[str, list[Any]]:
     if data is None:
         return {}
-    d = _check.mapping("axes", data, PARAMS)
+    d = validate.mapping("axes", data, PARAMS)
     out: dict[str, list[Any]] = {}
     for k, values in d.items():
         if k in fixed:
             raise ConfigError(f"axes.{k}", "is also in fixed; give it in one place")
-        items = _check.sequence(f"axes.{k}", values, min_len=1)
+        items = validate.sequence(f"axes.{k}", values, min_len=1)
         if PARAMS[k].kind == "list" and not isinstance(items[0], list | tuple):
             raise ConfigError(f"axes.{k}[0]", f"must be a list: an axis of {k} is a list of lists")
         out[k] = [
@@ -130,7 +130,7 @@ def _axes(data: Any, fixed: dict[str, Any], files: _Files) -> dict[str, list[Any
 def _listed(data: Any, files: _Files) -> list[dict[str, Any]] | None:
     if data is None:
         return None
-    items = _check.sequence("points", data, min_len=1)
+    items = validate.sequence("points", data, min_len=1)
     return [_values(f"points[{i}]", v, files) for i, v in enumerate(items)]
 
 

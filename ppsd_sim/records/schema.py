@@ -15,9 +15,18 @@ def tag(name: str) -> dict[str, Any]:
 
 
 def check_tag(data: Any, name: str, where: str = "") -> None:
-    """Refuse an object of another record type or another schema version (with the field)."""
+    """Refuse an object of another record type or another schema version (with the field).
+
+    A whole document (``where`` empty: a record file) must carry its tag: a file without one
+    is refused, never guessed. An object nested inside a record or a config (``where`` set)
+    may leave it out; if present it must match."""
     if not isinstance(data, dict):
         raise ConfigError(where, f"must be a JSON object ({name}), got {type(data).__name__}")
+    if not where and "record" not in data:
+        raise ConfigError(
+            "record",
+            f'missing: a {name} file carries "record": "{name}" and "schema_version"',
+        )
     rec = data.get("record", name)
     if rec != name:
         raise ConfigError(
@@ -44,11 +53,11 @@ def open_record(
 ) -> dict[str, Any]:
     """The fields of a record's JSON object: its tag checked, unknown keys refused, the tag and
     any ``derived`` (recomputed, informational) keys dropped."""
-    from ppsd_sim.records import _check
+    from ppsd_sim.records import validate
 
     check_tag(data, name, where)
     derived = tuple(derived)
-    d = _check.mapping(where, data, (*TAG_KEYS, *derived, *allowed), required)
+    d = validate.mapping(where, data, (*TAG_KEYS, *derived, *allowed), required)
     return {k: v for k, v in d.items() if k not in TAG_KEYS and k not in derived}
 
 
