@@ -115,14 +115,49 @@ def eesd_costs(profile: HardwareProfile, scheme: SchemeConfig) -> EesdCosts:
     )
 
 
+def stage_compute(
+    profile: HardwareProfile, start: int, stop: int, *, first: bool, slow: float
+) -> float:
+    """A PPSD stage's per-token compute before its heads: its layers (+ the embedding on the
+    first stage), slowed by contention, plus one tick."""
+    t = profile.layers_time(start, stop) + (profile.embed.median if first else 0.0)
+    return t * slow + profile.tick.median
+
+
+def stage_busy(
+    profile: HardwareProfile,
+    start: int,
+    stop: int,
+    *,
+    first: bool,
+    exit_: bool,
+    last: bool,
+    slow: float,
+) -> float:
+    """Time one token occupies a PPSD stage: ``stage_compute`` plus the early-exit head on the
+    exit stage and the final head on the last (``PpsdCosts.busy_per_token`` in closed form)."""
+    t = stage_compute(profile, start, stop, first=first, slow=slow)
+    if exit_:
+        t += profile.ee_head.median * slow
+    if last:
+        t += profile.final_head.median * slow
+    return t
+
+
+def contention(profile: HardwareProfile, devices: tuple[int, ...]) -> float:
+    """The slowdown stage compute pays: the profile's concurrency slowdown when the stages run
+    on more than one device at once, 1 when they all share one."""
+    return profile.concurrency_slowdown if len(set(devices)) > 1 else 1.0
+
+
 def ppsd_costs(profile: HardwareProfile, scheme: SchemeConfig) -> PpsdCosts:
     scheme.check_layers(profile.n_layers)
     devices = scheme.stage_devices()
-    slow = profile.concurrency_slowdown if len(set(devices)) > 1 else 1.0
-    compute = []
-    for s, (a, b) in enumerate(scheme.stage_ranges()):
-        t = profile.layers_time(a, b) + (profile.embed.median if s == 0 else 0.0)
-        compute.append(t * slow + profile.tick.median)
+    slow = contention(profile, devices)
+    compute = [
+        stage_compute(profile, st.start, st.stop, first=st.first, slow=slow)
+        for st in scheme.stages()
+    ]
     return PpsdCosts(
         compute=tuple(compute),
         ee_head=profile.ee_head.median * slow,

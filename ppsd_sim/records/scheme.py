@@ -41,7 +41,10 @@ class SchemeConfig:
     """A decoding scheme. Layer indices are 0-based counts: ``exit_layer = E`` means the first
     E layers draft. ``stage_boundaries`` lists each stage's end layer (exclusive), the last one
     equal to L; ``exit_stage`` is 1-based (1 = draft at the end of stage 1, the basic layout).
-    ``devices`` maps each stage to a compute unit; stages that share one contend for it."""
+    ``devices`` maps each stage to a compute unit; stages that share one contend for it.
+    ``max_inflight`` bounds the tokens of the sequence in flight at once (entered into stage 1,
+    their verdict not yet committed); None means the real runner's default, k + 1 (see
+    ``inflight_limit``)."""
 
     kind: str
     exit_layer: int | None = None
@@ -50,6 +53,7 @@ class SchemeConfig:
     stage_boundaries: tuple[int, ...] = ()
     exit_stage: int = 1
     devices: tuple[int, ...] | None = None
+    max_inflight: int | None = None
 
     def __post_init__(self) -> None:
         validate.choice("scheme.kind", self.kind, SCHEMES)
@@ -87,6 +91,8 @@ class SchemeConfig:
                     )
                 dev = [validate.integer(f"scheme.devices[{i}]", v, lo=0) for i, v in enumerate(dev)]
                 object.__setattr__(self, "devices", tuple(dev))
+            if self.max_inflight is not None:
+                validate.integer("scheme.max_inflight", self.max_inflight, lo=1, hi=10**6)
         else:
             if self.stage_boundaries:
                 raise ConfigError(
@@ -96,6 +102,8 @@ class SchemeConfig:
                 raise ConfigError("scheme.devices", f"is only used by PPSD, not {self.kind!r}")
             if self.exit_stage != 1:
                 raise ConfigError("scheme.exit_stage", f"is only used by PPSD, not {self.kind!r}")
+            if self.max_inflight is not None:
+                raise ConfigError("scheme.max_inflight", f"is only used by PPSD, not {self.kind!r}")
 
     # ---- constructors ---------------------------------------------------------------------
     @classmethod
@@ -112,12 +120,14 @@ class SchemeConfig:
         stage_boundaries: list[int] | tuple[int, ...],
         exit_stage: int = 1,
         devices: list[int] | tuple[int, ...] | None = None,
+        max_inflight: int | None = None,
     ) -> SchemeConfig:
         return cls(
             "ppsd",
             stage_boundaries=tuple(stage_boundaries),
             exit_stage=exit_stage,
             devices=None if devices is None else tuple(devices),
+            max_inflight=max_inflight,
         )
 
     @classmethod
@@ -198,6 +208,14 @@ class SchemeConfig:
             for s in range(k)
         )
 
+    @property
+    def inflight_limit(self) -> int:
+        """Most tokens in flight at once (PPSD): ``max_inflight``, or k + 1 by default (the
+        real runner's controller enters a token while at most k are in flight)."""
+        if self.kind != "ppsd":
+            raise ConfigError("scheme.kind", f"only PPSD has tokens in flight, not {self.kind!r}")
+        return self.max_inflight if self.max_inflight is not None else self.n_stages + 1
+
     def stage_devices(self) -> tuple[int, ...]:
         return self.devices if self.devices is not None else tuple(range(self.n_stages))
 
@@ -219,7 +237,8 @@ class SchemeConfig:
         if self.kind == "eesd":
             return f"EESD(E={self.exit_layer}, γ={self.gamma}{'' if self.cache_reuse else ', no reuse'})"
         shared = "" if self.devices is None else f", devices={list(self.devices)}"
-        return f"PPSD(k={self.n_stages}, E={self.draft_exit_layer}{shared})"
+        bound = "" if self.max_inflight is None else f", in flight ≤ {self.max_inflight}"
+        return f"PPSD(k={self.n_stages}, E={self.draft_exit_layer}{shared}{bound})"
 
     # ---- JSON -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -230,6 +249,8 @@ class SchemeConfig:
             out.update(stage_boundaries=list(self.stage_boundaries), exit_stage=self.exit_stage)
             if self.devices is not None:
                 out["devices"] = list(self.devices)
+            if self.max_inflight is not None:
+                out["max_inflight"] = self.max_inflight
         return out
 
     @classmethod
@@ -242,6 +263,7 @@ class SchemeConfig:
             "stage_boundaries",
             "exit_stage",
             "devices",
+            "max_inflight",
         )
         d = open_record(data, "SchemeConfig", where, fields, ("kind",))
         for name in ("stage_boundaries", "devices"):
