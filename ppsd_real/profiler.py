@@ -1,6 +1,6 @@
 """Measure a HardwareProfile: what the PPSD pipeline needs, measured where it happens.
 
-With stage processes (a ``DistributedBackend``) every latency the pipeline uses is taken inside
+With stage processes (a ``MeasurableBackend``, e.g. ``DistributedBackend``) every latency the pipeline uses is taken inside
 the stage processes themselves (``latency_context = "per_stage"``): a stage's layers run faster
 with only their own weights hot than inside a full-model step, so both are measured and the
 full-model figures go to the notes. Also measured there: ``concurrency_slowdown`` (each stage
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ppsd_real.backends.distributed import DistributedBackend
+from ppsd_real.backends.base import MeasurableBackend
 from ppsd_real.decoders import ARDecoder
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.measure import provenance
@@ -76,11 +76,11 @@ def full_model_steps(
 
 
 def _stage_timings(
-    be: DistributedBackend, ctx: int, window_s: float, rounds: int
+    be: MeasurableBackend, ctx: int, window_s: float, rounds: int
 ) -> tuple[list[dict], list[dict], list[list[float]]]:
     """Alone and together, interleaved ``rounds`` times (the machine drifts); returns the pooled
     alone and together samples per stage and, per stage, the slowdown of each round."""
-    k = len(be.spec.bounds)
+    k = be.scheme.n_stages
     be.stage_latency(ctx, 0.2, together=False)  # warm-up
     alone: list[dict] = [{} for _ in range(k)]
     both: list[dict] = [{} for _ in range(k)]
@@ -102,7 +102,7 @@ def _stage_timings(
 
 
 def tick_samples(
-    be: DistributedBackend, m: Loaded, runs: int = 5, n: int = 48
+    be: MeasurableBackend, m: Loaded, runs: int = 5, n: int = 48
 ) -> tuple[list[float], list[list[float]]]:
     """Per-token control cost per stage from real runs at acceptance 1 (no flushes): a stage's
     run time minus its blocked waits, layer and head compute, per step. Covers the controller's
@@ -110,7 +110,7 @@ def tick_samples(
     prompt = [1 + i * 13 % (m.vocab - 1) for i in range(8)]
     ref = ARDecoder(m.driver).decode(prompt, n).tokens
     per_run: list[float] = []
-    per_stage: list[list[float]] = [[] for _ in be.spec.bounds]
+    per_stage: list[list[float]] = [[] for _ in be.scheme.stages()]
     for rep in range(runs + 1):
         res = be.run(prompt, n, DrafterSpec("oracle", 1.0, rep), ref)
         if rep == 0:
@@ -129,7 +129,7 @@ def profile(
     m: Loaded,
     repeats: int = 30,
     context_len: int = 64,
-    backend: DistributedBackend | None = None,
+    backend: MeasurableBackend | None = None,
     threads: int = 1,
     window_s: float = 0.5,
     rounds: int = 2,
@@ -186,21 +186,23 @@ def profile(
             **common,
             provenance=provenance(m.spec, threads, "full_model", notes=json.dumps(notes)),
         )
-    spec = backend.spec
+    stages = backend.scheme.stages()
+    transport = backend.transport_name
     hop = backend.hop_latency(220)[20:]
     alone, both, ratios = _stage_timings(backend, context_len, window_s, rounds)
     ticks, ticks_by_stage = tick_samples(backend, m)
     layers = [Timing.of_samples(xs) for st in alone for xs in st["layers"]]
-    exit_i = spec.exit_stage - 1
+    exit_i = next(st.index for st in stages if st.exit)
     slowdown_raw = _med([r for rs in ratios for r in rs])
-    e_layer = spec.bounds[exit_i]
+    e_layer = stages[exit_i].stop
     stage_t = embed.median + sum(t.median for t in layers) + _med(alone[-1]["head"])
     notes.update(
         {
             "layer_decode": "per stage: each layer timed inside its own stage process (one "
             "thread, pinned), that stage's step only (its layers and head)",
-            "transport": spec.transport,
-            "hop": f"one-way {spec.transport} hand-off of a 1x1x512 fp32 message, stage 0<->1",
+            "transport": transport,
+            "hop": f"one-way {transport} hand-off of one token's hidden state (1x1x"
+            f"{m.driver.parts.config.hidden_size} {m.spec.dtype} on {m.spec.device}), stage 0<->1",
             "tick": "per stage per token: stage run time - blocked waits - layers - heads, "
             "real runs at acceptance 1; per stage medians below",
             "tick_per_stage_median_s": [round(_med(xs), 7) for xs in ticks_by_stage],
