@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Protocol, Self
 from ppsd_real.backends.messages import StageMessage
 from ppsd_real.decoders.result import DecodeResult
 from ppsd_real.drafters import DrafterSpec
+from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import SchemeConfig
 
 
@@ -109,15 +110,17 @@ class PipelineBackend(ABC):
         """Release whatever the backend holds (processes, devices). Safe to call twice."""
         return None
 
-    def check_drafter(self, drafter: DrafterSpec) -> None:
-        """The EE head is the backend's: a drafter naming another one is a mistake."""
+    def check_drafter(self, drafter: DrafterSpec, reference: list[int] | None) -> None:
+        """Refused here, in the caller's process, not inside a stage: a drafter naming another
+        EE head than the backend's (fixed when it was built), or an oracle without the AR
+        reference it replays."""
         if drafter.head_path != self.head_path:
-            from ppsd_sim.errors import ConfigError
-
             raise ConfigError(
                 "drafter.head_path",
                 f"this backend was built with EE head {self.head_path!r}, not {drafter.head_path!r}",
             )
+        if drafter.needs_reference and reference is None:
+            raise ConfigError("drafter", "the oracle drafter needs the AR reference output")
 
     def __enter__(self) -> Self:
         return self

@@ -385,7 +385,7 @@ class DistributedBackend(MeasurableBackend):
             for link in links:  # the parent's copies: a dead stage's pipes must read EOF
                 for c in link.values() if isinstance(link, dict) else ():
                     c.close()
-            got = self._collect(Ready, range(k), start_timeout_s, "starting", heartbeat=False)
+            got = self._collect(Ready, range(k), start_timeout_s, "starting")
             self.pids = [got[r].pid for r in range(k)]
         except BaseException:
             self.close()
@@ -435,10 +435,9 @@ class DistributedBackend(MeasurableBackend):
             except OSError:
                 self._fail(idle)
 
-    def _collect(
-        self, kind: type, ranks: Any, timeout: float | None, what: str, heartbeat: bool = True
-    ) -> dict[int, Any]:
-        """One ``kind`` reply from every stage in ``ranks``, or StageFailure (all stopped)."""
+    def _collect(self, kind: type, ranks: Any, timeout: float | None, what: str) -> dict[int, Any]:
+        """One ``kind`` reply from every stage in ``ranks``, or StageFailure (all stopped): a
+        stage that died, failed, or whose heartbeat stopped (also while starting)."""
         ranks = list(ranks)
         replies: dict[int, Any] = {}
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -456,7 +455,7 @@ class DistributedBackend(MeasurableBackend):
                     self._fail(what, [msg])
                 if isinstance(msg, kind):
                     replies[conns[obj]] = msg  # type: ignore[index]
-            if heartbeat and self._hung():
+            if self._hung():
                 self._fail(what)
             if deadline is not None and time.monotonic() > deadline:
                 missing = [r for r in ranks if r not in replies]
@@ -543,7 +542,7 @@ class DistributedBackend(MeasurableBackend):
         reference: list[int] | None = None,
     ) -> DecodeResult:
         """One PPSD generation; raises StageFailure if a stage dies or hangs."""
-        self.check_drafter(drafter)
+        self.check_drafter(drafter, reference)
         self._job += 1
         job = RunJob(self._job * 1_000_000, list(prompt), max_new_tokens, drafter, reference)
         t0 = time.perf_counter()

@@ -92,7 +92,7 @@ class SequentialBackend(PipelineBackend):
         drafter: DrafterSpec,
         reference: list[int] | None = None,
     ) -> DecodeResult:
-        self.check_drafter(drafter)
+        self.check_drafter(drafter, reference)
         return run_sequential(
             self.driver,
             self.scheme,
