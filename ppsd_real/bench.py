@@ -95,18 +95,23 @@ class Measurement:
             s.base_s.append(block.base_s)
             s.results.append(r)
 
-    def speedup(self, name: str, over: str | None = None) -> float:
-        """Median over repeats of ``over``'s time / ``name``'s time in the same repeat; over
-        the baseline (``over`` None), the baseline measured around it. Itself over itself: 1."""
+    def ratios(self, name: str, over: str | None = None) -> list[float]:
+        """``over``'s time / ``name``'s time, repeat by repeat (the speedup of ``name`` over
+        ``over`` in each repeat); over the baseline (``over`` None), the baseline measured
+        around it. Itself over itself: all 1."""
         over = over or self.baseline
-        if name == over:
-            return 1.0
         s, o = self.series[name], self.series[over]
+        if name == over:
+            return [1.0] * len(s.times_s)
         if over == self.baseline:
-            return statistics.median(s.speedups)
+            return s.speedups
         if name == self.baseline:
-            return statistics.median(t / b for b, t in zip(o.base_s, o.times_s, strict=True))
-        return statistics.median(a / b for a, b in zip(o.times_s, s.times_s, strict=True))
+            return [t / b for b, t in zip(o.base_s, o.times_s, strict=True)]
+        return [a / b for a, b in zip(o.times_s, s.times_s, strict=True)]
+
+    def speedup(self, name: str, over: str | None = None) -> float:
+        """The median of ``ratios``: ``name``'s speedup over ``over`` (default the baseline)."""
+        return statistics.median(self.ratios(name, over))
 
     def median_s(self, name: str) -> float:
         return self.series[name].median_s
