@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 
 from ppsd_real.lm.corpus import load_corpus
 from ppsd_real.lm.train import SEQ_LEN, encode_stream, windows
+from ppsd_real.threads import torch_threads
 
 
 def head_file(model_dir: Path, exit_layer: int) -> Path:
@@ -45,10 +46,14 @@ def train_heads(
     seed: int = 0,
     threads: int = 2,
 ) -> dict:
+    with torch_threads(threads):
+        return _train_heads(model_dir, steps, batch, lr, seed)
+
+
+def _train_heads(model_dir: Path, steps: int, batch: int, lr: float, seed: int) -> dict:
     from tokenizers import Tokenizer
     from transformers import LlamaForCausalLM
 
-    torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = LlamaForCausalLM.from_pretrained(
