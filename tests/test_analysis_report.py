@@ -18,7 +18,8 @@ from analysis.curves import AcceptanceCurve
 from analysis.report_build import build_report
 from analysis.report_write import write_report
 from ppsd_sim.examples import example_acceptance, example_profile, example_schemes
-from ppsd_sim.records.io import write_record
+from ppsd_sim.predict import predict_run
+from ppsd_sim.records.io import read_record, write_record
 from ppsd_sim.records.profile import Provenance
 from ppsd_sim.records.run_record import RunRecord
 from ppsd_sim.simulate import simulate
@@ -95,13 +96,16 @@ def test_report_from_a_folder_with_one_of_each(tmp_path: Path):
     assert "measured: real runner" in page  # the measured Gantt panel
     assert len(_images(page)) == 5  # + predicted-vs-measured scatter
     md = md_path.read_text(encoding="utf-8")
-    # measured speedup 1.5× vs a prediction near 1.8×: the error is shown and signed
+    # measured 1.5× against ppsd_sim.predict's prediction: the signed error pred ÷ meas − 1
     row = next(
         line
         for line in md.splitlines()
         if line.startswith("| runs/measured_run.json") and "%" in line
     )
-    assert "1.50× `M`" in row and re.search(r"\+\d+\.\d% `P`", row)
+    run = read_record(tmp_path / "rec" / "runs" / "measured_run.json", RunRecord)
+    pred = predict_run(run, tokens=2000).speedup
+    assert "| 1.500 `M` | ar_1thread |" in row
+    assert f"| {pred:.3f} `P` | {pred / 1.5 - 1:+.1%} `P` |" in row
     assert "measured α(E)" in md  # the folder's curve, not the illustrative one
 
 
