@@ -13,7 +13,7 @@ from typing import Any
 from analysis.report_compare import CALIBRATION_FIGURE, calibration_document
 from analysis.report_write import report_files
 from calibration.compare import Row
-from ppsd_sim.records import HardwareProfile, write_all
+from ppsd_sim.records import HardwareProfile, check_writable, check_writable_dir, write_all
 from ppsd_sim.records.calibration_report import CalibrationInfo, CalibrationReport
 from ppsd_sim.records.io import dumps
 
@@ -45,8 +45,18 @@ def report_outputs(out: str | os.PathLike[str], rep: CalibrationReport) -> dict[
     return paths
 
 
+def check_outputs(out: str | os.PathLike[str], field: str = "--out") -> Path:
+    """Refuse an output folder the report cannot be written into (call it before measuring:
+    a refusal after the measurements would lose them)."""
+    folder = check_writable_dir(out, field)
+    for name in (JSON_NAME, MARKDOWN_NAME, PROFILE_NAME, f"{CALIBRATION_FIGURE}.png"):
+        check_writable(folder / name, field)
+    return folder
+
+
 def write_report(out: str | os.PathLike[str], rep: CalibrationReport) -> dict[str, Path]:
     """Render everything in memory, then write all the files or none."""
+    check_outputs(out)
     paths = report_outputs(out, rep)
     files: dict[str | os.PathLike[str], str | bytes] = dict(
         report_files(calibration_document(rep), out, markdown=MARKDOWN_NAME, html=None, fig_dir=".")
