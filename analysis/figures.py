@@ -175,11 +175,11 @@ def predicted_vs_measured(
             label="AR" if kind == "ar" else f"{kind.upper()} (acceptance as asked)",
             zorder=3,
         )
-        rep = [r for r in sel if r.replayed is not None]
+        rep = [(r.measured, r.replayed) for r in sel if r.replayed is not None]
         if rep:
             ax.scatter(
-                [r.measured for r in rep],
-                [r.replayed for r in rep],
+                [m for m, _ in rep],
+                [p for _, p in rep],
                 marker=marker,
                 facecolors="none",
                 edgecolors=colour,

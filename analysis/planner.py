@@ -122,6 +122,14 @@ def split_boundaries(exit_layer: int, parts: int, cut: list[list[int]]) -> tuple
 
 
 # ---- the search ---------------------------------------------------------------------------------
+def exit_of(scheme: SchemeConfig) -> int:
+    """E, the layers a drafting scheme's drafter runs (AR drafts nothing and has none)."""
+    e = scheme.draft_exit_layer
+    if e is None:
+        raise ConfigError("scheme", f"{scheme.label()} drafts nothing: it has no exit layer")
+    return e
+
+
 def _alpha_status(curve: AcceptanceCurve, exit_layer: int) -> str:
     if exit_layer < curve.exits[0] or exit_layer > curve.exits[-1]:
         return "extrapolated"
@@ -133,7 +141,7 @@ def _candidate(
 ) -> Candidate:
     if scheme.kind == "ar":
         return Candidate(scheme, 1, None, ar_tps, 1.0, "n/a")
-    e = scheme.draft_exit_layer
+    e = exit_of(scheme)
     alpha = curve.alpha(e)
     tps = analytic.tokens_per_s(profile, scheme, alpha)
     verify = verify_extrapolation(profile, scheme)
@@ -206,7 +214,10 @@ def _finish(profile: HardwareProfile, c: Candidate, sim_tokens: int, seed: int) 
             rec = simulate(profile, c.scheme, tokens=sim_tokens, seed=seed, engine="auto").record
             return _replace(c, simulated_speedup=rec.speedup, simulated_engine=rec.engine)
         return c
-    lo, hi = max(0.0, c.alpha - SENSITIVITY), min(1.0, c.alpha + SENSITIVITY)
+    alpha = c.alpha
+    if alpha is None:
+        raise ConfigError("alpha", f"{c.scheme.label()} needs an acceptance to be judged")
+    lo, hi = max(0.0, alpha - SENSITIVITY), min(1.0, alpha + SENSITIVITY)
     changes: dict[str, Any] = {
         "break_even_alpha": analytic.break_even_alpha(profile, c.scheme),
         "speedup_alpha_lo": analytic.speedup(profile, c.scheme, lo),
@@ -216,7 +227,7 @@ def _finish(profile: HardwareProfile, c: Candidate, sim_tokens: int, seed: int) 
         rec = simulate(
             profile,
             c.scheme,
-            AcceptanceSpec.iid(c.alpha),
+            AcceptanceSpec.iid(alpha),
             tokens=sim_tokens,
             seed=seed,
             engine="auto",
@@ -273,7 +284,9 @@ def plan(
     if target == "max_speed":
         ranked = sorted(cands, key=lambda c: (-c.tokens_per_s, c.devices))
     else:
-        ok = [c for c in cands if c.tokens_per_s >= min_tokens_per_s]
+        need = min_tokens_per_s
+        assert need is not None  # required and validated above for this target
+        ok = [c for c in cands if c.tokens_per_s >= need]
         ranked = sorted(ok, key=lambda c: (c.devices, -c.tokens_per_s))
         if not ranked and cands:
             b = max(cands, key=lambda c: c.tokens_per_s)
@@ -328,5 +341,5 @@ def _every_config(
         for cuts in itertools.combinations(range(1, n), k - 1):
             for es in range(1, k):
                 s = SchemeConfig.ppsd((*cuts, n), exit_stage=es)
-                out.append((s, analytic.tokens_per_s(profile, s, curve.alpha(s.draft_exit_layer))))
+                out.append((s, analytic.tokens_per_s(profile, s, curve.alpha(exit_of(s)))))
     return out

@@ -85,7 +85,8 @@ def timeline_from_trace(data: dict[str, Any], name: str) -> Timeline:
             ) from None
     if not spans:
         raise ConfigError("traceEvents", "holds no complete ('X') events")
-    meta = data.get("otherData") if isinstance(data.get("otherData"), dict) else {}
+    other = data.get("otherData")
+    meta = other if isinstance(other, dict) else {}
     origin = str(meta.get("origin", ""))
     if origin not in ("measured", "simulated"):
         origin = "simulated" if "sim" in title.lower() else "measured"

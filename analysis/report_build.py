@@ -13,7 +13,7 @@ import numpy as np
 
 from analysis import figures, grids, reproduction
 from analysis.curves import AcceptanceCurve, illustrative_curve
-from analysis.planner import Plan, plan
+from analysis.planner import Plan, exit_of, plan
 from analysis.records_folder import RecordSet, Skipped, read_folder
 from analysis.report_compare import (
     calibration_section,
@@ -21,7 +21,7 @@ from analysis.report_compare import (
     comparison_table,
     summary_text,
 )
-from analysis.report_model import TAGS, Fig, Num, Para, Report, Section, Table
+from analysis.report_model import TAGS, Cell, Fig, Num, Para, Report, Section, Table
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.examples import example_profile
 from ppsd_sim.predict import predict_run
@@ -205,8 +205,8 @@ def _break_even(p: HardwareProfile, label: str, max_stages: int) -> Section:
         )
     )
     picks = sorted({max(1, p.n_layers // 8), max(1, p.n_layers // 4), max(1, p.n_layers // 2)})
-    rows = tuple(
-        (f"E = {e}", *(_alpha(curves[k][e - 1], "predicted") for k in curves)) for e in picks
+    rows: tuple[tuple[Cell, ...], ...] = tuple(
+        (f"E = {e}", *[_alpha(curves[k][e - 1], "predicted") for k in curves]) for e in picks
     )
     sec.items.append(Table(("exit", *curves.keys()), rows, "Break-even α at a few exits."))
     return sec
@@ -218,7 +218,7 @@ def _timeline(
     sec = Section("PPSD stage timeline", anchor="timeline")
     k = max(2, min(max_stages, p.n_layers))
     scheme = SchemeConfig.ppsd_even(p.n_layers, k)
-    alpha = curve.alpha(scheme.draft_exit_layer)
+    alpha = curve.alpha(exit_of(scheme))
     sim = simulate(
         p, scheme, AcceptanceSpec.iid(alpha), tokens=16, seed=seed, engine="simpy", timeline=True
     )

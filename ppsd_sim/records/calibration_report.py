@@ -128,8 +128,17 @@ class Comparison:
         )
         try:
             return cls(
-                **{n: d.get(n) for n in names if n != "flags"},
+                label=d["label"],
+                scheme=d["scheme"],
+                alpha=d.get("alpha"),
+                measured=d["measured"],
+                measured_lo=d.get("measured_lo"),
+                measured_hi=d.get("measured_hi"),
+                predicted=d["predicted"],
+                replayed=d.get("replayed"),
+                observed_alpha=d.get("observed_alpha"),
                 flags=tuple(validate.sequence("flags", d.get("flags", []))),
+                baseline=d.get("baseline"),
             )
         except ConfigError as err:
             raise err.within(where) if where else err from None
