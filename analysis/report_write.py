@@ -10,7 +10,7 @@ from pathlib import Path
 from analysis.report_html import render_html
 from analysis.report_md import render_markdown
 from analysis.report_model import Fig, Report
-from ppsd_sim.records.io import write_all
+from ppsd_sim.records.io import check_writable, write_all
 
 FIG_DIR = "figures"
 
@@ -53,7 +53,11 @@ def report_files(
 
 
 def write_report(report: Report, out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Render both formats in memory, then write all or none; returns (html, markdown) paths."""
+    """Render both formats in memory, check that every file can be written, then write all or
+    none; returns (html, markdown) paths."""
     out = Path(out_dir)
-    write_all(report_files(report, out))
+    files = report_files(report, out)
+    for path in files:
+        check_writable(path, "--out")
+    write_all(files)
     return out / "report.html", out / "report.md"

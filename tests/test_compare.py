@@ -5,8 +5,6 @@ calibration.md and ``ppsd report`` render the same table and figure from it."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -276,27 +274,24 @@ def test_committed_calibration_markdown_is_what_the_writer_renders():
     ).read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("where", ["file", "under_file", "read_only"])
-def test_report_out_that_cannot_be_written_is_refused_before_building(tmp_path: Path, where):
-    import os
+def test_report_predicts_a_bare_run_from_the_folders_matching_profile(tmp_path: Path):
+    """``ppsd run --records`` writes runs without a profile; ``ppsd profile`` writes the
+    profile beside them: the report pairs them by model, device and dtype, and says so."""
+    from ppsd_sim.records.io import write_record
 
-    if where == "read_only" and os.geteuid() == 0:
-        pytest.skip("root writes into read-only folders")
-    (tmp_path / "f").write_text("keep", encoding="utf-8")
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o555)
-    out = {"file": tmp_path / "f", "under_file": tmp_path / "f" / "r", "read_only": ro / "r"}[where]
-    try:
-        res = subprocess.run(
-            [sys.executable, "-m", "ppsd_sim.cli.main", "report", "--out", str(out)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    finally:
-        ro.chmod(0o755)
-    lines = res.stderr.strip().splitlines()
-    assert res.returncode == 2 and len(lines) == 1, res.stderr
-    assert lines[0].startswith("ppsd: error: --out:")
-    assert (tmp_path / "f").read_text(encoding="utf-8") == "keep" and not (ro / "r").exists()
+    p = _profile()
+    s = SchemeConfig.ppsd((4, 8))
+    obs = AcceptanceObserved(judged=10, accepted=8, trace=(1, 1, 1, 1, 0, 1, 1, 1, 1, 0))
+    run = _run(s, acceptance=AcceptanceSpec.iid(0.8), acceptance_observed=obs, provenance=MEASURED)
+    write_record(tmp_path / "profile.json", p)
+    write_record(tmp_path / "run.json", run)
+    other = replace(run, provenance=replace(MEASURED, model="another"))
+    write_record(tmp_path / "other.json", other)
+    report = build_report(tmp_path, sim_tokens=1000)
+    md = render_markdown(report)
+    row = next(ln for ln in md.splitlines() if ln.startswith("| run.json: "))
+    want = predict_run(run, profile=p, tokens=1000).speedup
+    assert f"| {want:.3f} `X` |" in row and "profile from profile.json" in row
+    replayed = predict_run(run, profile=p, replay=True, tokens=1000).speedup
+    assert f"| {replayed:.3f} `X` |" in row
+    assert "other.json: cannot predict (profile: the run carries no profile)" in md
