@@ -35,7 +35,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"random-weight model shape, one of {', '.join(PRESETS)} "
         f"(default: {DEFAULT_CPU_PRESET})",
     )
-    a("--model-dir", default=None, help="a local Hugging Face model directory instead of a preset")
+    a(
+        "--model-dir",
+        default=None,
+        help="a local Hugging Face model directory (loaded with local_files_only) instead of "
+        "a preset (default: none)",
+    )
     a("--seed", type=int, default=0, help="random preset weights (default: 0)")
     a(
         "--threads",

@@ -47,7 +47,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"random-weight model shape, one of {', '.join(PRESETS)} (default: the shipped "
         f"trained model {SHIPPED_MODEL.name} if present, else {DEFAULT_CPU_PRESET})",
     )
-    a("--model-dir", default=None, help="a local Hugging Face model directory instead of a preset")
+    a(
+        "--model-dir",
+        default=None,
+        help="a local Hugging Face model directory (loaded with local_files_only) instead of "
+        "a preset (default: none)",
+    )
     a(
         "--scheme",
         default="all",
@@ -74,7 +79,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         choices=DRAFTERS,
         help="early-exit: the EE head's argmax; oracle: AR's token with probability --alpha "
-        "(same compute). Default: early-exit for a model directory, oracle for a preset",
+        "(same compute) (default: early-exit for a model directory, oracle for a preset)",
     )
     a(
         "--shared-head",
@@ -101,16 +106,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--tokens",
         type=int,
         default=128,
-        help="new tokens per run; prompt + tokens must fit the model's max_position_embeddings "
-        "(default: 128)",
+        help=f"new tokens per run, 1..{MAX_TOKENS}; prompt + tokens must fit the model's "
+        "max_position_embeddings (default: 128)",
     )
     a("--seed", type=int, default=0, help="random preset weights and oracle draws (default: 0)")
     a(
         "--repeats",
         type=int,
         default=3,
-        help="timed repeats per scheme, after one warm-up repeat; the table shows medians "
-        "(default: 3)",
+        help=f"timed repeats per scheme, 1..{MAX_REPEATS}, after one warm-up repeat; the table "
+        "shows medians (default: 3)",
     )
     a(
         "--output",
