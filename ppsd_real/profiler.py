@@ -1,7 +1,7 @@
 """Measure a HardwareProfile: what the PPSD pipeline needs, measured where it happens.
 
-With stage processes (a ``MeasurableBackend``, e.g. ``DistributedBackend``) every latency the pipeline uses is taken inside
-the stage processes themselves (``latency_context = "per_stage"``): a stage's layers run faster
+With stage processes (a ``MeasurableBackend``, e.g. ``DistributedBackend``) every latency the
+pipeline uses is taken inside the stage processes themselves (``latency_context = "per_stage"``): a stage's layers run faster
 with only their own weights hot than inside a full-model step, so both are measured and the
 full-model figures go to the notes. Also measured there: ``concurrency_slowdown`` (each stage
 alone vs all stages over the same time window, interleaved), ``hop`` over the transport in use,
@@ -22,6 +22,7 @@ from ppsd_real.decoders import ARDecoder
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.measure import provenance
 from ppsd_real.runner import Loaded
+from ppsd_real.threads import torch_threads
 from ppsd_sim.records import HardwareProfile, Timing
 
 VERIFY_TOKENS = (1, 2, 4, 8, 16)
@@ -135,7 +136,22 @@ def profile(
     rounds: int = 2,
 ) -> HardwareProfile:
     """Latencies at a cache of ``context_len`` tokens; warm-up excluded, raw samples kept.
-    With ``backend`` the pipeline's latencies are per-stage (see the module docstring)."""
+    With ``backend`` the pipeline's latencies are per-stage (see the module docstring). The
+    full-model timings run with ``threads`` torch threads (set here, restored after), so the
+    provenance's thread count is the one measured with."""
+    with torch_threads(threads):
+        return _profile(m, repeats, context_len, backend, threads, window_s, rounds)
+
+
+def _profile(
+    m: Loaded,
+    repeats: int,
+    context_len: int,
+    backend: MeasurableBackend | None,
+    threads: int,
+    window_s: float,
+    rounds: int,
+) -> HardwareProfile:
     d, n_layers = m.driver, m.n_layers
     cache = d.new_cache()
     h0 = d.run_layers(d.embed(list(range(1, context_len + 1))), 0, n_layers, cache, 0)
