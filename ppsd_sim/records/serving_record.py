@@ -18,15 +18,17 @@ from ppsd_sim.records.schema import open_record, rerooted, tag
 from ppsd_sim.records.scheme import SchemeConfig
 from ppsd_sim.records.workload import Workload
 
-#: how PPSD's pipeline shares stage-1 slots between sequences' real tokens and drafts
-POLICIES = ("greedy", "real_first")
+#: how a pipeline's stage-1 steps are filled (PP-AR and PPSD alike, so a scheme and its twin
+#: are scheduled the same way): which sequences' tokens, and drafts or verified tokens first
+POLICIES = ("real_first", "greedy")
 POLICY_HELP = {
+    "real_first": "a stage-1 step holds at most `microbatch` tokens (default: the PP-AR wave, "
+    "ceil(admitted sequences / k), so k micro-batches fill the k stages); verified tokens take "
+    "the places first, oldest request first, and drafts fill what is left, oldest request "
+    "first: a draft only where no real token waits",
     "greedy": "every stage step takes the next token of every sequence that has one waiting "
     "(draft or verified), at most one per sequence: each sequence runs PPSD as if alone and the "
-    "stages batch whatever is waiting",
-    "real_first": "a stage-1 step holds at most `microbatch` tokens (default: the PP-AR wave, "
-    "ceil(sequences / k)); verified tokens take the places first, oldest request first, and "
-    "drafts fill what is left, oldest request first: a draft only where no real token waits",
+    "stages batch whatever is waiting (PP-AR: one wave of every ready sequence)",
 }
 
 
@@ -34,13 +36,13 @@ POLICY_HELP = {
 class ServingSettings:
     """The scheduler: at most ``max_batch`` sequences admitted at once, KV cache of
     ``kv_budget`` tokens (None: unlimited; a request reserves prompt + output + its scheme's
-    draft slots when admitted), PPSD's slot ``policy`` (``POLICIES``), the pipeline stage-1
+    draft slots when admitted), the pipelines' stage-1 slot ``policy`` (``POLICIES``), their
     ``microbatch`` cap (None: ceil(sequences / k)), and the latency targets goodput counts
     against (``ttft_slo_s``, ``tpot_slo_s``; None: not counted)."""
 
     max_batch: int = 32
     kv_budget: int | None = None
-    policy: str = "greedy"
+    policy: str = "real_first"
     microbatch: int | None = None
     ttft_slo_s: float | None = None
     tpot_slo_s: float | None = None

@@ -9,9 +9,9 @@ stage (PPSD) then drafts each sequence's next token with the EE head, which retu
 the last stage runs the final head and each sequence's verdict:
 
 - PP-AR: the token is committed and the sequence's next token goes back to stage 1 (one hop);
-  only one token of a sequence is ever in the pipeline, and stage 1 takes at most
-  ``microbatch`` (default ceil(admitted sequences / k)) tokens per step, oldest request first,
-  so k micro-batches fill the k stages (the usual pipeline-parallel serving schedule).
+  only one token of a sequence is ever in the pipeline. Under the default policy stage 1 takes
+  at most ``microbatch`` (default ceil(admitted sequences / k)) tokens per step, oldest request
+  first, so k micro-batches fill the k stages (the usual pipeline-parallel serving schedule).
 - PPSD: the verdict judges that sequence's draft behind it (its own acceptance stream): accepted,
   nothing stops; rejected, only that sequence's younger tokens are flushed (its epoch moves on;
   the last stage knows at once, every other stage one hop later and then crops that sequence's
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from functools import partial
 
 import simpy
 
@@ -98,11 +99,11 @@ class _Prefill:
 class _Step:
     __slots__ = ("abandoned", "end", "live", "start", "tok_of")
 
-    def __init__(self, start: float, end: float, tok_of: dict[int, _Tok]) -> None:
+    def __init__(self, start: float, end: float, tok_of: dict[int, _Tok] | None, live: int) -> None:
         self.start = start
         self.end = end
-        self.tok_of = tok_of  # sequence number -> its token in this step
-        self.live = len(tok_of)
+        self.tok_of = tok_of  # sequence number -> its token in this step (PPSD)
+        self.live = live  # tokens the stage still believes live
         self.abandoned = False
 
 
@@ -144,25 +145,34 @@ class PipelineModel:
         self._wake(s, item.ready)
 
     def _wake(self, s: int, ready: float) -> None:
+        """Stage s, if asleep, looks again when work ready at ``ready`` is (no event is spent
+        waking it early: it is rung at that time)."""
         w = self.waiter[s]
-        if w is not None and ready < self.wait_until[s]:
+        if w is None or ready >= self.wait_until[s]:
+            return
+        now = self.env.now
+        if ready <= now:
             self.waiter[s] = None
             self.wait_until[s] = INF
             w.succeed()
+            return
+        self.wait_until[s] = ready
+        self.env.timeout(ready - now).callbacks.append(partial(self._ring, s, w, ready))
+
+    def _ring(self, s: int, ev: simpy.Event, until: float, _e: object) -> None:
+        if self.waiter[s] is ev and self.wait_until[s] == until:
+            self.waiter[s] = None
+            self.wait_until[s] = INF
+            ev.succeed()
 
     def _sleep(self, s: int, until: float) -> simpy.Event:
         ev = self.env.event()
         self.waiter[s] = ev
         self.wait_until[s] = until
         if until < INF:
-
-            def ring(_e: object, ev=ev, s=s) -> None:
-                if self.waiter[s] is ev:
-                    self.waiter[s] = None
-                    self.wait_until[s] = INF
-                    ev.succeed()
-
-            self.env.timeout(until - self.env.now).callbacks.append(ring)
+            self.env.timeout(until - self.env.now).callbacks.append(
+                partial(self._ring, s, ev, until)
+            )
         return ev
 
     # ---- the stage process ---------------------------------------------------------------
@@ -170,72 +180,87 @@ class PipelineModel:
         env, c, inbox = self.env, self.c, self.inbox[s]
         last = s == self.k - 1
         is_exit = s == c.exit_stage
+        entry = s == 0
+        limit = self.limit
+        free_at = self.free_at
         while True:
-            if s == 0:
+            if entry:
                 new = self.sched.admit()
                 if new:
                     tokens = int(sum(int(self.reqs.prompt[i]) for i in new))
-                    if inbox and isinstance(inbox[0], _Prefill):  # not started yet: join it
+                    if inbox and inbox[0].__class__ is _Prefill:  # not started yet: join it
                         inbox[0].ids.extend(new)
                         inbox[0].n += len(new)
                         inbox[0].tokens += tokens
                     else:
                         inbox.insert(0, _Prefill(new, tokens, env.now))
-            # drop what this stage knows to be flushed
-            live = []
+            # one pass: drop what this stage knows to be flushed, find the earliest work
+            keep, earliest, head, dropped = [], INF, None, False
             for it in inbox:
-                if isinstance(it, _Tok):
+                if it.__class__ is _Tok:
                     q = it.seq
                     if q.done or it.epoch != q.known[s]:
+                        dropped = True
                         continue
-                live.append(it)
-            inbox[:] = live
-            cands = live
-            if s == 0:
-                cands = []
-                for it in live:
-                    if isinstance(it, _Prefill) or len(it.seq.flight) < self.limit:
-                        cands.append(it)
-                    else:
-                        it.seq.blocked = True
-            if not cands:
+                    keep.append(it)
+                    if entry and len(q.flight) >= limit:
+                        q.blocked = True
+                        continue
+                else:
+                    keep.append(it)
+                if it.ready < earliest:
+                    earliest, head = it.ready, it
+            if dropped:
+                inbox[:] = keep
+            if head is None:
                 yield self._sleep(s, INF)
                 continue
-            earliest = min(it.ready for it in cands)
-            start = max(env.now, self.free_at[s], earliest)
-            if start > env.now:
+            now = env.now
+            start = max(now, free_at[s], earliest)
+            if start > now:
                 yield self._sleep(s, start)
                 continue
-            now = env.now
-            ready = [it for it in cands if it.ready <= now]
-            first = min(ready, key=lambda it: it.ready) if s > 0 else ready[0]
-            if isinstance(first, _Prefill):
-                inbox.remove(first)
-                yield from self._prefill_step(s, first, last)
+            if head.__class__ is _Prefill:
+                inbox.remove(head)
+                yield from self._prefill_step(s, head, last)
                 continue
-            batch = self._select(s, [it for it in ready if isinstance(it, _Tok)])
-            taken = set(map(id, batch))
-            inbox[:] = [it for it in inbox if id(it) not in taken]
+            ready, rest, seen = [], [], set()
+            for it in inbox:
+                if (
+                    it.__class__ is _Tok
+                    and it.ready <= now
+                    and it.seq.i not in seen
+                    and not (entry and len(it.seq.flight) >= limit)
+                ):
+                    seen.add(it.seq.i)  # at most one token per sequence (its oldest)
+                    ready.append(it)
+                else:
+                    rest.append(it)
+            if entry:
+                batch = self._select(ready)
+                if len(batch) < len(ready):
+                    taken = set(map(id, batch))
+                    rest = [it for it in inbox if id(it) not in taken]
+            else:
+                batch = ready
+            inbox[:] = rest
             yield from self._token_step(s, batch, last, is_exit)
 
-    def _select(self, s: int, toks: list[_Tok]) -> list[_Tok]:
-        """At most one token per sequence (oldest first); stage 1 applies the slot policy."""
-        seen: set[int] = set()
-        one = []
-        for it in toks:  # inbox order: a sequence's older token first
-            if it.seq.i not in seen:
-                seen.add(it.seq.i)
-                one.append(it)
-        if s > 0 or (self.spec and self.policy == "greedy"):
-            return one
+    def _select(self, ready: list[_Tok]) -> list[_Tok]:
+        """Stage 1's slot policy (``POLICY_HELP``), the same for PP-AR and PPSD so that a
+        scheme and its twin are scheduled alike: ``greedy`` takes every sequence's waiting
+        token; ``real_first`` at most ``microbatch`` (default the PP-AR wave, ceil(admitted
+        sequences / k)), oldest request first, verified tokens before drafts."""
+        if self.policy == "greedy":
+            return ready
         cap = self.microbatch or max(1, -(-self.sched.running // self.k))
-        if len(one) <= cap:
-            return one
-        if self.spec:  # real_first: verified tokens first, then drafts; oldest request first
-            one.sort(key=lambda it: (it.t > it.seq.commits, it.seq.i))
+        if len(ready) <= cap:
+            return ready
+        if self.spec:
+            ready.sort(key=lambda it: (it.t > it.seq.commits, it.seq.i))
         else:
-            one.sort(key=lambda it: it.seq.i)
-        return one[:cap]
+            ready.sort(key=lambda it: it.seq.i)
+        return ready[:cap]
 
     def _prefill_step(self, s: int, job: _Prefill, last: bool):
         env, c = self.env, self.c
@@ -246,7 +271,7 @@ class PipelineModel:
         if not last:
             job.ready = start + comp + c.send(job.tokens)
             self._put(s + 1, job)
-        self.cur[s] = _Step(start, start + dur, {})
+        self.cur[s] = _Step(start, start + dur, None, 0)
         try:
             yield env.timeout(dur)
         finally:
@@ -271,14 +296,17 @@ class PipelineModel:
         self._put(0, _Tok(q, 0, 0, self.env.now + self.c.hop_s, k))
 
     def _token_step(self, s: int, batch: list[_Tok], last: bool, is_exit: bool):
-        env, c, k = self.env, self.c, self.k
+        env, c, spec = self.env, self.c, self.spec
         start = env.now
         T = len(batch)
-        K = sum(it.seq.prompt + it.t for it in batch)
+        K = 0
+        for it in batch:
+            K += it.seq.prompt + it.t
         comp = c.compute(s, T, K)
         ee = c.ee(T) if is_exit else 0.0
         dur = comp + ee + (c.final(T) if last else 0.0)
-        self.max_t = max(self.max_t, T)
+        if self.max_t < T:
+            self.max_t = T
         if s == 0:
             for it in batch:
                 q = it.seq
@@ -288,17 +316,22 @@ class PipelineModel:
                         self.max_flight = len(q.flight)
         if not last:
             down = start + comp + c.send(T)
-            nxt = s + 1
             for it in batch:
                 it.ready = down
-                self._put(nxt, it)
+            self.inbox[s + 1].extend(batch)
+            self._wake(s + 1, down)
         if is_exit:
             back = start + comp + ee + (c.hop_s if s > 0 else 0.0)
-            for it in batch:
-                q = it.seq
-                if it.t + 1 < q.need:  # tokens past the request's end are never drafted
-                    self._put(0, _Tok(q, it.t + 1, it.epoch, back, k))
-        step = _Step(start, start + dur, {it.seq.i: it for it in batch})
+            k = self.k
+            drafts = [
+                _Tok(it.seq, it.t + 1, it.epoch, back, k)
+                for it in batch
+                if it.t + 1 < it.seq.need  # tokens past the request's end are never drafted
+            ]
+            if drafts:
+                self.inbox[0].extend(drafts)
+                self._wake(0, back)
+        step = _Step(start, start + dur, {it.seq.i: it for it in batch} if spec else None, T)
         self.cur[s] = step
         try:
             yield env.timeout(dur)
@@ -311,13 +344,14 @@ class PipelineModel:
             self.cur[s] = None
         self.busy[s] += dur
         self.steps += 1
-        share = dur / T
-        for it in batch:
-            q = it.seq
-            if q.done or it.epoch != q.epoch:
-                self.wasted[s] += share
-            else:
-                it.w[s] += share
+        if spec:
+            share = dur / T
+            for it in batch:
+                q = it.seq
+                if q.done or it.epoch != q.epoch:
+                    self.wasted[s] += share
+                else:
+                    it.w[s] += share
         if last:
             for it in batch:
                 q = it.seq
@@ -326,14 +360,17 @@ class PipelineModel:
 
     # ---- verdicts, flushes ---------------------------------------------------------------
     def _verdict(self, q: _Seq, it: _Tok) -> None:
-        head = q.flight.popleft()
-        assert head is it, "the oldest token in flight reaches the last stage first"
+        q.flight.popleft()  # the oldest token in flight: stages keep a sequence's order
         q.commits += 1
         if q.commits >= q.need:
-            self._finish(q)
+            # no younger token of q exists: drafts past the request's end are never made
+            q.done = True
+            self.sched.complete(q.i)
             return
         if not self.spec:
-            self._put(0, _Tok(q, it.t + 1, q.epoch, self.env.now + self.c.hop_s, self.k))
+            it.t += 1  # PP-AR: the committed token is the sequence's next input
+            it.ready = self.env.now + self.c.hop_s
+            self._put(0, it)
             return
         if q.cursor.judge():
             q.run_acc += 1
@@ -346,8 +383,7 @@ class PipelineModel:
         self.flushes += 1
         self._drop(q)
         self._crop(self.k - 1, self.env.now)
-        verified = _Tok(q, it.t + 1, q.epoch, 0.0, self.k)
-        self._notify(q, verified)
+        self._notify(q, _Tok(q, it.t + 1, q.epoch, 0.0, self.k))
 
     def _drop(self, q: _Seq) -> None:
         """Flush q's tokens in flight: their finished work is wasted; new epoch."""
@@ -361,7 +397,7 @@ class PipelineModel:
                     wasted[s] += w
         q.flight.clear()
 
-    def _notify(self, q: _Seq, verified: _Tok | None) -> None:
+    def _notify(self, q: _Seq, verified: _Tok) -> None:
         """Every stage but the last learns of q's new epoch one hop later: steps left with no
         live token are abandoned, caches are cropped (a flush), the verified token enters."""
         env, k = self.env, self.k
@@ -372,7 +408,7 @@ class PipelineModel:
             for s in range(k - 1):
                 q.known[s] = epoch
                 step = self.cur[s]
-                if step is not None and not step.abandoned:
+                if step is not None and step.tok_of and not step.abandoned:
                     tok = step.tok_of.get(q.i)
                     if tok is not None and tok.epoch != epoch:
                         step.tok_of.pop(q.i)
@@ -381,11 +417,9 @@ class PipelineModel:
                             step.abandoned = True
                             step.end = now
                             self.procs[s].interrupt("flush")
-                if verified is not None:
-                    self._crop(s, now)
-            if verified is not None:
-                verified.ready = now
-                self._put(0, verified)
+                self._crop(s, now)
+            verified.ready = now
+            self._put(0, verified)
 
         if self.c.hop_s > 0:
             env.timeout(self.c.hop_s).callbacks.append(tell)
@@ -400,12 +434,6 @@ class PipelineModel:
         after = step.end if step is not None and not step.abandoned else now
         self.free_at[s] = max(self.free_at[s], now, after) + f
         self.busy[s] += f
-
-    def _finish(self, q: _Seq) -> None:
-        q.done = True
-        self._drop(q)
-        self.sched.complete(q.i)
-        self._notify(q, None)
 
     # ---- run -----------------------------------------------------------------------------
     def run(self) -> ModelResult:
