@@ -14,7 +14,7 @@ from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import validate
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.run_record import ORIGINS, AcceptanceObserved
-from ppsd_sim.records.schema import open_record, rerooted, tag
+from ppsd_sim.records.schema import open_record, tag
 from ppsd_sim.records.scheme import SchemeConfig
 from ppsd_sim.records.workload import Workload
 
@@ -303,7 +303,7 @@ class ServingRecord:
                 **kw,
             )
         except ConfigError as err:
-            raise (rerooted(err, "", where) if where else err) from None
+            raise (err.within(where) if where else err) from None
 
 
 _SCALARS = (
