@@ -48,12 +48,12 @@ def example_serving_profile() -> HardwareProfile:
 
 
 def example_workload(count: int = 200) -> Workload:
-    """``count`` requests, prompts of 64–512 tokens, 128 output tokens, Poisson at 40 req/s,
+    """``count`` requests, prompts of 64–512 tokens, 128 output tokens, Poisson at 6 req/s,
     i.i.d. α = 0.8 (the batch-1 example's)."""
     return Workload(
         count=count,
         prompt=LengthDist.uniform(64, 512),
         output=LengthDist.fixed(128),
-        arrivals=Arrivals.poisson(40.0),
+        arrivals=Arrivals.poisson(6.0),
         acceptance=AcceptanceSpec.iid(examples.EXAMPLE_ALPHA),
     )

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from ppsd_sim.costs import contention
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records.load_cost import LoadCost
+from ppsd_sim.records import validate
+from ppsd_sim.records.load_cost import LoadCost, TensorParallel
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.scheme import SchemeConfig
 
@@ -176,4 +177,21 @@ def stage_steps(profile: HardwareProfile, scheme: SchemeConfig) -> StageSteps:
         slow=contention(profile, devices),
         exit_stage=scheme.exit_stage - 1 if scheme.kind == "ppsd" else -1,
         profiled_tokens=_grid_max(*bc.layers, bc.final_head),
+    )
+
+
+def tp_from_profile(threaded: HardwareProfile, degree: int) -> TensorParallel:
+    """TP-k costs from a profile measured with k threads in one process (on a CPU, TP-k *is*
+    AR with k cores): its layers, embedding and head under load, no separate all-reduce (the
+    threads' joins are inside the measured times)."""
+    degree = validate.integer("degree", degree, lo=2)
+    lc = threaded.load_costs()
+    return TensorParallel(
+        degree=degree,
+        layers=lc.layers,
+        embed=lc.embed,
+        final_head=lc.final_head,
+        allreduces_per_layer=0,
+        notes=f"AR measured with {degree} threads in one process"
+        + (f" ({threaded.provenance.device})" if threaded.provenance.device else ""),
     )
