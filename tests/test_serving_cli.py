@@ -110,7 +110,7 @@ def test_tp_from_a_threaded_profile(tmp_path: Path, ppsd):
     ("args", "start"),
     [
         (["--max-batch", "0"], "--max-batch: must be >= 1"),
-        (["--kv-budget", "100"], "kv_budget: 100 tokens cannot hold request"),
+        (["--kv-budget", "100"], "--kv-budget: 100 tokens cannot hold request"),
         (["--rate", "0"], "--rate: must be > 0"),
         (["--rate", "inf"], "--rate: must be finite"),
         (["--users", "0"], "--users: must be >= 1"),
@@ -190,11 +190,29 @@ def test_nothing_written_is_lost(tmp_path: Path, ppsd):
     out.write_text("precious")
     res = run_ppsd("--out", str(out), "--kv-budget", "10")
     assert res.returncode == 2 and out.read_text() == "precious"
-    assert res.stderr.startswith("ppsd: error: kv_budget:") and len(res.stderr.splitlines()) == 1
+    assert res.stderr.startswith("ppsd: error: --kv-budget:") and len(res.stderr.splitlines()) == 1
     folder = tmp_path / "dir"
     folder.mkdir()
     res = ppsd("--out", str(folder))
     assert res.returncode == 2 and "--out:" in res.stderr and "is a folder" in res.stderr
+
+
+def test_library_errors_name_the_flag(tmp_path: Path, ppsd):
+    """A budget is checked against the scheme with the most draft slots (so the size it
+    names fits every scheme) and a missing acceptance model names --alpha."""
+    res = ppsd("--kv-budget", "10", "--requests", "3", "--output", "7", "--prompt", "9")
+    assert res.returncode == 2
+    assert "9 + output 7 + 5 draft slots = 21); give at least 21" in res.stderr
+    assert (
+        ppsd("--kv-budget", "21", "--requests", "3", "--output", "7", "--prompt", "9").returncode
+        == 0
+    )
+    w = tmp_path / "w.json"
+    w.write_text('{"record": "Workload", "count": 3}')
+    res = ppsd("--workload", str(w), "--schemes", "ar,ppsd")
+    assert res.returncode == 2 and res.stderr.startswith(
+        "ppsd: error: --alpha: an acceptance model is required for PPSD"
+    )
 
 
 def test_parse_length():

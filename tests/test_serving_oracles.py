@@ -366,3 +366,30 @@ def test_compare_names_its_baselines_and_speculation_pays_at_low_load():
     )
     assert ppsd.speedups["pp_ar_same_load"]["tpot_p50"] > 2.0  # one sequence: PP-AR idles
     assert ppsd.speedups["ar_same_load"]["throughput"] > 1.5
+
+
+def test_slot_policies_at_a_full_pipeline_and_the_pp_ar_baseline():
+    """With k sequences on k stages PP-AR has no idle stage: ``real_first`` (a draft only
+    where no real token waits) leaves PPSD at PP-AR's speed, while ``greedy`` lets drafts
+    ride in steps whose cost barely grows with their tokens (memory-bound) and pays. The
+    PP-AR baseline of ``compare_serving`` runs its wave schedule under either policy."""
+    p = example_serving_profile()
+    w = Workload(
+        count=12,
+        prompt=LengthDist.fixed(32),
+        output=LengthDist.fixed(120),
+        arrivals=Arrivals.closed(4),
+        acceptance=AcceptanceSpec.iid(0.8),
+    )
+    pp, ppsd = SchemeConfig.pp_ar_even(32, 4), SchemeConfig.ppsd_even(32, 4)
+    waves = ServingSettings(max_batch=4)
+    greedy = ServingSettings(max_batch=4, policy="greedy")
+    base = simulate_serving(p, pp, w, waves).throughput_tok_s
+    real_first = simulate_serving(p, ppsd, w, waves).throughput_tok_s
+    assert real_first == pytest.approx(base, rel=0.03)
+    (rec,) = compare_serving(p, [ppsd], w, greedy)
+    assert rec.throughput_tok_s > 1.5 * base
+    assert rec.baselines["pp_ar_same_load"] == "PP-AR(k=4) (real_first)"
+    assert rec.speedups["pp_ar_same_load"]["throughput"] == pytest.approx(
+        rec.throughput_tok_s / base, rel=1e-12
+    )

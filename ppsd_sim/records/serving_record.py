@@ -19,7 +19,9 @@ from ppsd_sim.records.scheme import SchemeConfig
 from ppsd_sim.records.workload import Workload
 
 #: how a pipeline's stage-1 steps are filled (PP-AR and PPSD alike, so a scheme and its twin
-#: are scheduled the same way): which sequences' tokens, and drafts or verified tokens first
+#: are scheduled the same way): which sequences' tokens, and drafts or verified tokens first.
+#: The PP-AR *baseline* of ``compare_serving`` always runs ``real_first`` (k waves: the usual
+#: pipeline-parallel serving schedule), whatever the compared scheme's policy.
 POLICIES = ("real_first", "greedy")
 POLICY_HELP = {
     "real_first": "a stage-1 step holds at most `microbatch` tokens (default: the PP-AR wave, "
@@ -27,8 +29,10 @@ POLICY_HELP = {
     "the places first, oldest request first, and drafts fill what is left, oldest request "
     "first: a draft only where no real token waits",
     "greedy": "every stage step takes the next token of every sequence that has one waiting "
-    "(draft or verified), at most one per sequence: each sequence runs PPSD as if alone and the "
-    "stages batch whatever is waiting (PP-AR: one wave of every ready sequence)",
+    "(draft or verified), at most one per sequence: each sequence runs PPSD as if alone and "
+    "its drafts ride in the same steps as the other sequences' tokens (pays where a step's "
+    "cost barely grows with its tokens, i.e. memory-bound hardware); PP-AR: waves merge into one "
+    "wave of every ready sequence",
 }
 
 

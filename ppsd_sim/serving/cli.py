@@ -81,7 +81,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     c.add_argument(
         "--policy",
         choices=POLICIES,
-        help="pipelines' stage-1 slots: " + "; ".join(f"{k}: {v}" for k, v in POLICY_HELP.items()),
+        help="pipelines' stage-1 slots (the ×PP-AR baseline always runs real_first): "
+        + "; ".join(f"{k}: {v}" for k, v in POLICY_HELP.items()),
     )
     c.add_argument("--microbatch", type=int, help="pipelines: stage-1 step cap (real_first)")
     c.add_argument("--ttft-slo", type=float, help="goodput: time to first token target (s)")
@@ -349,15 +350,33 @@ def table(recs: list[ServingRecord]) -> str:
     return "\n".join(lines)
 
 
+def _as_flag(err: ConfigError, args: argparse.Namespace) -> ConfigError:
+    """A library error about a field the user set through a flag or the config, renamed to
+    what they typed."""
+    if err.field == "kv_budget":
+        where = "--kv-budget" if args.kv_budget is not None else "config.settings.kv_budget"
+        return ConfigError(where, err.message)
+    if err.field == "workload.acceptance":
+        return ConfigError(
+            "--alpha",
+            f"an acceptance model {err.message} (give --alpha, --burstiness, --alphas or "
+            "acceptance per request)",
+        )
+    return err
+
+
 def run(args: argparse.Namespace) -> int:
     if args.per_request and not args.out:
         raise ConfigError("--per-request", "needs --out")
     if args.out:
         check_writable(args.out, "--out")  # before any work
     prof, schemes, workload, settings, seed = resolve(args)
-    recs = compare_serving(
-        prof, schemes, workload, settings, seed=seed, keep_requests=args.per_request
-    )
+    try:
+        recs = compare_serving(
+            prof, schemes, workload, settings, seed=seed, keep_requests=args.per_request
+        )
+    except ConfigError as err:
+        raise _as_flag(err, args) from None
     out_text = dumps([r.to_dict() for r in recs]) if args.out else None
     if args.json:
         print(dumps([replace(r, profile=None).to_dict() for r in recs]), end="")

@@ -19,6 +19,23 @@ from ppsd_sim.records.serving_record import ServingSettings
 from ppsd_sim.serving.requests import Realised
 
 
+def check_budget(reqs: Realised, settings: ServingSettings, slack: int) -> np.ndarray:
+    """Each request's KV reservation (prompt + output + ``slack`` draft slots); refuses a
+    budget that cannot hold the largest one (it would wait for ever)."""
+    need = reqs.prompt + reqs.output + slack
+    budget = settings.kv_budget
+    if budget is not None:
+        worst = int(np.argmax(need))
+        if int(need[worst]) > budget:
+            raise ConfigError(
+                "kv_budget",
+                f"{budget} tokens cannot hold request {worst} (prompt "
+                f"{int(reqs.prompt[worst])} + output {int(reqs.output[worst])} + {slack} "
+                f"draft slots = {int(need[worst])}); give at least {int(need[worst])}",
+            )
+    return need
+
+
 class Scheduler:
     """Waiting queue, admitted set, KV accounting and per-request timestamps of one run."""
 
@@ -34,16 +51,7 @@ class Scheduler:
         self.reqs = reqs
         self.max_batch = settings.max_batch
         self.budget = settings.kv_budget
-        self.need = reqs.prompt + reqs.output + slack
-        if self.budget is not None:
-            worst = int(np.argmax(self.need))
-            if int(self.need[worst]) > self.budget:
-                raise ConfigError(
-                    "kv_budget",
-                    f"{self.budget} tokens cannot hold request {worst} (prompt "
-                    f"{int(reqs.prompt[worst])} + output {int(reqs.output[worst])} + {slack} "
-                    f"draft slots = {int(self.need[worst])}); give at least {int(self.need.max())}",
-                )
+        self.need = check_budget(reqs, settings, slack)
         n = reqs.n
         self.arrival = np.full(n, np.nan)
         self.admitted = np.full(n, np.nan)

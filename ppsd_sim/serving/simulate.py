@@ -21,14 +21,15 @@ from ppsd_sim.records.workload import Workload
 from ppsd_sim.serving.iteration import run_iteration
 from ppsd_sim.serving.metrics import summarise
 from ppsd_sim.serving.pipeline import PipelineModel
-from ppsd_sim.serving.requests import realise
-from ppsd_sim.serving.scheduler import Scheduler
-from ppsd_sim.serving.step_costs import device_steps, stage_steps
+from ppsd_sim.serving.requests import Realised, realise
+from ppsd_sim.serving.scheduler import Scheduler, check_budget
+from ppsd_sim.serving.step_costs import DeviceSteps, StageSteps, device_steps, stage_steps
 
 ENGINE = "simpy"
 SPECULATIVE = ("eesd", "ppsd")
 BASE_AR = "ar_same_load"
 BASE_PP = "pp_ar_same_load"
+BASELINE_POLICY = "real_first"  # PP-AR's standard schedule: k waves
 
 
 def draft_slots(scheme: SchemeConfig) -> int:
@@ -38,6 +39,48 @@ def draft_slots(scheme: SchemeConfig) -> int:
     if scheme.kind == "ppsd":
         return scheme.inflight_limit
     return 0
+
+
+def _check_types(profile: object, workload: object, settings: object) -> None:
+    for name, value, cls in (
+        ("profile", profile, HardwareProfile),
+        ("workload", workload, Workload),
+        ("settings", settings, ServingSettings),
+    ):
+        if not isinstance(value, cls):
+            raise ConfigError(name, f"must be a {cls.__name__}")
+
+
+def prepare(
+    profile: HardwareProfile,
+    scheme: SchemeConfig,
+    workload: Workload,
+    settings: ServingSettings,
+    seed: int,
+    reqs: Realised | None = None,
+) -> tuple[int, Realised, DeviceSteps | StageSteps]:
+    """Every check a run makes before it starts (types, layers, the step costs the scheme
+    needs, acceptance, KV budget), so a bad input is refused before any simulation; returns
+    the seed, the realised requests and the scheme's step costs."""
+    _check_types(profile, workload, settings)
+    if not isinstance(scheme, SchemeConfig):
+        raise ConfigError("scheme", "must be a SchemeConfig")
+    seed = validate.integer("seed", seed, lo=0)
+    scheme.check_layers(profile.n_layers)
+    if scheme.kind in ("ar", "tp_ar", "eesd"):
+        steps: DeviceSteps | StageSteps = device_steps(profile, scheme)
+    else:
+        steps = stage_steps(profile, scheme)
+    reqs = realise(workload, seed) if reqs is None else reqs
+    if scheme.kind in SPECULATIVE:
+        missing = [i for i, a in enumerate(reqs.acceptance) if a is None]
+        if missing:
+            raise ConfigError(
+                "workload.acceptance",
+                f"is required for {scheme.kind.upper()} (request {missing[0]} has none)",
+            )
+    check_budget(reqs, settings, draft_slots(scheme))
+    return seed, reqs, steps
 
 
 def simulate_serving(
@@ -53,25 +96,8 @@ def simulate_serving(
     """Serve ``workload`` with ``scheme`` on ``profile``. Same inputs and seed → the same
     record. ``keep_requests`` stores every request's timestamps (``per_request``)."""
     settings = settings or ServingSettings()
-    for name, value, cls in (
-        ("profile", profile, HardwareProfile),
-        ("scheme", scheme, SchemeConfig),
-        ("workload", workload, Workload),
-        ("settings", settings, ServingSettings),
-    ):
-        if not isinstance(value, cls):
-            raise ConfigError(name, f"must be a {cls.__name__}")
-    seed = validate.integer("seed", seed, lo=0)
-    scheme.check_layers(profile.n_layers)
-    reqs = realise(workload, seed)
+    seed, reqs, steps = prepare(profile, scheme, workload, settings, seed)
     speculative = scheme.kind in SPECULATIVE
-    if speculative:
-        missing = [i for i, a in enumerate(reqs.acceptance) if a is None]
-        if missing:
-            raise ConfigError(
-                "workload.acceptance",
-                f"is required for {scheme.kind.upper()} (request {missing[0]} has none)",
-            )
     env = simpy.Environment()
     sched = Scheduler(env, reqs, settings, draft_slots(scheme), workload.arrivals.think_s)
     if workload.arrivals.kind == "closed":
@@ -79,13 +105,11 @@ def simulate_serving(
     else:
         sched.start()
     notes: dict[str, str] = {}
-    if scheme.kind in ("ar", "tp_ar", "eesd"):
-        steps = device_steps(profile, scheme)
+    if isinstance(steps, DeviceSteps):
         res = run_iteration(env, sched, steps, reqs, speculative)
         devices = scheme.n_devices
         busy = [res.busy_s[0]] * devices
     else:
-        steps = stage_steps(profile, scheme)
         limit = scheme.inflight_limit if scheme.kind == "ppsd" else 1
         res = PipelineModel(env, sched, steps, reqs, settings, speculative, limit).run()
         busy = res.busy_s
@@ -164,33 +188,50 @@ def compare_serving(
     keep_profile: bool = True,
 ) -> list[ServingRecord]:
     """Each scheme on the same workload, with ``speedups`` over AR (``ar_same_load``) and over
-    PP-AR on the same stages/devices (``pp_ar_same_load``, where the scheme uses k devices).
-    Baselines not in ``schemes`` are run too (not returned); each runs once."""
+    PP-AR on the same stages/devices (``pp_ar_same_load``, where the scheme uses k devices;
+    always under the ``real_first`` wave schedule). Every scheme's inputs are checked before
+    any runs. Baselines not in ``schemes`` are run too (not returned); each runs once."""
     schemes = validate.sequence("schemes", schemes, min_len=1)
-    cache: dict[SchemeConfig, ServingRecord] = {}
+    settings = settings or ServingSettings()
+    _check_types(profile, workload, settings)
+    reqs = realise(workload, validate.integer("seed", seed, lo=0))
+    for i, s in enumerate(schemes):
+        if not isinstance(s, SchemeConfig):
+            raise ConfigError(f"schemes[{i}]", "must be a SchemeConfig")
+    # refuse a bad scheme or budget before any work; the most draft slots first, so that a
+    # budget refused names the size every scheme fits in
+    for s in sorted(schemes, key=draft_slots, reverse=True):
+        prepare(profile, s, workload, settings, seed, reqs)
+    cache: dict[tuple[SchemeConfig, ServingSettings], ServingRecord] = {}
 
-    def run(s: SchemeConfig) -> ServingRecord:
-        if s not in cache:
-            cache[s] = simulate_serving(
+    def run(s: SchemeConfig, st: ServingSettings) -> ServingRecord:
+        if (s, st) not in cache:
+            cache[(s, st)] = simulate_serving(
                 profile,
                 s,
                 workload,
-                settings,
+                st,
                 seed=seed,
                 keep_requests=keep_requests,
                 keep_profile=keep_profile,
             )
-        return cache[s]
+        return cache[(s, st)]
 
+    # the PP-AR baseline runs the usual pipeline-parallel schedule (k waves) whatever the
+    # policy the compared schemes use: a speedup over PP-AR is over its standard form
+    wave = replace(settings, policy=BASELINE_POLICY)
     out = []
     for s in schemes:
-        rec = run(s)
+        rec = run(s, settings)
         speedups, names = {}, {}
-        ar = run(SchemeConfig.ar())
+        ar = run(SchemeConfig.ar(), settings)
         speedups[BASE_AR], names[BASE_AR] = _ratios(rec, ar), ar.scheme.label()
         pp = pp_ar_baseline(s, profile.n_layers)
         if pp is not None:
-            base = run(pp)
-            speedups[BASE_PP], names[BASE_PP] = _ratios(rec, base), base.scheme.label()
+            base = run(pp, wave)
+            label = base.scheme.label()
+            if settings.policy != BASELINE_POLICY:
+                label += f" ({BASELINE_POLICY})"
+            speedups[BASE_PP], names[BASE_PP] = _ratios(rec, base), label
         out.append(replace(rec, speedups=speedups, baselines=names))
     return out
