@@ -39,6 +39,29 @@ def test_linear_cost_and_bilinear_grid():
         assert on.time(t, k) == pytest.approx(lin.time(t, k), rel=1e-12)
 
 
+def test_fit_recovers_a_linear_cost_from_batch_by_context_steps():
+    batches, contexts = (1, 2, 4, 8, 16), (128, 512, 2048)
+    T = [b for _c in contexts for b in batches]
+    K = [b * c for c in contexts for b in batches]
+    want = LoadCost(a=1e-3, b=2e-5, c=3e-9)
+    got = LoadCost.fit(T, K, [want.time(t, k) for t, k in zip(T, K, strict=True)])
+    for name in "abc":
+        assert getattr(got, name) == pytest.approx(getattr(want, name), rel=1e-9)
+    # never a negative coefficient: a cost falling with load is fitted flat in it
+    assert LoadCost.fit([1, 2, 3], [0, 0, 0], [3.0, 2.0, 1.0]) == LoadCost(a=2.0)
+    # one step size: the per-token cost is not identifiable and goes to the intercept
+    one = LoadCost.fit([4, 4], [0, 100], [1.0, 1.5])
+    assert (one.b, one.time(4, 0), one.time(4, 100)) == (
+        0.0,
+        pytest.approx(1.0),
+        pytest.approx(1.5),
+    )
+    with pytest.raises(ConfigError, match=r"^seconds: needs one value per step"):
+        LoadCost.fit([1, 2], [0, 0], [1.0])
+    with pytest.raises(ConfigError, match=r"^tokens\[1\]: must be >= 1"):
+        LoadCost.fit([1, 0], [0, 0], [1.0, 1.0])
+
+
 def test_sums_of_costs_are_exact():
     a = LoadCost(tokens=(1, 8), kv=(0,), table=((1.0,), (3.0,)))
     b = LoadCost(tokens=(1, 2, 16), kv=(0, 64), table=((1.0, 2.0), (1.5, 2.5), (5.0, 9.0)))

@@ -11,6 +11,10 @@ many new tokens it brings). A ``LoadCost`` gives the step time of one component 
   last point). A grid reproduces any function ``α + β·T + γ·K + δ·T·K`` exactly, so a linear
   cost sampled on a grid, or two grids summed on the union of their axes, lose nothing.
 
+A profiler fills a grid by measuring, for each (tokens = B, kv = K) cell, a decode step of B
+sequences holding K/B cached tokens each; steps measured anywhere else (batch sizes × context
+lengths, say) give the linear form through ``LoadCost.fit``.
+
 ``BatchedCosts`` holds one per layer (or one for every layer), the heads, the embedding and
 optionally the inter-stage hop; ``TensorParallel`` the same for one device's shard of a
 degree-k tensor-parallel split plus the all-reduce that joins the shards. The batch-1 engines
@@ -24,6 +28,8 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import validate
@@ -129,6 +135,34 @@ class LoadCost:
             return LoadCost(tokens=toks, kv=kvs, table=table)
         return LoadCost.total([c.on_axes(toks, kvs) for c in costs])
 
+    @classmethod
+    def fit(cls, tokens: Sequence[int], kv: Sequence[int], seconds: Sequence[float]) -> LoadCost:
+        """The linear form ``a + b·tokens + c·kv`` fitted to measured steps by non-negative
+        least squares (a, b, c >= 0: a step never gets cheaper with more load), e.g. from a
+        profiler's batch sizes × context lengths, which need not form a rectangular grid.
+        A coefficient the samples cannot separate (one kv value, say) comes out 0 and the
+        intercept takes its share."""
+        from scipy.optimize import nnls  # here: importing the records stays light
+
+        t = [validate.integer(f"tokens[{i}]", v, lo=1) for i, v in enumerate(tokens)]
+        k = [validate.integer(f"kv[{i}]", v, lo=0) for i, v in enumerate(kv)]
+        y = [validate.number(f"seconds[{i}]", v, lo=0.0) for i, v in enumerate(seconds)]
+        if not t:
+            raise ConfigError("tokens", "needs at least one measured step")
+        if not len(t) == len(k) == len(y):
+            raise ConfigError(
+                "seconds", f"needs one value per step: {len(t)} tokens, {len(k)} kv, {len(y)} s"
+            )
+        cols = [[1.0] * len(t), [float(v) for v in t], [float(v) for v in k]]
+        used = [i for i, col in enumerate(cols) if i == 0 or len(set(col)) > 1]
+        mat = np.array([cols[i] for i in used]).T
+        scale = np.abs(mat).max(axis=0)  # columns of similar size for a well-posed solve
+        coef, _ = nnls(mat / scale, np.asarray(y))
+        out = [0.0, 0.0, 0.0]
+        for i, c in zip(used, coef / scale, strict=True):
+            out[i] = float(c)
+        return cls(*out)
+
     # ---- JSON -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         if self.tokens:
@@ -196,15 +230,23 @@ def _one(where: str, name: str, value: Any) -> LoadCost:
     return value
 
 
-def layer_range(layers: tuple[LoadCost, ...], start: int, stop: int) -> LoadCost:
-    """The summed cost of layers[start:stop] (one shared cost: scaled by the count)."""
-    if len(layers) == 1:
-        return layers[0].scaled(stop - start)
-    return LoadCost.total(layers[start:stop])
+class _PerLayer:
+    """Layer costs held as one for every layer or one per layer."""
+
+    layers: tuple[LoadCost, ...]
+
+    def check_layers(self, n_layers: int, where: str) -> None:
+        _costs(where, "layers", self.layers, n_layers)
+
+    def layers_cost(self, start: int, stop: int) -> LoadCost:
+        """The summed cost of layers[start:stop] (one shared cost: scaled by the count)."""
+        if len(self.layers) == 1:
+            return self.layers[0].scaled(stop - start)
+        return LoadCost.total(self.layers[start:stop])
 
 
 @dataclass(frozen=True)
-class BatchedCosts:
+class BatchedCosts(_PerLayer):
     """A model's step costs under load on one device: ``layers`` (one for every layer, or one
     per layer), ``embed``, ``ee_head``, ``final_head`` (their ``kv`` is ignored: heads read no
     cache) and ``hop`` (sending ``tokens`` hidden states to the next stage; None: the
@@ -225,12 +267,6 @@ class BatchedCosts:
             _one("batched", "hop", self.hop)
         if self.notes is not None and not isinstance(self.notes, str):
             raise ConfigError("batched.notes", "must be a string")
-
-    def check_layers(self, n_layers: int, where: str = "batched") -> None:
-        _costs(where, "layers", self.layers, n_layers)
-
-    def layers_cost(self, start: int, stop: int) -> LoadCost:
-        return layer_range(self.layers, start, stop)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -264,7 +300,7 @@ class BatchedCosts:
 
 
 @dataclass(frozen=True)
-class TensorParallel:
+class TensorParallel(_PerLayer):
     """Costs of a degree-k tensor-parallel split of the model over k devices: ``layers`` is
     one device's shard of each layer (all shards run at once), ``embed`` and ``final_head``
     the same for the embedding and the vocabulary-parallel LM head, ``allreduce`` the time of
@@ -288,12 +324,6 @@ class TensorParallel:
         validate.integer("tp.allreduces_per_layer", self.allreduces_per_layer, lo=0, hi=64)
         if self.notes is not None and not isinstance(self.notes, str):
             raise ConfigError("tp.notes", "must be a string")
-
-    def check_layers(self, n_layers: int, where: str = "tp") -> None:
-        _costs(where, "layers", self.layers, n_layers)
-
-    def layers_cost(self, start: int, stop: int) -> LoadCost:
-        return layer_range(self.layers, start, stop)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

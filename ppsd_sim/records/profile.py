@@ -134,7 +134,7 @@ class HardwareProfile:
         if self.batched is not None:
             if not isinstance(self.batched, BatchedCosts):
                 raise ConfigError("batched", "must be a BatchedCosts")
-            self.batched.check_layers(len(layers))
+            self.batched.check_layers(len(layers), "batched")
         tps = validate.sequence("tp", self.tp)
         for i, t in enumerate(tps):
             if not isinstance(t, TensorParallel):

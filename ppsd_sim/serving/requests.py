@@ -19,6 +19,7 @@ import numpy as np
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import validate
 from ppsd_sim.records.acceptance_spec import AcceptanceSpec
+from ppsd_sim.records.io import read_text
 from ppsd_sim.records.workload import MAX_TOKENS, LengthDist, Request, Workload
 
 
@@ -122,20 +123,20 @@ def _request(flag: str, path: Path, line: int, row: dict[str, Any]) -> Request:
 
 
 def _integer(v: Any, name: str) -> int:
-    if isinstance(v, str):
-        try:
-            return int(v.strip())
-        except ValueError:
-            raise ConfigError(name, f"must be an integer, got {v!r}") from None
-    return v
+    return _cell(v, name, int, "an integer")
 
 
 def _number(v: Any, name: str) -> float:
+    return _cell(v, name, float, "a number")
+
+
+def _cell(v: Any, name: str, cast: Any, what: str) -> Any:
+    """A CSV cell (text) as ``cast``; JSON values pass through to the record's validation."""
     if isinstance(v, str):
         try:
-            return float(v.strip())
+            return cast(v.strip())
         except ValueError:
-            raise ConfigError(name, f"must be a number, got {v!r}") from None
+            raise ConfigError(name, f"must be {what}, got {v!r}") from None
     return v
 
 
@@ -153,12 +154,7 @@ def load_requests(path: str | Path, flag: str = "--requests-file") -> tuple[Requ
     per line with those keys or an ``acceptance`` AcceptanceSpec). Blank lines and lines
     starting with ``#`` are skipped; every error names the file's line."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(flag, f"file not found: {p}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(flag, f"cannot read {p}: {err}") from None
+    text = read_text(p, flag)
     lines = [(i + 1, ln) for i, ln in enumerate(text.splitlines())]
     lines = [(i, ln) for i, ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
@@ -200,12 +196,7 @@ def load_requests(path: str | Path, flag: str = "--requests-file") -> tuple[Requ
 def load_arrival_times(path: str | Path, flag: str = "--arrivals") -> tuple[float, ...]:
     """Arrival times in seconds, one per line (non-decreasing; ``#`` lines skipped)."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(flag, f"file not found: {p}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(flag, f"cannot read {p}: {err}") from None
+    text = read_text(p, flag)
     times: list[float] = []
     for i, ln in enumerate(text.splitlines(), start=1):
         s = ln.strip()
