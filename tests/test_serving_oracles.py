@@ -99,9 +99,31 @@ def test_one_request_at_batch_1_is_the_batch_1_model(profile, acc, scheme):
             t = r.per_request.finish[0] - r.per_request.first[0] - back
             assert t == pytest.approx(ref.time_s, rel=1e-9, abs=1e-12)
             assert r.flushes == ref.flushes
+            wasted = [f * r.duration_s for f in r.stage_wasted_fraction]
+            if scheme.kind == "eesd":
+                assert wasted == pytest.approx(list(ref.stage_wasted_s), rel=1e-9, abs=1e-12)
+            else:  # it never drafts past the request's end and keeps the in-flight limit
+                assert all(w <= x + 1e-12 for w, x in zip(wasted, ref.stage_wasted_s, strict=True))
             if scheme.kind != "ar":
                 assert r.acceptance_observed.judged == ref.acceptance_observed.judged
                 assert r.acceptance_observed.accepted == ref.acceptance_observed.accepted
+
+
+@pytest.mark.parametrize("bounds", [[6, 12, 18, 24], [12, 24], [10, 12, 18, 24]])
+def test_wasted_work_at_batch_1_is_the_batch_1_models(bounds):
+    """Rejections far from the request's end, on pipelines whose in-flight limit does not
+    bind: the flushed work per stage is ``simulate``'s to 1e-9."""
+    bits = [1] * 997
+    for i in (5, 40, 41, 100, 180):
+        bits[i] = 0
+    acc = AcceptanceSpec.from_trace(bits)
+    scheme = SchemeConfig.ppsd(bounds, max_inflight=10**6)
+    r = simulate_serving(PROFILE, scheme, one_request(acc, 301), ServingSettings(max_batch=1))
+    ref = simulate(PROFILE, scheme, acc, tokens=300).record
+    assert r.flushes == ref.flushes == 5
+    wasted = [f * r.duration_s for f in r.stage_wasted_fraction]
+    assert wasted == pytest.approx(list(ref.stage_wasted_s), rel=1e-9, abs=1e-12)
+    assert sum(wasted) > 0
 
 
 def test_default_inflight_limit_binds_only_on_unbalanced_pipelines():
@@ -249,7 +271,11 @@ def test_eesd_full_batch_matches_the_renewal_form(alpha, batch):
 
 
 @pytest.mark.parametrize(
-    "scheme", [SchemeConfig.ar(), SchemeConfig.eesd(8, 4)], ids=lambda s: s.label()
+    "scheme",
+    # the pipeline admits from its stage-1 process, the others at step boundaries: one of each
+    # kind (PPSD shares PP-AR's admission and takes twice as long)
+    [SchemeConfig.ar(), SchemeConfig.eesd(8, 4), SchemeConfig.pp_ar_even(32, 4)],
+    ids=lambda s: s.label(),
 )
 def test_littles_law_over_10000_requests(scheme):
     w = Workload(

@@ -172,6 +172,7 @@ class ServingRecord:
     mean_queue: float = 0.0
     little: dict[str, float] = field(default_factory=dict)
     stage_busy_fraction: tuple[float, ...] = ()
+    stage_wasted_fraction: tuple[float, ...] = ()
     flushes: int = 0
     steps: int = 0
     acceptance_observed: AcceptanceObserved | None = None
@@ -230,6 +231,7 @@ class ServingRecord:
             out[name] = None if v is None else v.to_dict()
         out["little"] = dict(self.little)
         out["stage_busy_fraction"] = list(self.stage_busy_fraction)
+        out["stage_wasted_fraction"] = list(self.stage_wasted_fraction)
         out["acceptance_observed"] = (
             None if self.acceptance_observed is None else self.acceptance_observed.to_dict()
         )
@@ -258,6 +260,7 @@ class ServingRecord:
             "queue",
             "little",
             "stage_busy_fraction",
+            "stage_wasted_fraction",
             "acceptance_observed",
             "speedups",
             "baselines",
@@ -293,9 +296,13 @@ class ServingRecord:
                 settings=ServingSettings.from_dict(d["settings"], j("settings")),
                 seed=d.get("seed"),
                 little=dict(validate.mapping(j("little"), d.get("little", {}), _LITTLE)),
-                stage_busy_fraction=tuple(
-                    validate.sequence(j("stage_busy_fraction"), d.get("stage_busy_fraction", []))
-                ),
+                **{
+                    n: tuple(
+                        validate.number(f"{j(n)}[{i}]", v, lo=0.0)
+                        for i, v in enumerate(validate.sequence(j(n), d.get(n, [])))
+                    )
+                    for n in ("stage_busy_fraction", "stage_wasted_fraction")
+                },
                 speedups={
                     b: dict(m)
                     for b, m in validate.mapping(

@@ -109,10 +109,11 @@ def simulate_serving(
         res = run_iteration(env, sched, steps, reqs, speculative)
         devices = scheme.n_devices
         busy = [res.busy_s[0]] * devices
+        wasted = [res.wasted_s[0]] * devices
     else:
         limit = scheme.inflight_limit if scheme.kind == "ppsd" else 1
         res = PipelineModel(env, sched, steps, reqs, settings, speculative, limit).run()
-        busy = res.busy_s
+        busy, wasted = res.busy_s, res.wasted_s
     if steps.profiled_tokens is not None and res.max_step_tokens > steps.profiled_tokens:
         notes["extrapolated"] = (
             f"steps of up to {res.max_step_tokens} tokens; the profile's step costs stop at "
@@ -136,6 +137,7 @@ def simulate_serving(
         seed=seed,
         profile=profile if keep_profile else None,
         stage_busy_fraction=tuple(b / span if span > 0 else 0.0 for b in busy),
+        stage_wasted_fraction=tuple(w / span if span > 0 else 0.0 for w in wasted),
         flushes=res.flushes,
         steps=res.steps,
         acceptance_observed=res.observed,
