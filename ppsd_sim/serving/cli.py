@@ -171,12 +171,15 @@ def _schemes(
         for x in kinds:
             validate.choice("--schemes", x, KINDS)
     e = args.exit_layer
+    if args.max_inflight is not None:
+        validate.integer("--max-inflight", args.max_inflight, lo=1)
     out = []
     for kind in kinds:
         if kind == "ar":
             out.append(SchemeConfig.ar())
         elif kind == "eesd":
-            out.append(SchemeConfig.eesd(e if e is not None else max(1, L // 4), args.gamma or 4))
+            gamma = validate.integer("--gamma", 4 if args.gamma is None else args.gamma, lo=1)
+            out.append(SchemeConfig.eesd(e if e is not None else max(1, L // 4), gamma))
         elif kind == "tp_ar":
             validate.integer("--tp", tp, lo=2)
             prof.tensor_parallel(tp, "--tp")
@@ -187,14 +190,20 @@ def _schemes(
                 out.append(SchemeConfig.pp_ar(split.stage_boundaries))
             else:
                 out.append(replace(split, max_inflight=args.max_inflight))
-    if args.max_inflight is not None:
-        validate.integer("--max-inflight", args.max_inflight, lo=1)
     for s in out:
         s.check_layers(L)
     return out
 
 
 def _acceptance(args: argparse.Namespace) -> AcceptanceSpec | None:
+    try:
+        return _acceptance_spec(args)
+    except ConfigError as err:  # name the flag the user typed
+        field = err.field.replace("acceptance.", "--", 1)
+        raise ConfigError(field, err.message) from None
+
+
+def _acceptance_spec(args: argparse.Namespace) -> AcceptanceSpec | None:
     if args.alphas:
         if args.alpha is not None or args.burstiness is not None:
             raise ConfigError("--alphas", "conflicts with --alpha/--burstiness")
@@ -400,7 +409,10 @@ def run(args: argparse.Namespace) -> int:
         for n in sorted(notes):
             print(f"note: {n}")
     if out_text is not None:
-        atomic_write_text(args.out, out_text)
+        try:
+            atomic_write_text(args.out, out_text)
+        except OSError as err:  # the old file, if any, is untouched
+            raise ConfigError("--out", f"cannot write {args.out}: {err.strerror}") from None
         if not args.json:
             print(f"wrote {args.out}")
     return 0
