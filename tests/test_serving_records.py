@@ -17,6 +17,7 @@ from ppsd_sim.records.serving_record import ServingRecord, ServingSettings
 from ppsd_sim.records.workload import Arrivals, LengthDist, Request, Workload
 from ppsd_sim.serving import simulate_serving
 from ppsd_sim.serving.example import example_serving_profile
+from ppsd_sim.serving.metrics import metrics_from_times
 from ppsd_sim.simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -240,3 +241,28 @@ def test_serving_record_round_trips():
     assert ServingRecord.from_dict(doc) == rec
     with pytest.raises(ConfigError, match=r"^record: missing"):
         ServingRecord.from_dict({k: v for k, v in doc.items() if k != "record"})
+
+
+def test_metrics_from_timestamps_alone_are_the_records():
+    """A measured run's logged timestamps give the same metrics through the same code."""
+    w = Workload(
+        count=60,
+        prompt=LengthDist.uniform(8, 64),
+        output=LengthDist.uniform(1, 40),
+        arrivals=Arrivals.poisson(20.0),
+        acceptance=AcceptanceSpec.iid(0.7),
+    )
+    st = ServingSettings(max_batch=6, tpot_slo_s=0.02, ttft_slo_s=0.1)
+    rec = simulate_serving(
+        example_serving_profile(), SchemeConfig.ppsd_even(32, 4), w, st, keep_requests=True
+    )
+    got = metrics_from_times(rec.per_request, st)
+    for name, value in got.items():
+        assert getattr(rec, name) == value, name
+    assert 0 < rec.goodput_rps < rec.requests_per_s and 1 < rec.mean_batch <= 6
+    pr = rec.per_request
+    late = replace(pr, first=(pr.admitted[0] - 1.0, *pr.first[1:]))
+    with pytest.raises(ConfigError, match=r"^per_request\.first\[0\]: must be >= its admitted"):
+        metrics_from_times(late, st)
+    with pytest.raises(ConfigError, match=r"^per_request\.finish\[2\]: must be a finite"):
+        metrics_from_times(replace(pr, finish=(*pr.finish[:2], float("nan"), *pr.finish[3:])), st)

@@ -1,48 +1,54 @@
-"""From per-request timestamps to the serving metrics (formulas in GLOSSARY.md, "Serving")."""
+"""From per-request timestamps to the serving metrics (formulas in GLOSSARY.md, "Serving").
+
+The metrics depend on the timestamps alone (arrival, admission, first token, finish, lengths),
+so a measured serving run computes them with the same code as a simulated one
+(``metrics_from_times``). Time averages (mean batch, requests in system, Little's law) are
+exact sums of each request's interval overlapping the window.
+"""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
 
+from ppsd_sim.errors import ConfigError
 from ppsd_sim.records.serving_record import LatencySummary, RequestTimes, ServingSettings
-from ppsd_sim.serving.requests import Realised
-from ppsd_sim.serving.scheduler import Scheduler
 
 
-def time_average(times: list[float], values: list[int], a: float, b: float) -> float:
-    """Mean over [a, b] of the step function that takes ``values[i]`` from ``times[i]`` on
-    (0 before the first change)."""
+def occupancy(start: np.ndarray, end: np.ndarray, a: float, b: float) -> float:
+    """Mean over [a, b] of the number of intervals [start_i, end_i) that hold the moment."""
     if b <= a:
         return 0.0
-    t = np.asarray(times, dtype=float)
-    v = np.asarray(values, dtype=float)
-    # value in force on each interval [t_i, t_{i+1}), clipped to the window
-    lo = np.clip(t, a, b)
-    hi = np.clip(np.append(t[1:], b), a, b)
-    return float(((hi - lo) * v).sum() / (b - a))
+    return float((np.minimum(end, b) - np.maximum(start, a)).clip(min=0.0).sum() / (b - a))
 
 
 def summarise(
-    sched: Scheduler, reqs: Realised, settings: ServingSettings, keep_requests: bool
+    arrival: np.ndarray,
+    admitted: np.ndarray,
+    first: np.ndarray,
+    finish: np.ndarray,
+    prompt: np.ndarray,
+    output: np.ndarray,
+    settings: ServingSettings,
+    keep_requests: bool = False,
 ) -> dict[str, Any]:
-    """The ServingRecord fields that come from the timestamps."""
-    arrival, admitted, first, finish = sched.arrival, sched.admitted, sched.first, sched.finish
-    out_tokens = reqs.output
+    """The ServingRecord fields that come from the timestamps (seconds; one entry per
+    request, every request finished)."""
     t0, t_end = float(arrival.min()), float(finish.max())
     duration = t_end - t0
     ttft = first - arrival
     queue = admitted - arrival
     e2e = finish - arrival
-    multi = out_tokens > 1
-    tpot = (finish[multi] - first[multi]) / (out_tokens[multi] - 1)
-    n = reqs.n
-    total = int(out_tokens.sum())
+    multi = output > 1
+    tpot = (finish[multi] - first[multi]) / (output[multi] - 1)
+    n = len(arrival)
+    total = int(output.sum())
     fields: dict[str, Any] = {
         "requests": n,
         "output_tokens": total,
-        "prompt_tokens": int(reqs.prompt.sum()),
+        "prompt_tokens": int(prompt.sum()),
         "duration_s": duration,
         "throughput_tok_s": total / duration if duration > 0 else 0.0,
         "requests_per_s": n / duration if duration > 0 else 0.0,
@@ -60,15 +66,14 @@ def summarise(
             per_tok[multi] = tpot
             ok &= per_tok <= settings.tpot_slo_s
         fields["goodput_rps"] = int(ok.sum()) / duration if duration > 0 else 0.0
-    in_sys = time_average(sched.log_t, sched.log_sys, t0, t_end)
-    running = time_average(sched.log_t, sched.log_run, t0, t_end)
+    running = occupancy(admitted, finish, t0, t_end)
     fields["mean_batch"] = running
-    fields["mean_queue"] = max(0.0, in_sys - running)
+    fields["mean_queue"] = max(0.0, occupancy(arrival, finish, t0, t_end) - running)
     t1 = float(arrival.max())
     if n > 1 and t1 > t0:
         lam = (n - 1) / (t1 - t0)
         w = float(e2e.mean())
-        big_l = time_average(sched.log_t, sched.log_sys, t0, t1)
+        big_l = occupancy(arrival, finish, t0, t1)
         fields["little"] = {
             "window_s": t1 - t0,
             "mean_in_system": big_l,
@@ -82,7 +87,50 @@ def summarise(
             tuple(float(x) for x in admitted),
             tuple(float(x) for x in first),
             tuple(float(x) for x in finish),
-            tuple(int(x) for x in reqs.prompt),
-            tuple(int(x) for x in out_tokens),
+            tuple(int(x) for x in prompt),
+            tuple(int(x) for x in output),
         )
     return fields
+
+
+def metrics_from_times(
+    times: RequestTimes, settings: ServingSettings, keep_requests: bool = True
+) -> dict[str, Any]:
+    """The metric fields of a ServingRecord from per-request timestamps, e.g. those a
+    measured serving run logged: checks that every request arrived ≤ was admitted ≤ got its
+    first token ≤ finished (``per_request.<column>[i]`` names a bad one)."""
+    cols = {n: np.asarray(getattr(times, n), dtype=float) for n in _TIMES}
+    if cols["arrival"].size == 0:
+        raise ConfigError("per_request.arrival", "holds no request")
+    for name, arr in cols.items():
+        bad = np.flatnonzero(~np.isfinite(arr))
+        if bad.size:
+            raise ConfigError(f"per_request.{name}[{bad[0]}]", "must be a finite time")
+    for before, after in itertools.pairwise(_TIMES):
+        bad = np.flatnonzero(cols[after] < cols[before])
+        if bad.size:
+            i = int(bad[0])
+            raise ConfigError(
+                f"per_request.{after}[{i}]",
+                f"must be >= its {before} ({cols[before][i]:g}), got {cols[after][i]:g}",
+            )
+    lengths = {}
+    for name in ("prompt_tokens", "output_tokens"):
+        arr = np.asarray(getattr(times, name), dtype=np.int64)
+        bad = np.flatnonzero(arr < 1)
+        if bad.size:
+            raise ConfigError(f"per_request.{name}[{bad[0]}]", "must be >= 1")
+        lengths[name] = arr
+    return summarise(
+        cols["arrival"],
+        cols["admitted"],
+        cols["first"],
+        cols["finish"],
+        lengths["prompt_tokens"],
+        lengths["output_tokens"],
+        settings,
+        keep_requests,
+    )
+
+
+_TIMES = ("arrival", "admitted", "first", "finish")

@@ -64,11 +64,6 @@ class Scheduler:
         self.all_done = env.event()
         self.waiter: simpy.Event | None = None
         self.on_idle_wake: list = []  # extra wake-ups (pipeline stage 1)
-        # change log for time averages: (time, in system, admitted)
-        self.log_t: list[float] = []
-        self.log_sys: list[int] = []
-        self.log_run: list[int] = []
-        self._in_system = 0
         self.think_s = think_s
         self._next = 0  # closed loop: next request number to send
 
@@ -101,8 +96,6 @@ class Scheduler:
     def arrive(self, i: int) -> None:
         self.arrival[i] = self.env.now
         self.queue.append(i)
-        self._in_system += 1
-        self._log()
         self.wake()
 
     def wake(self) -> None:
@@ -134,8 +127,6 @@ class Scheduler:
             self.kv_used += need
             self.admitted[i] = self.env.now
             out.append(i)
-        if out:
-            self._log()
         return out
 
     def first_token(self, i: int) -> None:
@@ -147,9 +138,7 @@ class Scheduler:
         self.finish[i] = self.env.now
         self.running -= 1
         self.kv_used -= int(self.need[i])
-        self._in_system -= 1
         self.done_count += 1
-        self._log()
         if self.reqs.arrival is None:
             if self.think_s > 0:
                 self.env.timeout(self.think_s).callbacks.append(lambda _e: self._send_next())
@@ -159,8 +148,3 @@ class Scheduler:
             self.all_done.succeed()
         elif self.queue:
             self.wake()
-
-    def _log(self) -> None:
-        self.log_t.append(self.env.now)
-        self.log_sys.append(self._in_system)
-        self.log_run.append(self.running)

@@ -124,7 +124,16 @@ def simulate_serving(
             "no batched costs in the profile: a step of n tokens costs factor(n) × the "
             "one-token latency, independent of the KV read"
         )
-    fields = summarise(sched, reqs, settings, keep_requests)
+    fields = summarise(
+        sched.arrival,
+        sched.admitted,
+        sched.first,
+        sched.finish,
+        reqs.prompt,
+        reqs.output,
+        settings,
+        keep_requests,
+    )
     span = fields["duration_s"]
     if res.max_inflight:
         notes["max_inflight"] = str(res.max_inflight)
