@@ -229,3 +229,28 @@ def test_parse_length():
     assert (ln.median, ln.sigma, ln.hi) == (300.0, 0.4, 2000)
     with pytest.raises(ConfigError, match=r"^--prompt: sigma must be >= 0"):
         parse_length("lognormal:300:-1", "--prompt")
+
+
+def test_config_file(tmp_path: Path, ppsd):
+    cfg = tmp_path / "serve.yaml"
+    text = (
+        "schemes:\n  - {kind: ar}\n  - {kind: ppsd, stage_boundaries: [8, 16, 24, 32]}\n"
+        "workload:\n  count: 12\n  prompt: {kind: uniform, lo: 10, hi: 50}\n  output: 30\n"
+        "  arrivals: {kind: closed, users: 4}\n  acceptance: {kind: iid, alpha: 0.9}\n"
+        "settings: {max_batch: 4, tpot_slo_s: 0.02}\nseed: 3\n"
+    )
+    cfg.write_text(text)
+    res = ppsd("--config", str(cfg), "--json")
+    assert res.returncode == 0, res.stderr
+    recs = json.loads(res.stdout)
+    assert [r["scheme"]["kind"] for r in recs] == ["ar", "ppsd"]
+    assert recs[1]["seed"] == 3 and recs[1]["settings"]["max_batch"] == 4
+    assert recs[1]["requests"] == 12 and recs[1]["goodput_rps"] is not None
+    # a flag overrides the file
+    res = ppsd("--config", str(cfg), "--max-batch", "2", "--json")
+    assert json.loads(res.stdout)[0]["settings"]["max_batch"] == 2
+    cfg.write_text(text.replace("max_batch: 4", "max_batch: 0"))
+    res = ppsd("--config", str(cfg))
+    assert res.returncode == 2 and res.stderr.strip().endswith(
+        "config.settings.max_batch: must be >= 1, got 0"
+    )
