@@ -17,6 +17,8 @@ from ppsd_real.model_loading import ModelSpec, load_model
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import SchemeConfig
 
+LOCAL_SCHEMES = ("ar", "eesd", "ppsd")  # what run_local decodes (PP-AR, TP-AR: simulator only)
+
 
 @dataclass
 class Loaded:
@@ -53,6 +55,10 @@ def run_local(
 ) -> DecodeResult:
     """AR, EESD, or PPSD on the sequential backend, in this process."""
     check_scheme(scheme, m.n_layers)
+    if scheme.kind not in LOCAL_SCHEMES:
+        raise ConfigError(
+            "scheme.kind", f"the real runner runs {', '.join(LOCAL_SCHEMES)}, not {scheme.kind!r}"
+        )
     if scheme.kind == "ar":
         return ARDecoder(m.driver).decode(prompt, n)
     if scheme.kind == "ppsd":

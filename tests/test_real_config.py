@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from ppsd_real.backends.distributed import PipelineSpec
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.model_loading import ModelSpec
-from ppsd_real.runner import check_scheme
+from ppsd_real.runner import check_scheme, load, run_local
 from ppsd_sim.cli.main import build_parser
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import RunRecord, SchemeConfig, read_record
@@ -28,6 +29,22 @@ from ppsd_sim.records import RunRecord, SchemeConfig, read_record
         (lambda: DrafterSpec("oracle", -0.1), "drafter.alpha"),
         (lambda: ModelSpec(preset=None, path="/nonexistent/model"), "model.path"),
         (lambda: ModelSpec("no-such-preset"), "model.preset"),
+        (
+            lambda: PipelineSpec(ModelSpec("tiny"), SchemeConfig("pp_ar", stage_boundaries=(2, 4))),
+            "scheme.kind",
+        ),
+        ("transport",),
+        (
+            lambda: run_local(
+                load(ModelSpec("tiny")),
+                SchemeConfig("tp_ar", tp_degree=2),
+                DrafterSpec(),
+                [1],
+                2,
+                None,
+            ),
+            "scheme.kind",
+        ),
     ],
 )
 def test_refused_with_field(make, field: str) -> None:

@@ -89,6 +89,14 @@ def peers_of(rank: int, k: int) -> list[int]:
     return sorted(b if a == rank else a for a, b in talk_pairs(k) if rank in (a, b))
 
 
+def require_ppsd(scheme: SchemeConfig) -> None:
+    """The real pipeline backends run PPSD only (PP-AR and TP-AR exist in the simulator)."""
+    if scheme.kind != "ppsd":
+        raise ConfigError(
+            "scheme.kind", f"the real pipeline backends run PPSD only, not {scheme.kind!r}"
+        )
+
+
 class PipelineBackend(ABC):
     """Runs PPSD for one ``scheme`` (its stage geometry and in-flight limit), lossless vs AR.
     The EE head is fixed when the backend is built (``head_path``); a context manager."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from ppsd_real.backends.base import MeasurableBackend, PeerLost, ProcessTransport
+from ppsd_real.backends.base import MeasurableBackend, PeerLost, ProcessTransport, require_ppsd
 from ppsd_real.backends.messages import (
     Done,
     Failed,
@@ -86,7 +86,7 @@ class PipelineSpec:
             raise ConfigError(
                 "transport", f"must be one of {tuple(TRANSPORTS)}, got {self.transport!r}"
             )
-        self.scheme.stages()  # refuses a scheme that is not PPSD
+        require_ppsd(self.scheme)
 
     @property
     def k(self) -> int:

@@ -7,7 +7,7 @@ from collections import deque
 
 import torch
 
-from ppsd_real.backends.base import PipelineBackend
+from ppsd_real.backends.base import PipelineBackend, require_ppsd
 from ppsd_real.backends.transport import LocalTransport
 from ppsd_real.decoders.ppsd import Controller, Stage, stage_work_summary
 from ppsd_real.decoders.result import DecodeResult
@@ -75,7 +75,7 @@ class SequentialBackend(PipelineBackend):
         run_ahead: bool = True,
     ) -> None:
         scheme.check_layers(driver.n_layers)
-        scheme.stages()  # refuses a scheme that is not PPSD
+        require_ppsd(scheme)
         self.driver, self.scheme, self.head_path, self.run_ahead = (
             driver,
             scheme,
