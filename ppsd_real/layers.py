@@ -22,6 +22,8 @@ from torch import nn
 
 from ppsd_real.arch import observe as obs
 from ppsd_real.arch.cache import FULL, LINEAR, ROLLBACK, DriverCache
+from ppsd_real.arch.support import text_config
+from ppsd_sim.errors import ConfigError
 
 #: Submodules of a decoder layer before which a stage checks for a rejection (Llama naming;
 #: other layers poll before each of their direct children with weights).
@@ -90,10 +92,8 @@ class Positions:
 
     @staticmethod
     def _fill(x: Any, hidden: torch.Tensor, pos: torch.Tensor) -> Any:
-        if x == (obs.HIDDEN,):
-            return hidden
-        if x == (obs.POS,):
-            return pos
+        if isinstance(x, obs.Slot):
+            return hidden if x.kind == obs.HIDDEN else pos[0].expand(*x.lead, pos.shape[-1])
         return x
 
     def absolute(self, pos: torch.Tensor) -> torch.Tensor | None:
@@ -123,20 +123,30 @@ class ModelParts:
         layer-by-layer path is checked against the model's own forward first."""
         from ppsd_real.arch import probe
 
-        st = obs.observe(model)
-        parts = cls(
-            embed=TokenEmbedding(st.token_embedding, st.pre, st.embed_scale),
-            layers=list(st.layers),
-            norm=FinalNorm(st.post, st.feature_scale),
-            lm_head=st.lm_head,
-            rotary=Positions(st.ropes, st.position_table, st.position_offset),
-            config=obs.text_config(model.config),
-            templates=st.templates,
-            model_type=st.model_type,
-            notes=st.notes,
-        )
-        if verify:
-            probe.verify(parts, model)
+        try:
+            st = obs.observe(model)
+            parts = cls(
+                embed=TokenEmbedding(st.token_embedding, st.pre, st.embed_scale),
+                layers=list(st.layers),
+                norm=FinalNorm(st.post, st.feature_scale),
+                lm_head=st.lm_head,
+                rotary=Positions(st.ropes, st.position_table, st.position_offset),
+                config=text_config(model.config),
+                templates=st.templates,
+                model_type=st.model_type,
+                notes=st.notes,
+            )
+            if verify:
+                probe.verify(parts, model)
+        except ConfigError:
+            raise
+        except Exception as err:  # the layers cannot be called the way the model calls them
+            first = (str(err).splitlines() or [""])[0][:200]
+            raise ConfigError(
+                "model",
+                f"{obs.model_type_of(model)}: its layers cannot be driven one at a time "
+                f"({type(err).__name__}: {first}); unsupported",
+            ) from None
         return parts
 
 
@@ -278,9 +288,7 @@ class LayerDriver:
             elif kind == obs.MASK:
                 kwargs[name] = step.mask(cache, i, n, pos0)
             elif kind == obs.POS:
-                kwargs[name] = step.pos
-            elif kind == obs.POS1D:
-                kwargs[name] = step.pos[0]
+                kwargs[name] = step.pos[0].expand(*detail, step.pos.shape[-1])
             elif kind == obs.ROPE:
                 kwargs[name] = step.rope(detail)
             else:

@@ -84,18 +84,33 @@ def _restore(layer: Any, snap: dict[str, Any]) -> None:
     layer.device, layer.dtype = snap["device"], snap["dtype"]
 
 
+def _crop_sliding(layer: Any, extra: int) -> None:
+    """Remove the last ``extra`` entries of a sliding-window layer that records its past. The
+    library's own crop also shrinks the layer back to ``window - 1`` entries, which would make
+    the next crop impossible; this one keeps what is stored (``after`` bounds it)."""
+    stored = 0 if layer.keys is None else int(layer.keys.shape[-2])
+    length = int(layer.cumulative_length) - extra
+    need = min(int(layer.sliding_window) - 1, length)
+    if stored - extra < need:
+        raise CropError(
+            f"sliding-window layer keeps {stored} entries; a crop of {extra} needs "
+            f"{need + extra} (LayerDriver rollback)"
+        )
+    layer.keys = layer.keys[..., : stored - extra, :]
+    layer.values = layer.values[..., : stored - extra, :]
+    layer.cumulative_length = length
+
+
 def _kv_crop(layer: Any, remove: int) -> None:
-    """The attention part's own crop (a hybrid layer's combined crop refuses without past
-    recording of its linear part, which we do not use)."""
-    for cls in type(layer).__mro__:
-        if (
-            issubclass(cls, CacheLayerMixin)
-            and not issubclass(cls, LinearAttentionCacheLayerMixin)
-            and "crop" in cls.__dict__
-        ):
-            cls.crop(layer, -remove)
-            return
-    raise RuntimeError(f"{type(layer).__name__}: no attention crop found")
+    """Crop the attention part of a layer by ``remove`` entries (sliding or full). A hybrid
+    layer's combined crop is not used: it refuses without past recording of its linear part,
+    whose state is restored from snapshots instead."""
+    if remove <= 0:
+        return
+    if isinstance(layer, DynamicSlidingWindowLayer):
+        _crop_sliding(layer, remove)
+    else:
+        DynamicLayer.crop(layer, -remove)
 
 
 @dataclass
@@ -201,23 +216,10 @@ class DriverCache(DynamicCache):
         kind = self.kinds[i]
         if kind in (LINEAR, HYBRID):
             self._crop_linear(i, length, rerun)
-        elif kind == SLIDING:
-            self._crop_sliding(self.layers[i], extra)
-            self.lengths[i] = length
         else:
-            self.layers[i].crop(-extra)
+            _kv_crop(self.layers[i], extra)
             self.lengths[i] = length
         return extra
-
-    def _crop_sliding(self, layer: Any, extra: int) -> None:
-        stored = 0 if layer.keys is None else int(layer.keys.shape[-2])
-        window = layer.sliding_window
-        if layer.cumulative_length >= window and stored < window - 1 + extra:
-            raise CropError(
-                f"sliding-window layer keeps {stored} entries; a crop of {extra} needs "
-                f"{window - 1 + extra}"
-            )
-        layer.crop(-extra)
 
     def _crop_linear(self, i: int, length: int, rerun: Rerun) -> None:
         layer, snaps = self.layers[i], self._snaps[i]

@@ -30,18 +30,32 @@ from typing import Any
 import torch
 from torch import nn
 
+from ppsd_real.arch.support import text_config
 from ppsd_sim.errors import ConfigError
 
 #: how a layer argument is produced at run time
-HIDDEN, CACHE, MASK, POS, POS1D, ROPE, CONST = (
-    "hidden",
-    "cache",
-    "mask",
-    "pos",
-    "pos1d",
-    "rope",
-    "const",
-)
+HIDDEN, CACHE, MASK, POS, ROPE, CONST = ("hidden", "cache", "mask", "pos", "rope", "const")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A placeholder in a replayed call: the hidden state, or the positions broadcast to
+    ``lead + (n,)`` (``(1,)``: the usual (batch, n) ids; ``(3, 1)``: multimodal rotary ids)."""
+
+    kind: str
+    lead: tuple[int, ...] = ()
+
+
+def pos_lead(x: Any, pos: torch.Tensor) -> tuple[int, ...] | None:
+    """The leading shape if ``x`` is the positions ``pos`` (1, n) broadcast to ``lead + (n,)``."""
+    if not isinstance(x, torch.Tensor) or x.dtype != torch.long or x.ndim < 1:
+        return None
+    n = pos.shape[-1]
+    if x.shape[-1] != n:
+        return None
+    if not bool((x.reshape(-1, n) == pos.reshape(1, n)).all()):
+        return None
+    return tuple(x.shape[:-1])
 
 
 @dataclass
@@ -60,7 +74,7 @@ class RopeCall:
     """A position-encoding module call to replay with new positions (per layer type, etc.)."""
 
     module: nn.Module
-    args: tuple  # with HIDDEN / POS placeholders
+    args: tuple  # with Slot placeholders for the hidden state and the positions
     kwargs: dict
 
 
@@ -103,17 +117,6 @@ def find_layers(model: nn.Module) -> tuple[nn.Module, nn.ModuleList]:
             "(not a decoder-only transformer the runner can drive layer by layer)",
         )
     return best[1], best[2]
-
-
-def text_config(config: Any) -> Any:
-    """The decoder's own config (a multimodal model nests it)."""
-    get = getattr(config, "get_text_config", None)
-    if get is None:
-        return config
-    try:
-        return get(decoder=True)
-    except TypeError:
-        return get()
 
 
 def model_type_of(model: nn.Module) -> str:
@@ -189,14 +192,11 @@ def _bind(layer: nn.Module, args: tuple, kwargs: dict) -> dict[str, Any]:
 
 def _placeholders(x: Any, hidden: Any, pos: torch.Tensor) -> Any:
     if x is hidden:
-        return (HIDDEN,)
-    if x is pos or (isinstance(x, torch.Tensor) and x.dtype == torch.long and _same(x, pos)):
-        return (POS,)
+        return Slot(HIDDEN)
+    lead = pos_lead(x, pos)
+    if lead is not None:
+        return Slot(POS, lead)
     return x
-
-
-def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape == b.shape and bool(torch.equal(a, b))
 
 
 def _scale(ref: torch.Tensor, got: torch.Tensor) -> float | None:
@@ -254,7 +254,7 @@ def observe(model: nn.Module) -> Structure:
             kwargs = {k: _placeholders(v, x0, pos) for k, v in c.kwargs.items()}
             # the rotary module's own input may be the hidden state or any tensor of its dtype
             args = tuple(
-                (HIDDEN,) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                Slot(HIDDEN) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
                 for a in args
             )
             ropes.append(RopeCall(c.module, args, kwargs))
@@ -275,16 +275,8 @@ def observe(model: nn.Module) -> Structure:
                 tpl[name] = (CACHE, None)
             elif name == "attention_mask":
                 tpl[name] = (MASK, None)
-            elif (
-                isinstance(value, torch.Tensor) and value.dtype == torch.long and _same(value, pos)
-            ):
-                tpl[name] = (POS, None)
-            elif (
-                isinstance(value, torch.Tensor)
-                and value.dtype == torch.long
-                and _same(value, pos[0])
-            ):
-                tpl[name] = (POS1D, None)
+            elif pos_lead(value, pos) is not None:
+                tpl[name] = (POS, pos_lead(value, pos))
             elif _tensors(value) and all(id(t) in rope_of for t in _tensors(value)):
                 idx = {rope_of[id(t)] for t in _tensors(value)}
                 if len(idx) != 1:
@@ -386,12 +378,7 @@ def observe(model: nn.Module) -> Structure:
 
 
 def _same_obj_or_equal(a: Any, pos: torch.Tensor) -> bool:
-    return a is pos or (
-        isinstance(a, torch.Tensor)
-        and a.dtype == torch.long
-        and a.shape == pos.shape
-        and _same(a, pos)
-    )
+    return a is pos or pos_lead(a, pos) is not None
 
 
 def _table_offset(weight: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor) -> int | None:
