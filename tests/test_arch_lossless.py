@@ -17,6 +17,7 @@ from ppsd_real.arch.cache import CropError
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.model_loading import ModelSpec
 from ppsd_sim.records import SchemeConfig
+from tests.arch_helpers import one_thread  # noqa: F401 (autouse fixture)
 
 PROMPT = [1, 5, 7, 9, 11, 13, 17, 19, 23, 29]
 N = 24

@@ -78,11 +78,11 @@ _RENAMED = {
 }
 
 
-def tiny_config(model_type: str) -> Any:
+def tiny_config(model_type: str, **overrides: Any) -> Any:
     """The tiny config of ``model_type`` (KeyError for a type not in ``TINY``)."""
     from transformers import AutoConfig
 
-    fields = {**_COMMON, **TINY[model_type]}
+    fields = {**_COMMON, **TINY[model_type], **overrides}
     for name in _RENAMED.get(model_type, ()):
         fields.pop(name, None)
     if model_type == "gpt2":
@@ -90,19 +90,33 @@ def tiny_config(model_type: str) -> Any:
     return AutoConfig.for_model(model_type, **fields)
 
 
-def tiny_model(model_type: str, seed: int = 0) -> Any:
+def tiny_model(model_type: str, seed: int = 0, **overrides: Any) -> Any:
     """A seeded random model of ``model_type``'s tiny config, in eval mode."""
     import torch
     from transformers import AutoModelForCausalLM
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(tiny_config(model_type))
+        model = AutoModelForCausalLM.from_config(tiny_config(model_type, **overrides))
     return model.eval()
 
 
-def save_tiny(model_type: str, folder: str | Path, seed: int = 0) -> Path:
-    """Write a tiny random checkpoint of ``model_type`` to ``folder`` (save_pretrained)."""
+def save_tiny(
+    model_type: str,
+    folder: str | Path,
+    seed: int = 0,
+    tokenizer_from: str | Path | None = None,
+    **overrides: Any,
+) -> Path:
+    """Write a tiny random checkpoint of ``model_type`` to ``folder`` (save_pretrained), with
+    the tokenizer of the model folder ``tokenizer_from`` when given (its vocabulary size then
+    becomes the model's)."""
     folder = Path(folder)
-    tiny_model(model_type, seed).save_pretrained(folder)
+    if tokenizer_from is not None:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(tokenizer_from), local_files_only=True)
+        overrides = {"vocab_size": len(tok), **overrides}
+        tok.save_pretrained(folder)
+    tiny_model(model_type, seed, **overrides).save_pretrained(folder)
     return folder

@@ -4,7 +4,8 @@ What is measured, per exit layer E and head (the shared LM head, or a trained ea
 head): along the model's own greedy continuation of each prompt, bit t is 1 when the exit's
 greedy token for generated position t equals the full model's. Every draft a greedy decoder
 makes follows a prefix equal to AR output, so these 0/1 traces are exactly the outcomes PPSD
-judges, in order; EESD judges a subset of them (``eesd_rounds``).
+judges, in order (the first generated position included); EESD judges a subset of them,
+from the second position on (``eesd_rounds``; its first token comes from the prefill).
 
 The traces are the record's data. Everything else is derived from them here (recomputed on
 read, never trusted from the file): the conditional per-token α and its standard error, the
@@ -161,9 +162,11 @@ class ExitAcceptance:
         return lag1(list(self.traces))
 
     def gamma_stats(self, gamma: int) -> GammaStats:
+        """EESD rounds of γ along each continuation. EESD's first token comes from the
+        prefill, so its rounds start at the second generated position."""
         hist = [0] * (gamma + 1)
         for t in self.traces:
-            for a in eesd_rounds(t, gamma):
+            for a in eesd_rounds(t[1:], gamma):
                 hist[a] += 1
         return GammaStats(gamma, tuple(hist))
 
