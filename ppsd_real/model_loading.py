@@ -6,7 +6,9 @@ weights (same seed, same torch) instead of receiving them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,6 +106,23 @@ def model_fingerprint(spec: ModelSpec) -> str:
     return "sha256:" + h.hexdigest()
 
 
+@contextlib.contextmanager
+def _quiet_loader() -> Iterator[None]:
+    """The library's per-tensor progress bar and load report off while it loads: what they
+    say is checked (``_check_weights``) and reported in one line instead."""
+    from transformers.utils import logging as tlog
+
+    bars, level = tlog.is_progress_bar_enabled(), tlog.get_verbosity()
+    tlog.disable_progress_bar()
+    tlog.set_verbosity_error()
+    try:
+        yield
+    finally:
+        tlog.set_verbosity(level)
+        if bars:
+            tlog.enable_progress_bar()
+
+
 def _check_weights(info: dict[str, Any], folder: str, arch: str) -> None:
     """Refuse a checkpoint whose weights do not all load into its architecture (a missing
     weight would be newly initialised, an unexpected one silently dropped)."""
@@ -134,12 +153,13 @@ def load_model(spec: ModelSpec) -> torch.nn.Module:
         config = read_config(spec.path)
         check_config(config)
         try:
-            model, info = AutoModelForCausalLM.from_pretrained(
-                spec.path,
-                local_files_only=True,
-                dtype=spec.torch_dtype,
-                output_loading_info=True,
-            )
+            with _quiet_loader():
+                model, info = AutoModelForCausalLM.from_pretrained(
+                    spec.path,
+                    local_files_only=True,
+                    dtype=spec.torch_dtype,
+                    output_loading_info=True,
+                )
         except (OSError, ValueError) as err:
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise ConfigError("model.path", f"cannot load {spec.path}: {first}") from None

@@ -15,6 +15,7 @@ from ppsd_real import accept, runner
 from ppsd_real.lm import heads
 from ppsd_real.lm.corpus import load_corpus
 from ppsd_real.model_loading import ModelSpec, model_fingerprint
+from ppsd_sim.cli.main import main
 from ppsd_sim.errors import ConfigError
 from tests.arch_helpers import SHIPPED, one_thread, scratch, with_tokenizer  # noqa: F401
 
@@ -93,3 +94,68 @@ def test_heads_for_another_model_are_refused() -> None:
         heads.load_heads(SHIPPED, model_fingerprint(spec), m.driver.parts.lm_head)
     with pytest.raises(ConfigError, match=r"--heads: .* is not a heads folder"):
         heads.load_heads(_ROOT, model_fingerprint(spec), m.driver.parts.lm_head)
+
+
+def _refused(capsys, *args: str) -> str:
+    capsys.readouterr()
+    assert main(list(args)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_cli_trains_and_refuses_bad_input_by_flag(capsys, tmp_path: Path) -> None:
+    model = qwen3().path or ""
+    text = tmp_path / "corpus.txt"
+    text.write_text("def f(x):\n    return x + 1\n" * 40, encoding="utf-8")
+    base = ["heads", "train", "--model-dir", model, "--no-progress"]
+    out = tmp_path / "heads"
+    assert (
+        main(
+            [
+                *base,
+                "--corpus",
+                str(text),
+                "--out",
+                str(out),
+                "--steps",
+                "2",
+                "--batch",
+                "2",
+                "--seq-len",
+                "16",
+                "--exits",
+                "2",
+            ]
+        )
+        == 0
+    )
+    man = heads.HeadsManifest.read(out)
+    assert man.exits == (2,) and man.status == "done" and man.corpus["tokens"] > 16
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n", encoding="utf-8")
+    assert "--corpus: " in _refused(capsys, *base, "--corpus", str(empty), "--out", str(out))
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"ok\xff\xfe")
+    assert "is not UTF-8" in _refused(capsys, *base, "--corpus", str(binary), "--out", str(out))
+    assert "--out: is inside the model folder" in _refused(
+        capsys, *base, "--corpus", str(text), "--out", str(Path(model) / "heads")
+    )
+    assert "--exits" in _refused(
+        capsys, *base, "--corpus", str(text), "--out", str(out), "--exits", "4"
+    )
+    assert "--model-dir" in _refused(
+        capsys,
+        "heads",
+        "train",
+        "--model-dir",
+        str(tmp_path),
+        "--corpus",
+        str(text),
+        "--out",
+        str(out),
+    )
+    assert "--corpus" in _refused(
+        capsys, *base, "--corpus", str(text), "--out", str(out), "--seq-len", "5000"
+    )
+    assert heads.HeadsManifest.read(out) == man  # nothing lost
