@@ -466,33 +466,19 @@ def load_heads(
     folder: str | Path, fingerprint: str, lm_head: torch.nn.Module, field_name: str = "--heads"
 ) -> dict[int, torch.nn.Module]:
     """The trained heads of a folder as modules on the LM head's device and dtype, after
-    checking they belong to this model (fingerprint) and match its shape."""
-    from safetensors.torch import load_file
+    checking they belong to this model (fingerprint); each is read as ``--heads`` would read
+    one file (``drafters.load_ee_head``)."""
+    from ppsd_real.drafters import DrafterSpec, heads_dir_head, load_ee_head
 
     man = HeadsManifest.read(folder, field_name)
-    man.check_base(fingerprint, field_name)
-    ref = lm_head.weight
-    bias = getattr(lm_head, "bias", None)
-    heads: dict[int, torch.nn.Module] = {}
+    out: dict[int, torch.nn.Module] = {}
     for e in man.exits:
-        path = head_file(Path(folder), e)
+        path = heads_dir_head(str(folder), e, fingerprint, field_name)
         try:
-            state = load_file(str(path))
-        except Exception as err:
-            raise ConfigError(field_name, f"cannot read {path}: {err}") from None
-        w = state.get("weight")
-        if not isinstance(w, torch.Tensor) or w.shape != ref.shape:
-            raise ConfigError(
-                field_name, f"{path.name}: needs 'weight' of shape {tuple(ref.shape)}"
-            )
-        head = torch.nn.Linear(ref.shape[1], ref.shape[0], bias="bias" in state)
-        head.weight.data = w.to(device=ref.device, dtype=ref.dtype)
-        if "bias" in state:
-            head.bias.data = state["bias"].to(device=ref.device, dtype=ref.dtype)
-        elif bias is not None:
-            raise ConfigError(field_name, f"{path.name}: the LM head has a bias; the head none")
-        heads[e] = head.eval()
-    return heads
+            out[e] = load_ee_head(DrafterSpec(head_path=path), lm_head)
+        except ConfigError as err:
+            raise ConfigError(field_name, f"{Path(path).name}: {err.message}") from None
+    return out
 
 
 # ---- the project's example ------------------------------------------------------------------
