@@ -82,6 +82,7 @@ def test_sliding_window_cache_stays_bounded_and_refuses_deep_crops() -> None:
     deeper than the rollback is refused, not silently wrong."""
     m = loaded("mistral")
     d = m.driver
+    keep = d.rollback
     cache = d.new_cache()
     d.rollback = cache.rollback = 3
     try:
@@ -93,4 +94,4 @@ def test_sliding_window_cache_stays_bounded_and_refuses_deep_crops() -> None:
         with pytest.raises(CropError, match="exceeds the 3"):
             d.crop(cache, 0, 1, 30)
     finally:
-        d.rollback = 64
+        d.rollback = keep

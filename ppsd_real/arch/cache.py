@@ -33,8 +33,12 @@ from transformers.cache_utils import (
     LinearAttentionCacheLayerMixin,
 )
 
-#: default positions a crop may remove (EESD: γ; PPSD: tokens in flight); deeper is refused
-ROLLBACK = 64
+from ppsd_sim.errors import ConfigError
+
+#: default positions a crop may remove (EESD: up to γ + 1; PPSD: tokens in flight, k + 1 by
+#: default); deeper is refused. Linear-attention layers keep one state snapshot per position
+#: of it (Qwen3-Next-80B: ~1.1 MB per layer in bf16, so 32 positions × 36 layers ≈ 1.3 GB)
+ROLLBACK = 32
 
 FULL, SLIDING, LINEAR, HYBRID, OTHER = "full", "sliding", "linear", "hybrid", "other"
 
@@ -121,8 +125,12 @@ class _Chunk:
     inputs: torch.Tensor  # (1, n, d) hidden states that entered the layer
 
 
-class CropError(RuntimeError):
-    """A crop deeper than the cache keeps (``rollback``)."""
+class CropError(ConfigError):
+    """A crop deeper than the cache keeps (``rollback``): a scheme that drafts or keeps in
+    flight more tokens than the driver was built for. One line, like any bad setting."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("scheme", message + "; build the LayerDriver with a larger rollback")
 
 
 #: re-runs one layer on stored inputs: (layer index, inputs, first position)
