@@ -20,27 +20,6 @@ PROMPT_SETS = ("stdlib-held-out",)
 SHIPPED_MODEL = Path(__file__).resolve().parent / "models" / "stdlib-lm"
 
 
-def add_prompt_args(parser: argparse.ArgumentParser) -> None:
-    """``--prompt`` / ``--prompt-file`` / ``--chat`` / ``--show-text`` (shared by the
-    commands that decode a user's prompts)."""
-    g = parser.add_argument_group("prompts")
-    g.add_argument(
-        "--prompt", default=None, help="prompt text (tokenised by the model's tokenizer)"
-    )
-    g.add_argument(
-        "--prompt-file",
-        default=None,
-        help="plain text (one prompt) or .jsonl: one {'prompt': ...} or {'messages': [...]} a line",
-    )
-    g.add_argument(
-        "--chat",
-        default="auto",
-        choices=("auto", "on", "off"),
-        help="chat template: auto (for 'messages'), on (plain prompts too), off",
-    )
-    g.add_argument("--show-text", action="store_true", help="print each decoded continuation")
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a(
@@ -48,6 +27,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"a local Hugging Face model folder (default: the shipped {SHIPPED_MODEL.name})",
     )
+    from ppsd_real.prompts import add_prompt_args
+
     add_prompt_args(parser)
     g = parser.add_argument_group("prompt set (instead of --prompt/--prompt-file)")
     g.add_argument(

@@ -11,6 +11,7 @@ naming the flag (and line) as the user typed it.
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,3 +173,41 @@ def check_context(
 def decode(tok: Any, ids: list[int] | tuple[int, ...]) -> str:
     """Token ids as text (special tokens kept: what the model really produced)."""
     return str(tok.decode(list(ids), skip_special_tokens=False))
+
+
+def add_prompt_args(parser: argparse.ArgumentParser) -> None:
+    """``--prompt`` / ``--prompt-file`` / ``--chat`` / ``--show-text`` (shared by the
+    commands that decode a user's prompts)."""
+    g = parser.add_argument_group("prompts")
+    g.add_argument(
+        "--prompt", default=None, help="prompt text (tokenised by the model's tokenizer)"
+    )
+    g.add_argument(
+        "--prompt-file",
+        default=None,
+        help="plain text (one prompt) or .jsonl: one {'prompt': ...} or {'messages': [...]} a line",
+    )
+    g.add_argument(
+        "--chat",
+        default="auto",
+        choices=CHAT_MODES,
+        help="chat template: auto (for 'messages'), on (plain prompts too), off",
+    )
+    g.add_argument("--show-text", action="store_true", help="print each decoded continuation")
+
+
+def from_args(
+    args: argparse.Namespace, model_dir: str | None, new_tokens: int
+) -> list[Prompt] | None:
+    """A command's ``--prompt`` / ``--prompt-file`` (see ``add_prompt_args``), tokenised and
+    checked against the model's context before its weights load; None when neither is given."""
+    if args.prompt is None and args.prompt_file is None:
+        return None
+    got = load_prompts(model_dir, args.prompt, args.prompt_file, args.chat)
+    from ppsd_real.model_loading import read_config
+
+    field = "--prompt-file" if args.prompt_file is not None else "--prompt"
+    check_context(
+        got, new_tokens, context_limit(read_config(model_dir or "", "--model-dir")), field
+    )
+    return got
