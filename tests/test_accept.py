@@ -78,7 +78,10 @@ def test_accept_reproduces_the_model_card() -> None:
             assert got.judged == g["prompts"] * g["new_tokens"]
 
 
+@pytest.mark.slow
 def test_cli_writes_a_record_that_sim_and_plan_read() -> None:
+    """~8 s: the command as a user runs it (a fresh interpreter), then sim (another) and plan
+    on what it wrote."""
     spec = with_tokenizer("qwen3")
     d = scratch("accept-cli")
     pf = d / "prompts.jsonl"
@@ -125,6 +128,9 @@ def test_cli_writes_a_record_that_sim_and_plan_read() -> None:
     assert c.alphas == rec.curve()[1]
     sim = _ppsd("sim", "--scheme", "ppsd", "--acceptance-trace", str(trace), "--json")
     assert sim.returncode == 0, sim.stderr
+    # the answer for this model: its measured α(E) on a profile synthesised from its config
+    synth = f"{spec.path}@cpu-2core-epyc"
+    assert main(["plan", "--synth", synth, "--curve-file", str(curve), "--devices", "2"]) == 0
 
 
 def _refused(capsys, *args: str) -> str:

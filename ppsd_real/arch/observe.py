@@ -202,7 +202,7 @@ def _placeholders(x: Any, hidden: Any, pos: torch.Tensor) -> Any:
 def _scale(ref: torch.Tensor, got: torch.Tensor) -> float | None:
     """1.0-free factor c with c·got ≈ ref (None when they are already equal); raises
     ValueError when no single factor explains the difference."""
-    ref, got = ref.float(), got.float()
+    ref, got = ref.detach().float(), got.detach().float()
     tol = 1e-4 * max(1.0, float(ref.abs().max()))
     if ref.shape == got.shape and float((ref - got).abs().max()) <= tol:
         return None
