@@ -157,6 +157,13 @@ class _Step:
         self.d, self.hidden, self.pos = driver, hidden, pos
         self.ropes: dict[int, Any] = {}
         self.masks: dict[tuple, torch.Tensor | None] = {}
+        self.pos_as: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def positions(self, lead: tuple[int, ...]) -> torch.Tensor:
+        """The positions broadcast to ``lead + (n,)`` (what a layer was seen to take)."""
+        if lead not in self.pos_as:
+            self.pos_as[lead] = self.pos[0].expand(*lead, self.pos.shape[-1])
+        return self.pos_as[lead]
 
     def rope(self, j: int) -> Any:
         if j not in self.ropes:
@@ -216,6 +223,14 @@ class LayerDriver:
         # outside run_layers); they are registered on the first polled run.
         self._poll = None
         self._hooked = False
+        # each layer's call, split once: constant arguments, and those made per step
+        self._calls: list[tuple[dict[str, Any], list[tuple[str, str, Any]]]] = [
+            (
+                {k: d for k, (kind, d) in tpl.items() if kind == obs.CONST},
+                [(k, kind, d) for k, (kind, d) in tpl.items() if kind != obs.CONST],
+            )
+            for tpl in parts.templates
+        ]
 
     def _hook_polls(self) -> None:
         self._hooked = True
@@ -279,20 +294,19 @@ class LayerDriver:
         self, i: int, hidden: torch.Tensor, step: _Step, pos0: int, cache: Any
     ) -> torch.Tensor:
         n = hidden.shape[1]
-        kwargs: dict[str, Any] = {}
-        for name, (kind, detail) in self.parts.templates[i].items():
+        consts, dynamic = self._calls[i]
+        kwargs = dict(consts)
+        for name, kind, detail in dynamic:
             if kind == obs.HIDDEN:
                 kwargs[name] = hidden
             elif kind == obs.CACHE:
                 kwargs[name] = cache
             elif kind == obs.MASK:
-                kwargs[name] = step.mask(cache, i, n, pos0)
+                kwargs[name] = None if n == 1 else step.mask(cache, i, n, pos0)
             elif kind == obs.POS:
-                kwargs[name] = step.pos[0].expand(*detail, step.pos.shape[-1])
-            elif kind == obs.ROPE:
-                kwargs[name] = step.rope(detail)
+                kwargs[name] = step.positions(detail)
             else:
-                kwargs[name] = detail
+                kwargs[name] = step.rope(detail)
         cache.before(i, pos0, hidden)
         try:
             out = self.parts.layers[i](**kwargs)
