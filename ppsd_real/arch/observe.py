@@ -247,9 +247,19 @@ def observe(model: nn.Module) -> Structure:
     hidden0 = _bind(layers[0], layer_calls["layers.0"].args, layer_calls["layers.0"].kwargs)
     first_param = next(iter(inspect.signature(layers[0].forward).parameters))
     x0 = hidden0[first_param]
+    received = {  # tensors some layer receives as they are (a rotary output, not the hidden)
+        id(t)
+        for lc in layer_calls.values()
+        for v in _bind(lc.module, lc.args, lc.kwargs).values()
+        if v is not x0
+        for t in _tensors(v)
+    }
     for c in prologue:
         outs = _tensors(c.output)
-        if isinstance(c.output, tuple) and len(outs) >= 2 and c.module is not token_embedding:
+        pair = isinstance(c.output, tuple) and len(outs) >= 2  # (cos, sin)
+        takes_pos = any(pos_lead(a, pos) is not None for a in (*c.args, *c.kwargs.values()))
+        fed = bool(outs) and all(id(t) in received for t in outs)  # e.g. complex frequencies
+        if c.module is not token_embedding and (pair or (fed and takes_pos)):
             args = tuple(_placeholders(a, x0, pos) for a in c.args)
             kwargs = {k: _placeholders(v, x0, pos) for k, v in c.kwargs.items()}
             # the rotary module's own input may be the hidden state or any tensor of its dtype
