@@ -17,7 +17,11 @@ DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 
 @dataclass(frozen=True)
 class DeviceSpec:
-    """Datasheet figures (and labelled assumptions) for one compute unit per stage."""
+    """Datasheet figures (and labelled assumptions) for one compute unit per stage. The
+    tensor-parallel fields are optional: ``tp_degrees`` (splits the synthesiser prices),
+    ``tp_link_bandwidth_gb_s`` (one-way bandwidth each device has into the collective) and
+    ``tp_allreduce_latency_s`` (fixed cost of one all-reduce); without them no TP costs are
+    synthesised."""
 
     name: str
     description: str
@@ -31,6 +35,9 @@ class DeviceSpec:
     memory_gb: float
     memory_efficiency: float = 1.0
     compute_efficiency: float = 1.0
+    tp_degrees: tuple[int, ...] = ()
+    tp_link_bandwidth_gb_s: float | None = None
+    tp_allreduce_latency_s: float | None = None
     sources: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -43,6 +50,22 @@ class DeviceSpec:
         validate.integer("device.kernels_per_layer", self.kernels_per_layer, lo=0)
         for k, v in self.peak_tflops.items():
             validate.number(f"device.peak_tflops.{k}", v, lo=0.0, lo_open=True)
+        degrees = tuple(
+            validate.integer(f"device.tp_degrees[{i}]", d, lo=2, hi=4096)
+            for i, d in enumerate(validate.sequence("device.tp_degrees", self.tp_degrees))
+        )
+        object.__setattr__(self, "tp_degrees", degrees)
+        if degrees and (self.tp_link_bandwidth_gb_s is None or self.tp_allreduce_latency_s is None):
+            raise ConfigError(
+                "device.tp_degrees",
+                "needs tp_link_bandwidth_gb_s and tp_allreduce_latency_s to price the all-reduces",
+            )
+        if self.tp_link_bandwidth_gb_s is not None:
+            validate.number(
+                "device.tp_link_bandwidth_gb_s", self.tp_link_bandwidth_gb_s, lo=0.0, lo_open=True
+            )
+        if self.tp_allreduce_latency_s is not None:
+            validate.number("device.tp_allreduce_latency_s", self.tp_allreduce_latency_s, lo=0.0)
 
     def peak_flops(self, dtype: str) -> float:
         if dtype not in self.peak_tflops:
