@@ -33,7 +33,6 @@ from ppsd_sim.records import RunRecord, SchemeConfig, read_record
             lambda: PipelineSpec(ModelSpec("tiny"), SchemeConfig("pp_ar", stage_boundaries=(2, 4))),
             "scheme.kind",
         ),
-        ("transport",),
         (
             lambda: run_local(
                 load(ModelSpec("tiny")),
