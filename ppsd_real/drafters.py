@@ -53,6 +53,17 @@ class DrafterSpec:
         return "early-exit" + (f"(head={self.head_path})" if self.head_path else "")
 
 
+def refuse_oracle(spec: DrafterSpec, sampling) -> None:
+    """The oracle replays AR's greedy output at a set rate: a token, not a distribution, so
+    there is no q to judge at temperature > 0. Sampling drafts with the early-exit head."""
+    if spec.kind == "oracle" and not sampling.greedy:
+        raise ConfigError(
+            "--drafter",
+            "the oracle drafter is greedy only (it replays AR's argmax at a set rate); "
+            "at --temperature > 0 draft with --drafter early-exit",
+        )
+
+
 class Drafter:
     """Chooses the draft for output position ``i`` (0-based, first generated token = 0)."""
 
