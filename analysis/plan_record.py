@@ -98,7 +98,7 @@ class Candidate:
         )
         scheme = SchemeConfig.from_dict(d["scheme"], j(where, "scheme"))
         devices = validate.integer(j(where, "devices"), d["devices"], lo=1)
-        need = len(set(scheme.stage_devices())) if scheme.kind == "ppsd" else 1
+        need = scheme.n_devices
         if devices != need:
             raise ConfigError(j(where, "devices"), f"{scheme.label()} uses {need}, got {devices}")
         alpha = d.get("alpha")
