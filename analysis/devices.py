@@ -140,6 +140,82 @@ def load_model(name: str, field_name: str = "model") -> ModelShape:
     return _load("models", name, ModelShape, field_name)
 
 
+#: families whose MLP has two matrices (up, down) rather than three (gate, up, down)
+_UNGATED_MLP = (
+    "gpt2",
+    "gpt_neo",
+    "gpt_neox",
+    "gptj",
+    "opt",
+    "bloom",
+    "falcon",
+    "phi",
+    "codegen",
+    "gpt_bigcode",
+    "starcoder2",
+    "mpt",
+    "biogpt",
+    "xglm",
+)
+
+
+def shape_from_config(path: str | Path, field_name: str = "model") -> ModelShape:
+    """A model's shape read from its ``config.json`` (a model folder or the file itself), in
+    the Llama-family terms the roofline uses. Other families are mapped, and the mapping is
+    stated in ``source``: a two-matrix MLP of width I counts as a gated one of width 2I/3 (the
+    same weights); a mixture of experts counts its active experts per token (what a decode
+    step reads; its memory footprint is larger); a head_dim other than hidden/heads is noted."""
+    p = Path(path)
+    file = p / "config.json" if p.is_dir() else p
+    if not file.is_file():
+        raise ConfigError(field_name, f"{p} is not a model folder (no config.json)")
+    cfg = load_document(file, field_name)
+    if not isinstance(cfg, dict):
+        raise ConfigError(field_name, f"{file}: must be a JSON object")
+    if isinstance(cfg.get("text_config"), dict):
+        cfg = {**cfg, **cfg["text_config"]}
+
+    def first(*names: str, default: Any = None) -> Any:
+        for n in names:
+            if cfg.get(n) is not None:
+                return cfg[n]
+        if default is None:
+            raise ConfigError(field_name, f"{file}: none of {', '.join(names)}")
+        return default
+
+    kind = str(cfg.get("model_type", "unknown"))
+    hidden = int(first("hidden_size", "n_embd", "d_model"))
+    heads = int(first("num_attention_heads", "n_head", "num_heads"))
+    kv = int(
+        first("num_key_value_heads", "num_kv_heads", default=1 if cfg.get("multi_query") else heads)
+    )
+    width = int(first("intermediate_size", "n_inner", "ffn_dim", default=4 * hidden))
+    notes = [f"{file} (model_type {kind})"]
+    experts = cfg.get("num_experts_per_tok")
+    if experts:
+        per = int(cfg.get("moe_intermediate_size") or width)
+        shared = int(cfg.get("shared_expert_intermediate_size") or 0)
+        width = int(experts) * per + shared
+        notes.append(f"MoE: {experts} active experts × {per} + shared {shared} per token")
+    if kind in _UNGATED_MLP:
+        width = round(2 * width / 3)
+        notes.append("two-matrix MLP counted as a gated one of 2/3 its width")
+    head_dim = cfg.get("head_dim")
+    if head_dim and int(head_dim) * heads != hidden:
+        notes.append(f"head_dim {head_dim} ≠ hidden/heads: attention weights approximated")
+    return ModelShape(
+        name=p.name if p.is_dir() else p.parent.name,
+        layers=int(first("num_hidden_layers", "n_layer", "num_layers")),
+        hidden=hidden,
+        heads=heads,
+        kv_heads=kv,
+        intermediate=width,
+        vocab=int(first("vocab_size")),
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", True)),
+        source="; ".join(notes),
+    )
+
+
 def list_devices() -> list[str]:
     return sorted(p.stem for p in (DATA / "devices").glob("*.json"))
 

@@ -27,7 +27,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from analysis.devices import DTYPE_BYTES, DeviceSpec, ModelShape, load_device, load_model
+from analysis.devices import (
+    DTYPE_BYTES,
+    DeviceSpec,
+    ModelShape,
+    load_device,
+    load_model,
+    shape_from_config,
+)
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records.load_cost import BatchedCosts, LoadCost, TensorParallel
 from ppsd_sim.records.profile import HardwareProfile, Provenance
@@ -226,12 +233,14 @@ def synthesise(
 
 
 def parse_synth(spec: str, field: str = "synth") -> tuple[ModelShape, DeviceSpec, str]:
-    """``"MODEL@DEVICE"`` or ``"MODEL@DEVICE:DTYPE"`` → the shipped model, device and dtype."""
+    """``"MODEL@DEVICE"`` or ``"MODEL@DEVICE:DTYPE"`` → the model (a shipped shape, or a model
+    folder / config.json path: its own shape), the shipped device and the dtype."""
     if "@" not in spec:
         raise ConfigError(field, f"must look like MODEL@DEVICE[:DTYPE], got {spec!r}")
     model_name, dev = spec.split("@", 1)
     dev_name, _, dtype = dev.partition(":")
-    model = load_model(model_name, field)
+    is_path = "/" in model_name or model_name.endswith(".json")  # a folder or a config file
+    model = shape_from_config(model_name, field) if is_path else load_model(model_name, field)
     device = load_device(dev_name, field)
     dtype = dtype or ("fp32" if "fp32" in device.peak_tflops and "cpu" in dev_name else "bf16")
     return model, device, dtype

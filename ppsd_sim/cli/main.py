@@ -33,6 +33,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "calibration.cli",
         "check the simulator against measurements; gate measured speedup in CI",
     ),
+    "accept": (
+        "ppsd_real.cli_accept",
+        "measure greedy acceptance per exit layer of a local model on your prompts",
+    ),
+    "heads": ("ppsd_real.cli_heads", "train early-exit heads for a local model (heads train)"),
 }
 
 #: what to install when a subcommand's module cannot be imported
