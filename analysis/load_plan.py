@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from analysis.curves import AcceptanceCurve
 from analysis.kv_memory import KVRoom
 from analysis.load_plan_record import (
+    FAMILY_BASELINES,
     LOAD_KINDS,
     METRICS,
     SPECULATIVE,
@@ -74,7 +75,6 @@ DEFAULT_METRIC = {"batch": "throughput", "users": "throughput", "rate": "e2e_p50
 RATE_TOLERANCE = 0.05  # bisection on a rate stops when hi / lo ≤ 1 + this
 PIPELINES = ("ppsd", "pp_ar")
 BASE_POLICY = "real_first"
-FAMILIES = ("base", *SPECULATIVE)  # base: AR, TP-AR, PP-AR
 
 
 @dataclass(frozen=True)
@@ -205,6 +205,8 @@ class _Search:
         self.kind = kind
         self.memory, self.kv, self.max_gamma, self.exits = memory, kv, max_gamma, exits
         self._ppsd: dict[float, list[_Cand]] = {}
+        self._base: dict[float, tuple[list[LoadRow], list[str]]] = {}
+        self._fam: dict[tuple[float, float, str], tuple[list[LoadRow], list[str]]] = {}
         self.base = self._baselines()
         n = profile.n_layers
         self.exit_list = (
@@ -329,24 +331,42 @@ class _Search:
                 groups.setdefault((c.alpha, pol, kv), []).append(c)
         return groups
 
-    def point(self, load: Load, shift: float, families: tuple[str, ...] = FAMILIES) -> LoadPoint:
-        """Simulate the shortlisted configurations of ``families`` at ``load`` (α(E) moved by
-        ``shift``)."""
-        notes: list[str] = []
-        base = self.base if "base" in families else [s for s in self.base if s.kind == "ar"]
-        base_c = [_Cand(s, None, "n/a") for s in base]
-        pp_pol = (BASE_POLICY,)
-        rows = self._run(load, self._group(load, base_c, pp_pol, notes), notes)
+    def _base_rows(self, load: Load) -> tuple[list[LoadRow], list[str]]:
+        """AR, TP-AR and PP-AR at ``load``: no α, so once per load whatever the shift."""
+        if load.value not in self._base:
+            notes: list[str] = []
+            cands = [_Cand(s, None, "n/a") for s in self.base]
+            rows = self._run(load, self._group(load, cands, (BASE_POLICY,), notes), notes)
+            self._base[load.value] = (rows, notes)
+        return self._base[load.value]
+
+    def _family_rows(
+        self, load: Load, shift: float, family: str, ar: LoadRow | None
+    ) -> tuple[list[LoadRow], list[str]]:
+        key = (load.value, shift, family)
+        if key not in self._fam:
+            notes: list[str] = []
+            if family == "eesd":
+                batch = max(1, round(ar.mean_batch)) if ar is not None else self._concurrency(load)
+                cands = self.eesd_shortlist(shift, batch)
+            else:
+                cands = self.ppsd_shortlist(shift)
+            rows = self._run(load, self._group(load, cands, self.setup.policies, notes), notes)
+            self._fam[key] = (rows, notes)
+        return self._fam[key]
+
+    def point(self, load: Load, shift: float, families: tuple[str, ...] = SPECULATIVE) -> LoadPoint:
+        """The non-speculative rows at ``load`` and the shortlisted configurations of
+        ``families`` (α(E) moved by ``shift``), best first; every row is simulated once per
+        (load, α shift) however often the bisections ask."""
+        rows, notes = (list(x) for x in self._base_rows(load))
         ar = next((r for r in rows if r.kind == "ar"), None)
-        spec: list[_Cand] = []
-        if "eesd" in families:
-            batch = max(1, round(ar.mean_batch)) if ar is not None else self._concurrency(load)
-            spec += self.eesd_shortlist(shift, batch)
-        if "ppsd" in families:
-            spec += self.ppsd_shortlist(shift)
-        rows += self._run(load, self._group(load, spec, self.setup.policies, notes), notes)
+        for fam in families:
+            more, why = self._family_rows(load, shift, fam, ar)
+            rows += more
+            notes += why
         metric = self.setup.metric_for(load.kind)
-        rows.sort(key=lambda r: (-r.score(metric), r.devices, r.scheme.label()))
+        rows.sort(key=lambda r: (-r.score(metric), r.devices, r.scheme.label(), r.policy or ""))
         return LoadPoint(load, tuple(rows), metric, tuple(dict.fromkeys(notes)))
 
     def _concurrency(self, load: Load) -> int:
@@ -378,7 +398,7 @@ def _row(rec: ServingRecord, c: _Cand, policy: str | None, kv: int | None) -> Lo
 
 
 def _bisect(
-    search: _Search, family: str, shift: float, lo: float, hi: float
+    search: _Search, family: str, baseline: str, shift: float, lo: float, hi: float
 ) -> tuple[float, float, list[float]]:
     """Narrow (lo wins, hi loses) to adjacent integers (batch, users) or to hi / lo ≤ 1 +
     RATE_TOLERANCE (rates); returns (last win, first loss, loads simulated)."""
@@ -394,7 +414,7 @@ def _bisect(
                 break
             mid = (lo + hi) // 2
         seen.append(mid)
-        if search.point(Load(kind, mid), shift, (family,)).wins(family):
+        if search.point(Load(kind, mid), shift, (family,)).wins(family, baseline):
             lo = mid
         else:
             hi = mid
@@ -402,25 +422,29 @@ def _bisect(
 
 
 def find_switch_off(
-    search: _Search, family: str, shift: float, points: list[LoadPoint]
+    search: _Search, family: str, shift: float, points: list[LoadPoint], baseline: str = "twin"
 ) -> SwitchOff | None:
-    """The switch-off of ``family`` from the listed ``points`` (ascending), refined by
-    bisection; None when no configuration of the family could be simulated."""
+    """The switch-off of ``family`` against ``baseline`` from the listed ``points``
+    (ascending), refined by bisection; None when no configuration of the family could be
+    simulated."""
     if not any(p.has((family,)) for p in points):
         return None
     metric = points[0].metric
-    wins = [p.wins(family) for p in points]
+    wins = [p.wins(family, baseline) for p in points]
     loads = [p.load.value for p in points]
     kind = points[0].load.kind
+
+    def off(status: str, last: float | None, first: float | None, seen=()) -> SwitchOff:
+        ev = tuple(sorted({*loads, *seen}))
+        return SwitchOff(family, metric, shift, status, last, first, kind, ev, baseline)
+
     if wins[-1]:
-        return SwitchOff(family, metric, shift, "always_wins", loads[-1], None, kind, tuple(loads))
+        return off("always_wins", loads[-1], None)
     if not any(wins):
-        return SwitchOff(family, metric, shift, "never_wins", None, None, kind, tuple(loads))
+        return off("never_wins", None, None)
     i = max(j for j, w in enumerate(wins) if w)
-    lo, hi, seen = _bisect(search, family, shift, loads[i], loads[i + 1])
-    return SwitchOff(
-        family, metric, shift, "switches_off", lo, hi, kind, tuple(sorted({*loads, *seen}))
-    )
+    lo, hi, seen = _bisect(search, family, baseline, shift, loads[i], loads[i + 1])
+    return off("switches_off", lo, hi, seen)
 
 
 def parse_loads(kind: str, values: list[float]) -> list[Load]:
@@ -490,11 +514,12 @@ def plan_load(
     shifts = (0.0, -SENSITIVITY, SENSITIVITY) if sensitivity else (0.0,)
     offs = []
     for shift in shifts:
-        pts = points if shift == 0 else [search.point(ld, shift, SPECULATIVE) for ld in loads]
+        pts = points if shift == 0 else [search.point(ld, shift) for ld in loads]
         for fam in SPECULATIVE:
-            s = find_switch_off(search, fam, shift, pts)
-            if s is not None:
-                offs.append(s)
+            for baseline in FAMILY_BASELINES[fam]:
+                s = find_switch_off(search, fam, shift, pts, baseline)
+                if s is not None:
+                    offs.append(s)
     notes = []
     if not any(t.degree <= devices for t in profile.tp) and devices > 1:
         notes.append("no TP-AR: the profile prices no tensor-parallel degree ≤ the devices")

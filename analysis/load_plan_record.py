@@ -31,14 +31,30 @@ METRIC_LABEL = {
 #: what each speculative scheme must beat: its non-speculative twin (``serving.twin``) and
 #: the ``compare_serving`` baseline that is that twin
 TWIN_BASELINE = {"eesd": "ar_same_load", "ppsd": "pp_ar_same_load"}
-TWIN_LABEL = {"eesd": "AR", "ppsd": "PP-AR on the same stages"}
+TWIN_LABEL = {"eesd": "AR (one device)", "ppsd": "PP-AR on the same stages"}
 SPECULATIVE = tuple(TWIN_BASELINE)
+BASE_KINDS = ("ar", "tp_ar", "pp_ar")  # the non-speculative ways to use the devices
+#: what a switch-off is measured against: ``twin`` (EESD: AR; PPSD: PP-AR on the same
+#: stages, run by ``compare_serving`` under the same settings), ``ar`` (AR on one device, the
+#: plan's own AR row) and ``best_base`` (the best AR, TP-AR or PP-AR row of the plan on at
+#: most as many devices); EESD uses one device, so all three are AR and only ``twin`` is kept
+BASELINES = ("twin", "ar", "best_base")
+FAMILY_BASELINES = {"eesd": ("twin",), "ppsd": BASELINES}
 SWITCH_STATUSES = ("switches_off", "never_wins", "always_wins")
 MAX_LOAD = {"batch": 4096, "users": 100_000}
 
 
 def _opt(where: str, v: Any, **bounds: Any) -> float | None:
     return None if v is None else validate.number(where, v, **bounds)
+
+
+def baseline_label(family: str, baseline: str) -> str:
+    """A switch-off baseline in words (GLOSSARY: switch-off point)."""
+    if baseline == "twin":
+        return TWIN_LABEL[family]
+    if baseline == "ar":
+        return "AR on one device"
+    return "the best of AR, TP-AR, PP-AR on ≤ the same devices"
 
 
 @dataclass(frozen=True)
@@ -234,6 +250,16 @@ class LoadRow:
         )
 
 
+def ratio(row: LoadRow, base: LoadRow, metric: str) -> float | None:
+    """``row`` over ``base`` on ``metric`` (> 1: ``row`` is better); None when undefined."""
+    mine, theirs = row.value(metric), base.value(metric)
+    if mine is None or theirs is None:
+        return None
+    if metric == "throughput":
+        return mine / theirs if theirs > 0 else None
+    return theirs / mine if mine > 0 else None
+
+
 @dataclass(frozen=True)
 class LoadPoint:
     """Every configuration simulated at one load, best first by ``metric``."""
@@ -257,10 +283,31 @@ class LoadPoint:
     def has(self, kinds: tuple[str, ...], devices: int | None = None) -> bool:
         return any(r.kind in kinds and (devices is None or r.devices == devices) for r in self.rows)
 
-    def wins(self, family: str) -> bool:
-        """Does any simulated configuration of ``family`` beat its non-speculative twin?"""
+    def base_for(self, row: LoadRow, baseline: str) -> LoadRow | None:
+        """The plan's own non-speculative row ``row`` is compared with under ``baseline``
+        (``ar``: AR; ``best_base``: the best AR/TP-AR/PP-AR on ≤ ``row``'s devices); None
+        for ``twin`` (compare_serving's) or when no such row was simulated."""
+        if baseline == "ar":
+            pick = [r for r in self.rows if r.kind == "ar"]
+        elif baseline == "best_base":
+            pick = [r for r in self.rows if r.kind in BASE_KINDS and r.devices <= row.devices]
+        else:
+            return None
+        return max(pick, key=lambda r: (r.score(self.metric), -r.devices)) if pick else None
+
+    def speedup(self, row: LoadRow, baseline: str = "twin") -> float | None:
+        """``row``'s speedup on the point's metric over ``baseline`` (``BASELINES``):
+        throughput ratio, or the baseline's latency ÷ the row's."""
+        validate.choice("baseline", baseline, BASELINES)
+        if baseline == "twin":
+            return row.over_twin(self.metric)
+        base = self.base_for(row, baseline)
+        return None if base is None else ratio(row, base, self.metric)
+
+    def wins(self, family: str, baseline: str = "twin") -> bool:
+        """Does any simulated configuration of ``family`` beat ``baseline``?"""
         return any(
-            (v := r.over_twin(self.metric)) is not None and v > 1.0
+            (v := self.speedup(r, baseline)) is not None and v > 1.0
             for r in self.rows
             if r.kind == family
         )
@@ -305,9 +352,11 @@ class SwitchOff:
     switch_off: float | None
     load_kind: str
     evaluated: tuple[float, ...] = ()  # every load the search simulated, ascending
+    baseline: str = "twin"
 
     def __post_init__(self) -> None:
         validate.choice("switch_off.family", self.family, SPECULATIVE)
+        validate.choice("switch_off.baseline", self.baseline, FAMILY_BASELINES[self.family])
         validate.choice("switch_off.status", self.status, SWITCH_STATUSES)
         validate.choice("switch_off.load_kind", self.load_kind, LOAD_KINDS)
         validate.choice("switch_off.metric", self.metric, METRICS)
@@ -319,6 +368,11 @@ class SwitchOff:
     @property
     def twin(self) -> str:
         return TWIN_LABEL[self.family]
+
+    @property
+    def against(self) -> str:
+        """The baseline in words."""
+        return baseline_label(self.family, self.baseline)
 
     def label(self) -> str:
         def ld(v: float) -> str:
@@ -341,6 +395,8 @@ class SwitchOff:
         return {
             "family": self.family,
             "twin": self.twin,
+            "baseline": self.baseline,
+            "against": self.against,
             "metric": self.metric,
             "alpha_shift": self.alpha_shift,
             "status": self.status,
@@ -353,9 +409,12 @@ class SwitchOff:
     @classmethod
     def from_dict(cls, data: Any, where: str) -> SwitchOff:
         j = validate.join
-        fields = ("family", "twin", "metric", "alpha_shift", "status", "last_win")
+        fields = ("family", "twin", "baseline", "against", "metric", "alpha_shift", "status")
         d = validate.mapping(
-            where, data, (*fields, "switch_off", "load_kind", "evaluated"), ("family", "status")
+            where,
+            data,
+            (*fields, "last_win", "switch_off", "load_kind", "evaluated"),
+            ("family", "status"),
         )
         try:
             return cls(
@@ -365,6 +424,7 @@ class SwitchOff:
                     j(where, "alpha_shift"), d.get("alpha_shift", 0.0), lo=-1.0, hi=1.0
                 ),
                 status=d["status"],
+                baseline=d.get("baseline", "twin"),
                 last_win=_opt(j(where, "last_win"), d.get("last_win"), lo=0.0),
                 switch_off=_opt(j(where, "switch_off"), d.get("switch_off"), lo=0.0),
                 load_kind=d.get("load_kind", "batch"),
@@ -405,9 +465,15 @@ class LoadPlan:
     seed: int = 0
     notes: tuple[str, ...] = ()
 
-    def switch_off(self, family: str, alpha_shift: float = 0.0) -> SwitchOff | None:
+    def switch_off(
+        self, family: str, alpha_shift: float = 0.0, baseline: str = "twin"
+    ) -> SwitchOff | None:
         for s in self.switch_offs:
-            if s.family == family and abs(s.alpha_shift - alpha_shift) < 1e-12:
+            if (
+                s.family == family
+                and s.baseline == baseline
+                and abs(s.alpha_shift - alpha_shift) < 1e-12
+            ):
                 return s
         return None
 
