@@ -19,9 +19,10 @@ A load is ``batch`` B (a closed loop of B users with no think time and max batch
 sequences always in flight), ``users`` N (a closed loop with the question's think time and
 max batch) or ``rate`` R (Poisson). Memory: configurations whose weights do not fit a
 device are left out (``analysis.memory``); with a KV model (``analysis.kv_memory``) a
-configuration's KV budget is the memory its weights leave, applied where it binds (its
-baselines in that comparison run under it too), and one that cannot hold one request is
-left out and named.
+configuration's KV budget is the memory its weights leave, applied where it binds (its twin
+in that ``compare_serving`` call runs under it too; the ``ar`` and ``best_base`` speedups
+compare with the plan's own rows, each under its own room), and one that cannot hold one
+request is left out and named.
 
 Switch-off: a speculative family (EESD, PPSD) *wins* at a load when some simulated
 configuration of it beats its twin (EESD: AR; PPSD: PP-AR on the same stages) on the ranking
@@ -310,8 +311,8 @@ class _Search:
                 rows.append(_row(rec, c, policy if c.scheme.kind in PIPELINES else None, kv))
                 if kv is not None:
                     notes.append(
-                        f"{c.scheme.label()}: KV budget {kv} tokens binds (its baselines ran "
-                        "under it too)"
+                        f"{c.scheme.label()}: KV budget {kv} tokens binds (its twin ran under "
+                        "it too; ×AR and ×best≤k compare with each baseline under its own room)"
                     )
         return rows
 
