@@ -360,6 +360,14 @@ class SwitchOff:
         validate.choice("switch_off.status", self.status, SWITCH_STATUSES)
         validate.choice("switch_off.load_kind", self.load_kind, LOAD_KINDS)
         validate.choice("switch_off.metric", self.metric, METRICS)
+        if self.load_kind != "rate":  # a read-back JSON number: batch sizes, users are whole
+            for name in ("last_win", "switch_off"):
+                v = getattr(self, name)
+                if v is not None:
+                    if float(v) != int(v):
+                        raise ConfigError(f"switch_off.{name}", f"must be whole, got {v!r}")
+                    object.__setattr__(self, name, int(v))
+            object.__setattr__(self, "evaluated", tuple(int(v) for v in self.evaluated))
         if (self.status == "switches_off") != (
             self.last_win is not None and self.switch_off is not None
         ):

@@ -324,3 +324,29 @@ def test_command_writes_a_load_plan(tmp_path: Path):
     assert lp.switch_off("eesd").status == "switches_off"
     for text in ("batch 1: best", "TP-AR(k=2)", "×best≤k", "EESD vs AR (one device): batch"):
         assert text in res.stdout
+
+
+def test_report_renders_a_saved_load_plan(batch_plan, tmp_path: Path):
+    from analysis import figures_load
+    from analysis.report_build import build_report
+    from analysis.report_write import write_report
+
+    p4 = batch_plan.points[1]
+    assert figures_load.best_speedup(p4, "eesd", "twin") == max(
+        p4.speedup(r) for r in p4.rows if r.kind == "eesd"
+    )
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    write_record(rec / "load.json", batch_plan.to_dict())
+    report = build_report(rec, sim_tokens=0)
+    (sec,) = [s for s in report.sections if s.anchor == "load"]
+    text = json.dumps([getattr(it, "caption", "") for it in sec.items])
+    assert "Switch-off point" in text
+    tables = [it for it in sec.items if hasattr(it, "rows")]
+    offs = {(r[0], r[1]): r[2] for r in tables[1].rows}
+    assert offs[("EESD", "AR (one device)")].startswith("batch 11")  # the bisected point
+    html, md = write_report(report, tmp_path / "out")
+    assert "Serving under load" in md.read_text()
+    assert (tmp_path / "out" / "figures" / "load_speedup_1.png").exists() or "load_speedup_1" in (
+        html.read_text()
+    )
