@@ -69,9 +69,14 @@ class KVRoom:
         return max(0, math.floor(room))
 
     def describe(self) -> str:
+        """The weights and the KV model in one line (replaces ``WeightBudget.describe``,
+        which says the KV cache is not counted)."""
+        w = self.weights
         return (
-            f"KV cache {self.token_layer_bytes * self.weights.n_layers / 1e6:.3g} MB per token "
-            "(all layers), in the device memory the weights leave; activations not counted"
+            f"weights {w.model_gb:.1f} GB (+{w.ee_head_gb:.1f} GB early-exit head) vs "
+            f"{w.device_gb:g} GB per device; KV cache "
+            f"{self.token_layer_bytes * w.n_layers / 1e6:.3g} MB per token (all layers) in the "
+            "memory the weights leave; activations not counted"
         )
 
 

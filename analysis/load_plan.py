@@ -539,7 +539,7 @@ def plan_load(
         curve=curve,
         points=tuple(points),
         switch_offs=tuple(offs),
-        memory="" if memory is None else memory.describe() + ("; " + kv.describe() if kv else ""),
+        memory=kv.describe() if kv else ("" if memory is None else memory.describe()),
         seed=setup.seed,
         notes=tuple(notes),
     )
