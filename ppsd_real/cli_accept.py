@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from ppsd_real.lm.heads import HeadsManifest, load_heads
     from ppsd_real.measure import provenance
     from ppsd_real.model_loading import ModelSpec, model_fingerprint, read_config
+    from ppsd_real.threads import check_threads, torch_threads
     from ppsd_sim.records.io import check_writable, dumps, write_all
 
     if args.tokens < 1:
@@ -143,55 +144,53 @@ def run(args: argparse.Namespace) -> int:
         heads_info = {"dir": str(args.heads), "exits": list(man.exits), "corpus": man.corpus}
     elif args.curve_head == "trained" and args.curve_out:
         raise ConfigError("--curve-head", "trained needs --heads")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError("--threads", f"must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    m = runner.load(spec)
-    heads = load_heads(args.heads, fingerprint, m.driver.parts.lm_head) if args.heads else {}
-    tok = prompts.load_tokenizer(model_dir, "--show-text") if args.show_text else None
+    threads = torch.get_num_threads() if args.threads is None else check_threads(args.threads)
+    with torch_threads(threads):
+        m = runner.load(spec)
+        heads = load_heads(args.heads, fingerprint, m.driver.parts.lm_head) if args.heads else {}
+        tok = prompts.load_tokenizer(model_dir, "--show-text") if args.show_text else None
 
-    def show(pr: Any, cont: list[int]) -> None:
-        if tok is not None:
-            print(f"--- {pr.source}: {len(pr.ids)} prompt tokens, continuation:")
-            print(prompts.decode(tok, cont))
+        def show(pr: Any, cont: list[int]) -> None:
+            if tok is not None:
+                print(f"--- {pr.source}: {len(pr.ids)} prompt tokens, continuation:")
+                print(prompts.decode(tok, cont))
 
-    rec = accept.measure(
-        m,
-        plist,
-        args.tokens,
-        exits,
-        heads=heads,
-        heads_info=heads_info,
-        gammas=gammas,
-        fingerprint=fingerprint,
-        prompt_source=source,
-        progress=not args.no_progress,
-        provenance=provenance(spec, torch.get_num_threads()),
-        on_continuation=show,
-    )
-    print(render(rec))
-    files: dict[Any, str] = {}
-    if "--out" in outs:
-        files[outs["--out"]] = rec.to_json()
-    if "--curve-out" in outs:
-        ex, al = rec.curve(args.curve_head)
-        files[outs["--curve-out"]] = dumps(
-            {
-                "record": "AcceptanceCurve",
-                "exits": list(ex),
-                "alphas": list(al),
-                "source": "measured",
-                "note": f"ppsd accept, {args.curve_head} head, {rec.model['name']}, {source}",
-            }
+        rec = accept.measure(
+            m,
+            plist,
+            args.tokens,
+            exits,
+            heads=heads,
+            heads_info=heads_info,
+            gammas=gammas,
+            fingerprint=fingerprint,
+            prompt_source=source,
+            progress=not args.no_progress,
+            provenance=provenance(spec, torch.get_num_threads()),
+            on_continuation=show,
         )
-    if "--trace-out" in outs:
-        head = "trained" if args.trace_exit in heads else "shared"
-        files[outs["--trace-out"]] = dumps({"trace": rec.trace(args.trace_exit, head)})
-    if files:
-        for p in write_all(files):
-            print(f"wrote {p}")
-    return 0
+        print(render(rec))
+        files: dict[Any, str] = {}
+        if "--out" in outs:
+            files[outs["--out"]] = rec.to_json()
+        if "--curve-out" in outs:
+            ex, al = rec.curve(args.curve_head)
+            files[outs["--curve-out"]] = dumps(
+                {
+                    "record": "AcceptanceCurve",
+                    "exits": list(ex),
+                    "alphas": list(al),
+                    "source": "measured",
+                    "note": f"ppsd accept, {args.curve_head} head, {rec.model['name']}, {source}",
+                }
+            )
+        if "--trace-out" in outs:
+            head = "trained" if args.trace_exit in heads else "shared"
+            files[outs["--trace-out"]] = dumps({"trace": rec.trace(args.trace_exit, head)})
+        if files:
+            for p in write_all(files):
+                print(f"wrote {p}")
+        return 0
 
 
 def render(rec: Any) -> str:

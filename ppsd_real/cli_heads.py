@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ppsd_real.device import resolve
     from ppsd_real.lm import heads
     from ppsd_real.model_loading import ModelSpec, read_config
+    from ppsd_real.threads import check_threads, torch_threads
     from ppsd_sim.records.io import check_writable_dir
 
     for flag, v, lo in (
@@ -82,27 +83,25 @@ def run(args: argparse.Namespace) -> int:
         )
     check_writable_dir(out, "--out")
     texts = heads.read_corpus(args.corpus)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError("--threads", f"must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads() if args.threads is None else check_threads(args.threads)
     device, dtype = resolve(args.device, args.dtype)
     spec = ModelSpec(preset=None, path=args.model_dir, dtype=dtype, device=device)
-    man = heads.train(
-        spec,
-        texts,
-        out,
-        exits=exits,
-        steps=args.steps,
-        batch=args.batch,
-        seq_len=args.seq_len,
-        lr=args.lr,
-        seed=args.seed,
-        corpus_name=" ".join(args.corpus),
-        restart=args.restart,
-        checkpoint_every=args.checkpoint_every,
-        progress=not args.no_progress,
-    )
+    with torch_threads(threads):
+        man = heads.train(
+            spec,
+            texts,
+            out,
+            exits=exits,
+            steps=args.steps,
+            batch=args.batch,
+            seq_len=args.seq_len,
+            lr=args.lr,
+            seed=args.seed,
+            corpus_name=" ".join(args.corpus),
+            restart=args.restart,
+            checkpoint_every=args.checkpoint_every,
+            progress=not args.no_progress,
+        )
     last = man.loss[-1] if man.loss else {}
     print(
         f"heads for exits {list(man.exits)} of {man.base_model['name']}: {man.steps_done} steps "

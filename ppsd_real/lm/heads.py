@@ -33,6 +33,7 @@ import torch
 
 from ppsd_real.lm.corpus import load_corpus
 from ppsd_real.lm.train import SEQ_LEN
+from ppsd_real.threads import torch_threads
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import validate
 from ppsd_sim.records.io import atomic_write_bytes, load_document, write_all
@@ -496,18 +497,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
     spec = ModelSpec(preset=None, path=str(args.model))
-    man = train(
-        spec,
-        read_corpus(["stdlib"]),
-        args.model,
-        steps=args.steps,
-        batch=args.batch,
-        seed=args.seed,
-        corpus_name="stdlib (train split)",
-        restart=True,
-    )
+    with torch_threads(args.threads):
+        man = train(
+            spec,
+            read_corpus(["stdlib"]),
+            args.model,
+            steps=args.steps,
+            batch=args.batch,
+            seed=args.seed,
+            corpus_name="stdlib (train split)",
+            restart=True,
+        )
     info = {
         "steps": man.steps,
         "batch": man.batch,
