@@ -131,6 +131,7 @@ def _run(
             return simpy_sequential.run_eesd(costs, sampler, tokens, timeline=timeline)
         return fast.run_eesd(costs, sampler, tokens)
     costs = ppsd_costs(profile, scheme)
+    limit = scheme.inflight_limit
     if engine == "simpy":
-        return simpy_ppsd.run_ppsd(costs, sampler, tokens, timeline=timeline)
-    return fast.run_ppsd(costs, sampler, tokens)
+        return simpy_ppsd.run_ppsd(costs, sampler, tokens, timeline=timeline, limit=limit)
+    return fast.run_ppsd(costs, sampler, tokens, limit)
