@@ -16,7 +16,7 @@ from ppsd_sim.engines import fast, simpy_ppsd, simpy_sequential
 from ppsd_sim.engines.result import EngineResult
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import validate
-from ppsd_sim.records.acceptance_spec import AcceptanceSpec
+from ppsd_sim.records.acceptance_spec import HISTOGRAM_TAILS, AcceptanceSpec
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.run_record import RunRecord
 from ppsd_sim.records.scheme import SchemeConfig
@@ -48,6 +48,45 @@ def choose_engine(scheme: SchemeConfig, profile: HardwareProfile, engine: str) -
     return engine
 
 
+def check_inputs(
+    profile: HardwareProfile,
+    scheme: SchemeConfig,
+    acceptance: AcceptanceSpec | None,
+    engine: str = "simpy",
+    *,
+    timeline: bool = False,
+) -> str:
+    """Refuse, before any work, what cannot be simulated; returns the engine that will run.
+    A histogram used past its γ (PPSD runs, EESD with a larger γ) needs its tail rule."""
+    if not isinstance(profile, HardwareProfile):
+        raise ConfigError("profile", "must be a HardwareProfile")
+    if not isinstance(scheme, SchemeConfig):
+        raise ConfigError("scheme", "must be a SchemeConfig")
+    scheme.check_layers(profile.n_layers)
+    if ar_costs(profile).token <= 0:
+        raise ConfigError(
+            "profile", "its AR token time is 0 (no latency at all): no speedup can be measured"
+        )
+    if scheme.kind != "ar" and acceptance is None:
+        raise ConfigError("acceptance", f"is required for {scheme.kind.upper()}")
+    if acceptance is not None and not isinstance(acceptance, AcceptanceSpec):
+        raise ConfigError("acceptance", "must be an AcceptanceSpec")
+    if acceptance is not None and scheme.kind != "ar":
+        drafts = scheme.gamma if scheme.kind == "eesd" else None
+        if acceptance.needs_tail(drafts) and acceptance.tail is None:
+            g = acceptance.gamma
+            past = "judges runs of any length" if drafts is None else f"drafts γ={drafts}"
+            raise ConfigError(
+                "acceptance.tail",
+                f"the histogram counts rounds of γ={g} and says nothing past position {g}, "
+                f"while {scheme.label()} {past}; choose a tail rule: " + ", ".join(HISTOGRAM_TAILS),
+            )
+    used = choose_engine(scheme, profile, engine)
+    if timeline and used != "simpy":
+        raise ConfigError("engine", "a timeline needs the SimPy engine")
+    return used
+
+
 def simulate(
     profile: HardwareProfile,
     scheme: SchemeConfig,
@@ -59,20 +98,10 @@ def simulate(
     timeline: bool = False,
 ) -> Simulation:
     """Simulate ``tokens`` committed tokens. Same inputs and seed → identical record."""
-    if not isinstance(profile, HardwareProfile):
-        raise ConfigError("profile", "must be a HardwareProfile")
-    if not isinstance(scheme, SchemeConfig):
-        raise ConfigError("scheme", "must be a SchemeConfig")
     tokens = validate.integer("tokens", tokens, lo=1, hi=MAX_TOKENS)
     seed = validate.integer("seed", seed, lo=0)
-    scheme.check_layers(profile.n_layers)
-    if scheme.kind != "ar" and acceptance is None:
-        raise ConfigError("acceptance", f"is required for {scheme.kind.upper()}")
-    if acceptance is not None and not isinstance(acceptance, AcceptanceSpec):
-        raise ConfigError("acceptance", "must be an AcceptanceSpec")
-    used = choose_engine(scheme, profile, engine)
-    if timeline and used != "simpy":
-        raise ConfigError("engine", "a timeline needs the SimPy engine")
+    used = check_inputs(profile, scheme, acceptance, engine, timeline=timeline)
+    assert acceptance is not None or scheme.kind == "ar"  # check_inputs refuses the rest
 
     res = _run(profile, scheme, acceptance, tokens, seed, used, timeline)
     ar_time = tokens * ar_costs(profile).token
@@ -124,6 +153,7 @@ def _run(
             if engine == "simpy"
             else fast.run_ar(costs, tokens)
         )
+    assert acceptance is not None  # checked by check_inputs
     sampler = AcceptanceSampler(acceptance, seed)
     if scheme.kind == "eesd":
         costs = eesd_costs(profile, scheme)
