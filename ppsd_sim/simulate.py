@@ -101,8 +101,6 @@ def simulate(
     tokens = validate.integer("tokens", tokens, lo=1, hi=MAX_TOKENS)
     seed = validate.integer("seed", seed, lo=0)
     used = check_inputs(profile, scheme, acceptance, engine, timeline=timeline)
-    assert acceptance is not None or scheme.kind == "ar"  # check_inputs refuses the rest
-
     res = _run(profile, scheme, acceptance, tokens, seed, used, timeline)
     ar_time = tokens * ar_costs(profile).token
     speed = ar_time / res.time_s if res.time_s > 0 else float("inf")

@@ -80,7 +80,7 @@ class AcceptanceSampler:
             return np.zeros(0, dtype=np.int64)
         if kind == "iid":
             u = 1.0 - self._rng.random(count)
-            return _geometric_count(u, self.spec.alpha)
+            return _geometric_count(u, float(self.spec.mean_alpha))
         if kind == "markov":
             return self._markov_runs(count)
         if kind == "trace":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -545,11 +545,11 @@ def resolve(args: argparse.Namespace) -> Inputs:
         try:
             check_inputs(profile, sch, acc if sch.kind != "ar" else None, run["engine"])
         except ConfigError as err:
-            raise _as_flag(err, _RUN_NAMES) from None
+            if err.field == "acceptance.tail" and args.histogram:
+                msg = err.message.replace("choose a tail rule:", "choose one with --histogram-tail")
+                raise ConfigError("--histogram", msg) from None
+            raise _as_flag(err, {"engine": "--engine"}) from None
     return Inputs(profile, schemes, acc, run, notes)
-
-
-_RUN_NAMES = {"acceptance.tail": "--histogram-tail", "engine": "--engine"}
 
 
 def _table(sims: list[Simulation]) -> str:
@@ -590,10 +590,14 @@ def run(args: argparse.Namespace) -> int:
         simulate(profile, sch, acc, tokens=opts["tokens"], seed=opts["seed"], engine=opts["engine"])
         for sch in inp.schemes
     ]
-    if inp.notes:
-        for sim in sims:
-            if sim.record.acceptance is not None:
-                sim.record.notes["acceptance_derived"] = "; ".join(inp.notes)
+    if inp.notes:  # the records say which α a measurement in another vocabulary became
+        derived = "; ".join(inp.notes)
+        sims = [
+            Simulation(replace(s.record, notes={**s.record.notes, "acceptance_derived": derived}))
+            if s.record.acceptance is not None
+            else s
+            for s in sims
+        ]
     # Serialise everything before touching disk: a bad record never leaves a partial file,
     # and the outputs are written all or none.
     files: dict[str, str] = {}

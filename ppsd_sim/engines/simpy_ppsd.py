@@ -165,7 +165,7 @@ class _PpsdModel:
                 continue
             finally:
                 current[s] = None
-                if req is not None:
+                if req is not None and dev is not None:
                     dev.release(req)
             busy[s] += step
             if spans is not None:
