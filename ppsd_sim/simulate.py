@@ -105,14 +105,15 @@ def simulate(
     ar_time = tokens * ar_costs(profile).token
     speed = ar_time / res.time_s if res.time_s > 0 else float("inf")
     notes = dict(res.notes)
-    iid = acceptance is not None and acceptance.kind == "iid"
-    if iid and (
+    iid_alpha = acceptance.alpha if acceptance is not None and acceptance.kind == "iid" else None
+    if iid_alpha is not None and (
         scheme.kind == "eesd" or (scheme.kind == "ppsd" and ppsd_costs(profile, scheme).dedicated)
     ):
-        notes["closed_form_speedup"] = analytic.speedup(profile, scheme, acceptance.alpha)
+        notes["closed_form_speedup"] = analytic.speedup(profile, scheme, iid_alpha)
     if scheme.kind == "eesd" and eesd_costs(profile, scheme).verify_extrapolated:
         notes["extrapolated"] = (
-            f"verify latency for {scheme.gamma + 1} tokens lies beyond the profiled sizes"
+            f"verify latency for {eesd_costs(profile, scheme).gamma + 1} tokens lies beyond "
+            "the profiled sizes"
         )
     record = RunRecord(
         origin="simulated",
@@ -145,19 +146,19 @@ def _run(
     timeline: bool,
 ) -> EngineResult:
     if scheme.kind == "ar":
-        costs = ar_costs(profile)
+        ar = ar_costs(profile)
         return (
-            simpy_sequential.run_ar(costs, tokens, timeline=timeline)
+            simpy_sequential.run_ar(ar, tokens, timeline=timeline)
             if engine == "simpy"
-            else fast.run_ar(costs, tokens)
+            else fast.run_ar(ar, tokens)
         )
     assert acceptance is not None  # checked by check_inputs
     sampler = AcceptanceSampler(acceptance, seed)
     if scheme.kind == "eesd":
-        costs = eesd_costs(profile, scheme)
+        eesd = eesd_costs(profile, scheme)
         if engine == "simpy":
-            return simpy_sequential.run_eesd(costs, sampler, tokens, timeline=timeline)
-        return fast.run_eesd(costs, sampler, tokens)
+            return simpy_sequential.run_eesd(eesd, sampler, tokens, timeline=timeline)
+        return fast.run_eesd(eesd, sampler, tokens)
     costs = ppsd_costs(profile, scheme)
     limit = scheme.inflight_limit
     if engine == "simpy":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -600,7 +601,7 @@ def run(args: argparse.Namespace) -> int:
         ]
     # Serialise everything before touching disk: a bad record never leaves a partial file,
     # and the outputs are written all or none.
-    files: dict[str, str] = {}
+    files: dict[str | os.PathLike[str], str | bytes] = {}
     if args.out:
         recs = [s.record.to_dict() for s in sims]
         files[args.out] = dumps(recs[0] if len(recs) == 1 else recs)
