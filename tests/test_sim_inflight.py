@@ -79,18 +79,17 @@ def test_one_token_in_flight_never_beats_a_round_trip_per_token():
 
 def test_a_slack_bound_changes_nothing():
     # the default example's pipeline never holds more than k + 1 tokens: the numbers are the
-    # unbounded ones, bit for bit (README's table)
+    # unbounded ones, bit for bit (README's table), with the bound's bookkeeping on or off
+    from ppsd_sim.acceptance import AcceptanceSampler
+    from ppsd_sim.engines import simpy_ppsd
+
     p = HardwareProfile.uniform(32, 0.5e-3, 0.5, hop=20e-6, tick=30e-6, flush=40e-6)
     scheme = SchemeConfig.ppsd_even(32, 4)
-    free = SchemeConfig.ppsd(scheme.stage_boundaries, max_inflight=10**6)
-    acc = AcceptanceSpec.iid(0.8)
-    a = simulate(p, scheme, acc, tokens=3000, engine="simpy").record
-    b = simulate(p, free, acc, tokens=3000, engine="simpy").record
-    assert (a.time_s, a.stage_busy_s, a.stage_wasted_s) == (
-        b.time_s,
-        b.stage_busy_s,
-        b.stage_wasted_s,
-    )
+    c, acc = ppsd_costs(p, scheme), AcceptanceSpec.iid(0.8)
+    assert not bound_binds(c, scheme.inflight_limit, 10**9)
+    on = simpy_ppsd.run_ppsd(c, AcceptanceSampler(acc, 1), 3000, limit=scheme.inflight_limit)
+    off = simpy_ppsd.run_ppsd(c, AcceptanceSampler(acc, 1), 3000, limit=None)
+    assert (on.time_s, on.busy_s, on.wasted_s) == (off.time_s, off.busy_s, off.wasted_s)
     assert analytic.ppsd_rate(p, scheme).schedule is None
 
 
