@@ -154,6 +154,7 @@ BAD_ARGS = [
     (["--scheme", "eesd", "--stages", "4"], "--stages: is a PPSD flag"),
     (["--scheme", "ppsd", "--gamma", "6"], "--gamma: is an EESD flag"),
     (["--scheme", "ar", "--exit", "8"], "--exit: AR has no exit layer"),
+    (["--scheme", "ar", "--alpha", "0.9"], "--alpha: AR drafts nothing"),
     (["--exit", "6", "--boundaries", "8,16,24,32"], "--exit: 6 disagrees with --boundaries"),
     (["--exit", "8", "--exit-stage", "2"], "--exit-stage"),
     (["--max-inflight", "0"], "--max-inflight"),

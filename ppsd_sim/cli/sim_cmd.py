@@ -532,6 +532,9 @@ def resolve(args: argparse.Namespace) -> Inputs:
     schemes = _resolve_schemes(args, cfg, profile.n_layers)
     notes: list[str] = []
     acc = _resolve_acceptance(args, cfg, notes)
+    given = _given(args, _ACC_FLAGS)
+    if given and all(sch.kind == "ar" for sch in schemes):
+        raise ConfigError(given[0], "AR drafts nothing: acceptance does not apply to --scheme ar")
     run = {
         "tokens": args.tokens
         if args.tokens is not None
