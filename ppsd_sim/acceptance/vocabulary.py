@@ -48,6 +48,11 @@ _WHAT = {
 }
 
 
+def describe(measured_as: str) -> str:
+    """What a measure's number is, in words (for the lines that say what was derived)."""
+    return _WHAT[validate.choice("measured-as", measured_as, SCALAR_MEASURES)]
+
+
 @dataclass(frozen=True)
 class Derived:
     """The conditional i.i.d. α a measurement converts to, and a sentence saying how."""

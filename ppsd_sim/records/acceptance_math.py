@@ -113,11 +113,24 @@ def markov_transitions(alpha: float, rho: float) -> tuple[float, float]:
 def lag1_correlation(bits: Sequence[int] | np.ndarray) -> float | None:
     """Lag-1 autocorrelation of one 0/1 sequence (None if too short or constant): the Markov
     model's ρ estimated from a trace."""
-    x = np.asarray(bits, dtype=float).ravel()
-    if x.size < 3 or x.std() == 0:
+    return pooled_lag1_correlation([bits])
+
+
+def pooled_lag1_correlation(
+    sequences: Sequence[Sequence[int] | np.ndarray],
+) -> float | None:
+    """Lag-1 autocorrelation of several 0/1 sequences of the same process (e.g. one per
+    generated continuation): mean and variance over every value, products only over
+    neighbours inside one sequence (never across the end of one and the start of the next).
+    None if fewer than 3 values, no neighbour pair, or no variation."""
+    seqs = [np.asarray(s, dtype=float).ravel() for s in sequences]
+    x = np.concatenate(seqs) if seqs else np.zeros(0)
+    pairs = sum(max(0, len(s) - 1) for s in seqs)
+    if x.size < 3 or pairs == 0 or x.std() == 0:
         return None
-    d = x - x.mean()
-    return float((d[1:] * d[:-1]).mean() / d.var())
+    m = x.mean()
+    num = sum(float(((s[1:] - m) * (s[:-1] - m)).sum()) for s in seqs if len(s) > 1)
+    return float(num / pairs / x.var())
 
 
 def rounds_from_positions(bits: Sequence[int] | np.ndarray, gamma: int) -> np.ndarray:
@@ -145,3 +158,15 @@ def rounds_from_positions(bits: Sequence[int] | np.ndarray, gamma: int) -> np.nd
         else:
             break  # ran out of positions mid-round
     return np.asarray(out, dtype=np.int64)
+
+
+def judged_outcomes(rounds: Sequence[int] | np.ndarray, gamma: int) -> np.ndarray:
+    """The 0/1 outcomes of the judged drafts of EESD rounds, in order: a round with a < γ
+    accepted drafts judged a accepts and one rejection; a round of γ judged γ accepts."""
+    r = np.asarray(rounds, dtype=np.int64).ravel()
+    if r.size and (r.min() < 0 or r.max() > gamma):
+        raise ConfigError("rounds", f"accepted drafts per round must lie in 0..{gamma}")
+    judged = np.where(r < gamma, r + 1, gamma)
+    out = np.ones(int(judged.sum()), dtype=np.int64)
+    out[(np.cumsum(judged) - 1)[r < gamma]] = 0
+    return out
