@@ -191,6 +191,11 @@ BAD_FILES = [
         "schema_version",
     ),
     ("c.json", '{"engine": "warp"}', "--engine"),
+    (
+        "c.json",
+        '{"acceptance": {"kind": "histogram", "counts": [1, 2, 3]}}',
+        "config.acceptance.tail",
+    ),
 ]
 
 

@@ -194,7 +194,7 @@ def _floats(flag: str, text: str) -> list[float]:
 def _as_flag(err: ConfigError, names: dict[str, str]) -> ConfigError:
     """A record's error (``acceptance.alpha``) renamed to the flag the user typed."""
     for prefix, flag in names.items():
-        if err.field == prefix or err.field.startswith(prefix + "["):
+        if err.field == prefix or err.field.startswith((prefix + "[", prefix + ".")):
             return ConfigError(flag + err.field[len(prefix) :], err.message)
     return err
 
@@ -552,7 +552,8 @@ def resolve(args: argparse.Namespace) -> Inputs:
             if err.field == "acceptance.tail" and args.histogram:
                 msg = err.message.replace("choose a tail rule:", "choose one with --histogram-tail")
                 raise ConfigError("--histogram", msg) from None
-            raise _as_flag(err, {"engine": "--engine"}) from None
+            where = {"engine": "--engine", "acceptance": "config.acceptance"}
+            raise _as_flag(err, where) from None
     return Inputs(profile, schemes, acc, run, notes)
 
 
