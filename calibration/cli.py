@@ -19,9 +19,9 @@ from pathlib import Path
 
 from calibration import gate
 from calibration.grid import Cell
-from calibration.machine_load import LoadMeter, MachineLoad
 from calibration.measure import measure_grid, wall_clock
 from ppsd_real.cli_run import DEFAULT_CPU_PRESET
+from ppsd_real.machine_load import LoadMeter, MachineLoad
 from ppsd_real.model_loading import ModelSpec
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import SchemeConfig, validate

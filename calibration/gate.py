@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from calibration.machine_load import BUSY, MachineLoad
+from ppsd_real.machine_load import BUSY, MachineLoad
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import SchemeConfig, atomic_write_text, load_document, validate
 from ppsd_sim.records.schema import open_record, tag

@@ -5,18 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from calibration.compare import Row, Summary, findings_of, summarise
 from calibration.gate import hardware_class
 from calibration.grid import Cell, default_grid
-from calibration.measure import Measured, measure_grid, wall_clock
+from calibration.measure import Measured, Progress, measure_grid, wall_clock
 from calibration.predict import predict
 from calibration.report import build_record, write_report
 from ppsd_real import profiler, runner
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.model_loading import ModelSpec
+from ppsd_real.threads import torch_threads
 from ppsd_sim.records import HardwareProfile, SchemeConfig
+from ppsd_sim.records.io import check_writable_dir
 
 
 @dataclass
@@ -25,6 +25,8 @@ class Calibration:
     rows: list[Row]
     summary: Summary
     paths: dict[str, Path]
+    resumed: int = 0  # cell measurements (one cell, one repeat) resumed from the folder
+    profile_resumed: bool = False  # the profile too came from the interrupted run
 
 
 def measure_profile(
@@ -32,16 +34,15 @@ def measure_profile(
 ) -> HardwareProfile:
     """The profile the predictions rest on: layer/head/crop latencies, and hop, per-tick cost
     and concurrency slowdown measured between real stage processes."""
-    torch.set_num_threads(1)
-    m = runner.load(spec)
-    layers = m.n_layers
-    be = runner.open_distributed(
-        spec, SchemeConfig.ppsd((layers // 2, layers)), layers, DrafterSpec(), transport=transport
-    )
-    try:  # the backend lets the profiler time hop, tick and contention between real stages
-        return profiler.profile(m, repeats, backend=be, threads=1)
-    finally:
-        be.close()
+    with torch_threads(1):
+        m = runner.load(spec)
+        layers = m.n_layers
+        scheme = SchemeConfig.ppsd((layers // 2, layers))
+        # the backend lets the profiler time hop, tick and contention between real stages
+        with runner.open_distributed(
+            spec, scheme, layers, DrafterSpec(), transport=transport
+        ) as be:
+            return profiler.profile(m, repeats, backend=be, threads=1)
 
 
 def rows_of(profile: HardwareProfile, measured: list[Measured], sim_tokens: int) -> list[Row]:
@@ -79,10 +80,35 @@ def run_calibration(
     command: str = "",
     on_progress=None,
 ) -> Calibration:
-    profile = measure_profile(spec, transport=transport)
+    """The whole loop into ``out``. What it measures is saved there as it goes (``Progress``):
+    the same call after an interruption resumes it; other settings are refused by name."""
+    check_writable_dir(out, "--out")
+    progress = Progress.open(
+        out,
+        {
+            "model": spec.name,
+            "hardware": hardware_class(),
+            "tokens": tokens,
+            "repeats": repeats,
+            "seed": 0,
+            "transport": transport,
+            "quick": quick,
+        },
+    )
+    profile = progress.load_profile()
+    profile_resumed = profile is not None
+    if profile is None:
+        profile = measure_profile(spec, transport=transport)
+        progress.save_profile(profile)
     cells = default_grid(profile.n_layers, quick=quick)
     measured = measure_grid(
-        spec, cells, tokens=tokens, repeats=repeats, transport=transport, on_progress=on_progress
+        spec,
+        cells,
+        tokens=tokens,
+        repeats=repeats,
+        transport=transport,
+        on_progress=on_progress,
+        progress=progress,
     )
     rows = rows_of(profile, measured, sim_tokens)
     summary = summarise(rows)
@@ -98,4 +124,6 @@ def run_calibration(
         "quick": quick,
     }
     paths = write_report(out, build_record(rows, profile, info, findings_of(rows)))
-    return Calibration(profile, rows, summary, paths)
+    progress.remove()
+    resumed = sum(meas.resumed for meas in measured)
+    return Calibration(profile, rows, summary, paths, resumed, profile_resumed)

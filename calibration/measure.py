@@ -1,27 +1,54 @@
 """Measure calibration cells on the real runner, with the AR baseline measured beside them.
 
-All variants run interleaved, repeat after repeat (one warm-up repeat excluded). AR with one
-thread is measured right before and right after every small group of cells and each cell's
-speedup uses the mean of the two, so machine drift (±15% here) cancels in the ratio. Every
-output is checked token for token against AR: calibration never times a lossy run.
+The loop is ``ppsd_real.bench`` (the one ``ppsd run`` and the benchmarks use): all cells run
+interleaved, repeat after repeat (one warm-up repeat excluded); AR with one thread is measured
+right before and right after every group of ``GROUP`` cells and each cell's speedup uses the
+mean of the two, so machine drift (±15% here) cancels in the ratio. Every output is checked
+token for token against AR: calibration never times a lossy run.
+
+``Progress`` keeps what was measured: each (repeat, group) block is appended to a JSONL file in
+the output folder as soon as it is measured, so an interrupted calibration resumes where it
+stopped when the same command runs again (and refuses a folder measured with other settings).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import torch
+from pathlib import Path
+from typing import Any
 
 from calibration.grid import Cell
 from ppsd_real import runner
+from ppsd_real.bench import Bench, Block, Variant, blocks, schedule
+from ppsd_real.decoders import ARDecoder
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.model_loading import ModelSpec
-from ppsd_sim.records import SchemeConfig, validate
+from ppsd_real.threads import torch_threads
+from ppsd_sim.errors import ConfigError
+from ppsd_sim.records import HardwareProfile, validate
+from ppsd_sim.records.io import atomic_write_text, read_record, write_record
+from ppsd_sim.records.schema import check_tag, tag
 
 GROUP = 4  # cells between two AR baselines
+PROGRESS_FILE = "progress.jsonl"
+PROFILE_FILE = "progress-profile.json"
+PROGRESS_RECORD = "CalibrationProgress"
+# how each setting is named to the user when a resumed folder disagrees
+SETTING_NAMES = {
+    "model": "the model (--preset)",
+    "hardware": "the machine (hardware class)",
+    "tokens": "--tokens",
+    "repeats": "--repeats",
+    "seed": "the seed",
+    "transport": "--transport",
+    "quick": "--quick",
+    "fixed_trace": "fixed acceptance traces",
+}
 
 
 @dataclass
@@ -32,6 +59,7 @@ class Measured:
     trace: tuple[int, ...] = ()  # accept/reject sequence of the first timed repeat
     judged: int = 0
     accepted: int = 0
+    resumed: int = 0  # repeats taken from a Progress file instead of measured now
 
     @property
     def median(self) -> float:
@@ -40,6 +68,117 @@ class Measured:
     @property
     def observed_alpha(self) -> float | None:
         return self.accepted / self.judged if self.judged else None
+
+    def add(
+        self, rep: int, time_s: float, base_s: float, trace: list[int] | tuple[int, ...]
+    ) -> None:
+        """One timed repeat: its time, the AR baseline beside it, its accept/reject trace."""
+        self.times_s.append(time_s)
+        self.speedups.append(base_s / time_s)
+        if rep == 1 and trace:
+            self.trace = tuple(trace)
+        self.judged += len(trace)
+        self.accepted += sum(trace)
+
+
+class Progress:
+    """An append-only JSONL of measured blocks: a header line with the settings, then one
+    line per (repeat, group) block. Each line is flushed and synced as it is written; a torn
+    last line (a crash mid-write) is dropped on reading. The profile sits beside it."""
+
+    def __init__(self, folder: Path, settings: dict[str, Any], saved: list[dict[str, Any]]) -> None:
+        self.folder, self.settings, self.saved = folder, settings, saved
+        self.path = folder / PROGRESS_FILE
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike[str], settings: dict[str, Any]) -> Progress:
+        """The folder's progress with these settings: resumed if it was measured with the
+        same ones, started if there is none; refused (naming what differs) otherwise."""
+        folder = Path(folder)
+        path = folder / PROGRESS_FILE
+        settings = json.loads(json.dumps(settings))  # as it reads back
+        if not path.is_file():
+            atomic_write_text(
+                path, json.dumps({**tag(PROGRESS_RECORD), "settings": settings}) + "\n"
+            )
+            return cls(folder, settings, [])
+        lines = path.read_bytes().split(b"\n")
+        complete, torn = lines[:-1], lines[-1]
+        if torn:  # no newline after it: written partly when the process died
+            with path.open("r+b") as fh:
+                fh.truncate(sum(len(x) + 1 for x in complete))
+        try:
+            head = json.loads(complete[0]) if complete else None
+            check_tag(head, PROGRESS_RECORD)
+        except (ValueError, ConfigError) as err:
+            raise ConfigError(
+                "--out", f"{path} is not a calibration progress file ({err})"
+            ) from None
+        theirs = head["settings"]
+        diff = [
+            f"{SETTING_NAMES.get(k, k)}: {theirs.get(k)!r} there, {settings.get(k)!r} now"
+            for k in sorted(set(theirs) | set(settings))
+            if theirs.get(k) != settings.get(k)
+        ]
+        if diff:
+            raise ConfigError(
+                "--out",
+                f"{folder} holds an unfinished calibration measured with other settings "
+                f"({'; '.join(diff)}); rerun with those to resume it, or give another --out "
+                f"(or delete {path} to start over)",
+            )
+        saved = []
+        for n, raw in enumerate(complete[1:], start=2):
+            try:
+                saved.append(json.loads(raw))
+            except ValueError:
+                raise ConfigError("--out", f"{path} line {n} is not valid JSON") from None
+        return cls(folder, settings, saved)
+
+    def append(self, block: Block) -> None:
+        """Save one measured block (synced before returning)."""
+        line = {
+            "rep": block.rep,
+            "group": block.group,
+            "base_s": block.base_s,
+            "cells": [
+                {
+                    "label": label,
+                    "time_s": r.time_s,
+                    "trace": r.trace,
+                }
+                for label, r in block.results.items()
+            ],
+        }
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(line) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def restore(self, cells: dict[str, Measured]) -> set[tuple[int, int]]:
+        """Put the saved blocks into ``cells``; returns the (repeat, group) blocks done."""
+        done = set()
+        for b in sorted(self.saved, key=lambda b: (b["rep"], b["group"])):
+            for c in b["cells"]:
+                if c["label"] not in cells:
+                    raise ConfigError("--out", f"{self.path}: unknown cell {c['label']!r}")
+                meas = cells[c["label"]]
+                meas.add(b["rep"], c["time_s"], b["base_s"], c["trace"])
+                meas.resumed += 1
+            done.add((b["rep"], b["group"]))
+        return done
+
+    def load_profile(self) -> HardwareProfile | None:
+        p = self.folder / PROFILE_FILE
+        return read_record(p, HardwareProfile, "--out") if p.is_file() else None
+
+    def save_profile(self, profile: HardwareProfile) -> None:
+        write_record(self.folder / PROFILE_FILE, profile)
+
+    def remove(self) -> None:
+        """The calibration is complete (its report written): nothing is left to resume."""
+        (self.folder / PROFILE_FILE).unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)
 
 
 def measure_grid(
@@ -52,73 +191,76 @@ def measure_grid(
     transport: str = "pipe",
     on_progress: Callable[[int, int], None] | None = None,
     fixed_trace: bool = False,
+    progress: Progress | None = None,
 ) -> list[Measured]:
     """Speedup of every cell over AR with one thread (the per-process budget of one stage).
     Each repeat draws a new acceptance sequence (a median over acceptance luck, as the model's
     i.i.d. prediction assumes), or with ``fixed_trace`` the same one every time: the gate then
     watches the code's speed, not acceptance luck (at α = 0.9 over 128 tokens the number of
-    rejections is binomial, about 12 ± 3.4, each costing a flushed pipeline slot)."""
+    rejections is binomial, about 12 ± 3.4, each costing a flushed pipeline slot).
+    ``progress``: blocks saved there are not measured again, new ones are saved as they come."""
     validate.integer("tokens", tokens, lo=8)
     validate.integer("repeats", repeats, lo=1)
-    torch.set_num_threads(1)
-    m = runner.load(spec)
-    for c in cells:
-        c.scheme.check_layers(m.n_layers)
-    prompt = [1 + (seed * 7 + i * 13) % (m.vocab - 1) for i in range(8)]
-    ar = SchemeConfig.ar()
-    ref = runner.run_local(m, ar, DrafterSpec(), prompt, tokens, None).tokens
-    backends = {}
-    out = [Measured(c) for c in cells]
-    try:
+    with torch_threads(1):
+        m = runner.load(spec)
         for c in cells:
-            b = c.scheme.stage_boundaries
-            if c.scheme.kind == "ppsd" and b not in backends:
-                backends[b] = runner.open_distributed(
-                    spec, c.scheme, m.n_layers, DrafterSpec(), transport=transport
-                )
-        total, done = (repeats + 1) * len(cells), 0
+            c.scheme.check_layers(m.n_layers)
+        prompt = [1 + (seed * 7 + i * 13) % (m.vocab - 1) for i in range(8)]
+        out = {c.label: Measured(c) for c in cells}
+        done = progress.restore(out) if progress is not None else set()
+        groups, plan = schedule(len(cells), repeats, GROUP, done)
+        left = {i for _, g in plan for i in groups[g]}
+        ref = ARDecoder(m.driver).decode(prompt, tokens).tokens
+        resumed = sum(meas.resumed for meas in out.values())
+        total = resumed + sum(len(groups[g]) for _, g in plan)
+        count = [resumed]
 
-        def ar_time() -> float:
-            return runner.run_local(m, ar, DrafterSpec(), prompt, tokens, None).time_s
+        def tick() -> None:
+            count[0] += 1
+            if on_progress:
+                on_progress(count[0], total)
 
-        for rep in range(repeats + 1):
-            before = ar_time()
-            for g in range(0, len(cells), GROUP):
-                group, times, results = out[g : g + GROUP], [], []
-                for meas in group:
-                    c = meas.cell
+        with Bench() as bench:
+            backends = {}  # stage processes first, so none starts mid-timing
+            for s in dict.fromkeys(cells[i].scheme for i in sorted(left)):
+                if s.kind == "ppsd":
+                    backends[s] = bench.backend(
+                        s,
+                        lambda s=s: runner.open_distributed(
+                            spec, s, m.n_layers, DrafterSpec(), transport=transport
+                        ),
+                    )
+
+            def variant(c: Cell) -> Variant:
+                def go(rep: int):
                     drafter = (
                         DrafterSpec()
                         if c.alpha is None
                         else DrafterSpec("oracle", c.alpha, seed if fixed_trace else seed + rep)
                     )
                     if c.scheme.kind == "ppsd":
-                        r = backends[c.scheme.stage_boundaries].run(prompt, tokens, drafter, ref)
-                    else:
-                        r = runner.run_local(m, c.scheme, drafter, prompt, tokens, ref)
-                    if r.tokens != ref:
-                        raise RuntimeError(f"{c.label}: output differs from AR (not lossless)")
-                    times.append(r.time_s)
-                    results.append(r)
-                    done += 1
-                    if on_progress:
-                        on_progress(done, total)
-                after = ar_time()
-                base = (before + after) / 2
-                before = after
-                if rep == 0:
-                    continue  # warm-up
-                for meas, t, r in zip(group, times, results, strict=True):
-                    meas.times_s.append(t)
-                    meas.speedups.append(base / t)
-                    if rep == 1 and r.trace:
-                        meas.trace = tuple(r.trace)
-                    meas.judged += len(r.trace)
-                    meas.accepted += sum(r.trace)
-    finally:
-        for be in backends.values():
-            be.close()
-    return out
+                        return backends[c.scheme].run(prompt, tokens, drafter, ref)
+                    return runner.run_local(m, c.scheme, drafter, prompt, tokens, ref)
+
+                return Variant(c.label, go)
+
+            baseline = Variant(
+                "AR 1 thread", lambda rep: ARDecoder(m.driver).decode(prompt, tokens)
+            )
+            for b in blocks(
+                [variant(c) for c in cells],
+                baseline,
+                ref,
+                repeats=repeats,
+                group=GROUP,
+                skip=done,
+                on_run=tick,
+            ):
+                for label, r in b.results.items():
+                    out[label].add(b.rep, r.time_s, b.base_s, r.trace)
+                if progress is not None:
+                    progress.append(b)
+    return [out[c.label] for c in cells]
 
 
 def wall_clock() -> str:

@@ -3,50 +3,108 @@
 from __future__ import annotations
 
 import argparse
-
-import torch
+import sys
+from pathlib import Path
 
 from ppsd_real import runner
+from ppsd_real.backends.distributed import StageFailure
+from ppsd_real.backends.transport import TRANSPORTS
 from ppsd_real.device import add_device_args, resolve
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.model_loading import ModelSpec
 from ppsd_real.presets import DEFAULT_CPU_PRESET, PRESETS
 from ppsd_real.profiler import profile
+from ppsd_real.threads import check_threads, torch_threads
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import SchemeConfig
-from ppsd_sim.records.io import write_record
+from ppsd_sim.records import SchemeConfig, validate
+from ppsd_sim.records.io import check_writable, write_record
+
+DEFAULT_OUTPUT = "profile.json"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Measure a HardwareProfile (per-layer decode latency, verify factor, heads, embed, KV "
+        "crop; with stage processes also hop, per-token tick and concurrency slowdown, all "
+        "timed inside the stages) and write it as JSON."
+    )
     a = parser.add_argument
     a(
         "--preset",
         default=None,
-        help=f"model shape ({', '.join(PRESETS)}); default {DEFAULT_CPU_PRESET}",
+        help=f"random-weight model shape, one of {', '.join(PRESETS)} "
+        f"(default: {DEFAULT_CPU_PRESET})",
     )
-    a("--model-dir", default=None)
-    a("--seed", type=int, default=0)
-    a("--threads", type=int, default=1)
-    a("--repeats", type=int, default=30)
+    a(
+        "--model-dir",
+        default=None,
+        help="a local Hugging Face model directory (loaded with local_files_only) instead of "
+        "a preset (default: none)",
+    )
+    a("--seed", type=int, default=0, help="random preset weights (default: 0)")
+    a(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for the full-model timings, at most this machine's cores "
+        "(default: 1; stage processes always use one each)",
+    )
+    a(
+        "--repeats",
+        type=int,
+        default=30,
+        help="timed samples per latency, at least 5, after 3 warm-up calls (default: 30)",
+    )
     a(
         "--no-hop",
         "--no-stages",
         dest="no_stages",
         action="store_true",
-        help="skip the stage processes: full-model latencies only, no hop, tick or contention",
+        help="skip the stage processes: full-model latencies only, no hop, tick or contention "
+        "(default: measure them)",
     )
-    a("--transport", default="pipe", choices=("pipe", "gloo"), help="between stage processes")
-    a("--stages", type=int, default=2, help="stage processes (even split, exit after stage 1)")
-    a("--output", default="profile.json")
+    a(
+        "--transport",
+        default="pipe",
+        choices=tuple(TRANSPORTS),
+        help="between stage processes: OS pipes or torch.distributed gloo (default: pipe)",
+    )
+    a(
+        "--stages",
+        type=int,
+        default=2,
+        help="stage processes k: stage 1 is layers [0, L/2), the rest split evenly (default: 2)",
+    )
+    a(
+        "--output",
+        default=None,
+        help=f"where to write the profile JSON (default: ./{DEFAULT_OUTPUT}, which is never "
+        "replaced: an existing one needs --output named explicitly)",
+    )
     add_device_args(parser)
 
 
+def output_path(given: str | None) -> Path:
+    """The profile's path, refused before any measurement if it cannot be written; the
+    default never silently replaces an earlier profile."""
+    if given is not None:
+        return check_writable(given, "--output")
+    p = check_writable(DEFAULT_OUTPUT, "--output")
+    if p.exists():
+        raise ConfigError(
+            "--output",
+            f"not given, and the default ./{DEFAULT_OUTPUT} already exists; name the output "
+            f"(--output {DEFAULT_OUTPUT} replaces it)",
+        )
+    return p
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.threads < 1:
-        raise ConfigError("threads", f"must be >= 1, got {args.threads}")
-    if args.repeats < 5:
-        raise ConfigError("repeats", f"must be >= 5, got {args.repeats}")
-    torch.set_num_threads(args.threads)
+    check_threads(args.threads, "--threads")
+    validate.integer("--repeats", args.repeats, lo=5, hi=100_000)
+    if args.preset and args.model_dir:
+        raise ConfigError("model", "give --preset or --model-dir, not both")
+    out = output_path(args.output)
     device, dtype = resolve(args.device, args.dtype)
     spec = ModelSpec(
         preset=None if args.model_dir else (args.preset or DEFAULT_CPU_PRESET),
@@ -55,19 +113,24 @@ def run(args: argparse.Namespace) -> int:
         dtype=dtype,
         device=device,
     )
-    m = runner.load(spec)
-    if args.no_stages:
-        prof = profile(m, args.repeats, threads=args.threads)
-    else:
-        e = m.n_layers // 2
-        scheme = SchemeConfig.ppsd_split(m.n_layers, args.stages, e, stages_field="--stages")
-        with runner.open_distributed(
-            spec, scheme, m.n_layers, DrafterSpec(), transport=args.transport
-        ) as be:
-            prof = profile(m, args.repeats, backend=be, threads=args.threads)
-    write_record(args.output, prof)
+    with torch_threads(args.threads):
+        m = runner.load(spec)
+        if args.no_stages:
+            prof = profile(m, args.repeats, threads=args.threads)
+        else:
+            e = m.n_layers // 2
+            scheme = SchemeConfig.ppsd_split(m.n_layers, args.stages, e, stages_field="--stages")
+            try:
+                with runner.open_distributed(
+                    spec, scheme, m.n_layers, DrafterSpec(), transport=args.transport
+                ) as be:
+                    prof = profile(m, args.repeats, backend=be, threads=args.threads)
+            except StageFailure as err:
+                print(f"ppsd: error: {err}", file=sys.stderr)
+                return 1
+    write_record(out, prof)
     print(
-        f"wrote {args.output} ({prof.provenance.latency_context}): {m.n_layers} layers, layer "
+        f"wrote {out} ({prof.provenance.latency_context}): {m.n_layers} layers, layer "
         f"median {prof.layer_decode[0].median * 1e3:.3f} ms, head "
         f"{prof.final_head.median * 1e3:.3f} ms, hop {prof.hop.median * 1e6:.0f} µs, tick "
         f"{prof.tick.median * 1e6:.0f} µs, concurrency slowdown {prof.concurrency_slowdown:.3f}"

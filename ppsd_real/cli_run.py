@@ -3,71 +3,133 @@
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import dataclasses
+import sys
 from pathlib import Path
 
 import torch
 
 from ppsd_real import runner
 from ppsd_real.backends import BACKENDS
+from ppsd_real.backends.distributed import StageFailure
+from ppsd_real.backends.transport import TRANSPORTS
+from ppsd_real.bench import Bench, Measurement, NotLossless, Variant, measure, timed
+from ppsd_real.decoders import ARDecoder, DecodeResult
 from ppsd_real.device import add_device_args, resolve
 from ppsd_real.drafters import DRAFTERS, DrafterSpec
 from ppsd_real.measure import to_record
 from ppsd_real.model_loading import ModelSpec
 from ppsd_real.presets import DEFAULT_CPU_PRESET, PRESETS
+from ppsd_real.threads import all_cores, torch_threads
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import SchemeConfig
-from ppsd_sim.records.io import write_record
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    a = parser.add_argument
-    a(
-        "--preset",
-        default=None,
-        help=f"random-weight model shape ({', '.join(PRESETS)}); default: the shipped trained "
-        f"model ({SHIPPED_MODEL.name}) if present, else {DEFAULT_CPU_PRESET}",
-    )
-    a("--model-dir", default=None, help="a local Hugging Face model directory instead of a preset")
-    a("--scheme", default="all", choices=("all", "ar", "eesd", "ppsd"))
-    a("--exit", type=int, default=None, help="exit layer E (default L/2)")
-    a("--gamma", type=int, default=4, help="EESD draft length")
-    a("--stages", type=int, default=2, help="PPSD stages (even split, exit after stage 1)")
-    a("--alpha", type=float, default=0.8, help="oracle drafter acceptance")
-    a(
-        "--drafter",
-        default=None,
-        choices=DRAFTERS,
-        help="default: early-exit for a trained model directory, oracle for a random preset",
-    )
-    a(
-        "--shared-head",
-        action="store_true",
-        help="early-exit: use the model's own LM head even when a trained EE head is shipped",
-    )
-    a("--backend", default="distributed", choices=BACKENDS, help="PPSD backend")
-    a(
-        "--transport",
-        default="pipe",
-        choices=("pipe", "gloo"),
-        help="between stage processes: OS pipes (lighter on CPU) or torch.distributed (gloo)",
-    )
-    a("--tokens", type=int, default=128)
-    a("--seed", type=int, default=0)
-    a("--repeats", type=int, default=3, help="timed repeats per scheme (median reported)")
-    a("--output", default=None, help="write the PPSD (or single scheme) RunRecord JSON here")
-    a(
-        "--records",
-        default=None,
-        help="a folder: write every measured scheme's RunRecord there (eesd.json, ppsd.json)",
-    )
-    add_device_args(parser)
-
+from ppsd_sim.records import RunRecord, SchemeConfig, validate
+from ppsd_sim.records.io import check_writable, check_writable_dir, dumps, write_all
 
 #: The project's own trained model (ppsd_real/lm), the default when it is shipped.
 SHIPPED_MODEL = Path(__file__).resolve().parent / "models" / "stdlib-lm"
 PROMPT_MODULE = "textwrap.py"  # a held-out module (ppsd_real.lm.corpus.HELD_OUT)
+ORACLE_ALPHA = 0.8  # --alpha's default for the oracle drafter
+MAX_TOKENS = 1_000_000  # no model here has positions past this; the model's own limit is checked
+MAX_REPEATS = 1000
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Measure AR, EESD and PPSD on a real model, interleaved repeat after repeat (one "
+        "warm-up repeat excluded) beside AR with one thread, AR with all cores and "
+        "model.generate; every output is checked token for token against AR. Prints a table "
+        "of medians; writes RunRecords only where --output / --records say."
+    )
+    a = parser.add_argument
+    a(
+        "--preset",
+        default=None,
+        help=f"random-weight model shape, one of {', '.join(PRESETS)} (default: the shipped "
+        f"trained model {SHIPPED_MODEL.name} if present, else {DEFAULT_CPU_PRESET})",
+    )
+    a(
+        "--model-dir",
+        default=None,
+        help="a local Hugging Face model directory (loaded with local_files_only) instead of "
+        "a preset (default: none)",
+    )
+    a(
+        "--scheme",
+        default="all",
+        choices=("all", "ar", "eesd", "ppsd"),
+        help="what to measure beside the AR baselines (default: all = EESD and PPSD)",
+    )
+    a("--exit", type=int, default=None, help="exit layer E: layers [0, E) draft (default: L/2)")
+    a("--gamma", type=int, default=4, help="EESD: tokens drafted per round (default: 4)")
+    a(
+        "--stages",
+        type=int,
+        default=2,
+        help="PPSD stages k: stage 1 is layers [0, E), the rest split evenly (default: 2)",
+    )
+    a(
+        "--alpha",
+        type=float,
+        default=None,
+        help=f"oracle drafter only: probability a draft is right (default: {ORACLE_ALPHA}); "
+        "refused with the early-exit drafter, whose acceptance is the model's own",
+    )
+    a(
+        "--drafter",
+        default=None,
+        choices=DRAFTERS,
+        help="early-exit: the EE head's argmax; oracle: AR's token with probability --alpha "
+        "(same compute) (default: early-exit for a model directory, oracle for a preset)",
+    )
+    a(
+        "--shared-head",
+        action="store_true",
+        help="early-exit: draft with the model's own LM head even when a trained EE head "
+        "(ee_head_exit<E>.safetensors) is shipped beside the model (default: the trained one)",
+    )
+    a(
+        "--backend",
+        default="distributed",
+        choices=BACKENDS,
+        help="PPSD: distributed = one process per stage (the real pipeline); sequential = all "
+        "stages stepped in this process, no overlap (the correctness reference) "
+        "(default: distributed)",
+    )
+    a(
+        "--transport",
+        default="pipe",
+        choices=tuple(TRANSPORTS),
+        help="distributed backend: OS pipes (lighter on CPU) or torch.distributed gloo "
+        "(default: pipe)",
+    )
+    a(
+        "--tokens",
+        type=int,
+        default=128,
+        help=f"new tokens per run, 1..{MAX_TOKENS}; prompt + tokens must fit the model's "
+        "max_position_embeddings (default: 128)",
+    )
+    a("--seed", type=int, default=0, help="random preset weights and oracle draws (default: 0)")
+    a(
+        "--repeats",
+        type=int,
+        default=3,
+        help=f"timed repeats per scheme, 1..{MAX_REPEATS}, after one warm-up repeat; the table "
+        "shows medians (default: 3)",
+    )
+    a(
+        "--output",
+        default=None,
+        help="write one RunRecord JSON here: PPSD's, or the single --scheme's (AR's for "
+        "--scheme ar) (default: none)",
+    )
+    a(
+        "--records",
+        default=None,
+        help="a folder: write every measured scheme's RunRecord there (ar.json, eesd.json, "
+        "ppsd.json) (default: none)",
+    )
+    add_device_args(parser)
 
 
 def text_prompt(model_dir: str | None, n_tokens: int = 64) -> list[int] | None:
@@ -86,16 +148,57 @@ def text_prompt(model_dir: str | None, n_tokens: int = 64) -> list[int] | None:
     return tok.encode(held[0].read_text(encoding="utf-8", errors="replace")).ids[:n_tokens]
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.tokens < 1:
-        raise ConfigError("tokens", f"must be >= 1, got {args.tokens}")
+def _check_flags(args: argparse.Namespace) -> None:
+    """Everything that can be refused before a model is loaded (one line each, exit 2)."""
+    validate.integer("--tokens", args.tokens, lo=1, hi=MAX_TOKENS)
+    validate.integer("--repeats", args.repeats, lo=1, hi=MAX_REPEATS)
+    validate.integer("--gamma", args.gamma, lo=1, hi=4096)
     if args.preset and args.model_dir:
         raise ConfigError("model", "give --preset or --model-dir, not both")
-    torch.set_num_threads(1)
+    if args.output is not None:
+        check_writable(args.output, "--output")
+    if args.records is not None:
+        check_writable_dir(args.records, "--records")
+
+
+def _check_length(model: torch.nn.Module, prompt: list[int], tokens: int) -> None:
+    """Refused, not warned: past its position limit a model's output is not the one it was
+    built for (trained RoPE range), so a speed measured there describes nothing real."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and len(prompt) + tokens > limit:
+        raise ConfigError(
+            "--tokens",
+            f"prompt ({len(prompt)} tokens) + --tokens {tokens} exceeds the model's "
+            f"max_position_embeddings = {limit}: at most {max(0, limit - len(prompt))}",
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_flags(args)
+    try:
+        with torch_threads(1):
+            return _run(args)
+    except StageFailure as err:
+        print(f"ppsd: error: {err}", file=sys.stderr)
+        return 1
+    except NotLossless as err:
+        print(f"ppsd: error: {err}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     model_dir = args.model_dir
     if model_dir is None and args.preset is None and SHIPPED_MODEL.is_dir():
         model_dir = str(SHIPPED_MODEL)
     device, dtype = resolve(args.device, args.dtype)
+    kind = args.drafter or ("early-exit" if model_dir else "oracle")
+    if kind != "oracle" and args.alpha is not None:
+        raise ConfigError(
+            "--alpha",
+            f"only the oracle drafter takes a set acceptance; this run drafts with the "
+            f"{kind} head, whose acceptance is measured (use --drafter oracle to set it)",
+        )
+    alpha = (ORACLE_ALPHA if args.alpha is None else args.alpha) if kind == "oracle" else None
     spec = ModelSpec(
         preset=None if model_dir else (args.preset or DEFAULT_CPU_PRESET),
         path=model_dir,
@@ -103,17 +206,16 @@ def run(args: argparse.Namespace) -> int:
         dtype=dtype,
         device=device,
     )
-    kind = args.drafter or ("early-exit" if model_dir else "oracle")
     m = runner.load(spec)
     n_layers = m.n_layers
     e = args.exit if args.exit is not None else n_layers // 2
     if not 1 <= e < n_layers:
-        raise ConfigError("exit", f"must satisfy 1 <= E < L = {n_layers}, got {e}")
+        raise ConfigError("--exit", f"must satisfy 1 <= E < L = {n_layers}, got {e}")
     head = None
     if kind == "early-exit" and model_dir and not args.shared_head:
         trained = Path(model_dir) / f"ee_head_exit{e}.safetensors"
         head = str(trained) if trained.is_file() else None
-    drafter = DrafterSpec(kind, args.alpha if kind == "oracle" else None, args.seed, head)
+    drafter = DrafterSpec(kind, alpha, args.seed, head)
     schemes = {
         "ar": SchemeConfig.ar(),
         "eesd": SchemeConfig.eesd(e, args.gamma),
@@ -121,94 +223,171 @@ def run(args: argparse.Namespace) -> int:
             n_layers, args.stages, e, stages_field="--stages", exit_field="--exit"
         ),
     }
-    wanted = list(schemes) if args.scheme == "all" else ["ar", args.scheme]
+    wanted = ["eesd", "ppsd"] if args.scheme == "all" else [args.scheme]
     prompt = text_prompt(model_dir) or [
         1 + (args.seed * 7 + i * 13) % (m.vocab - 1) for i in range(8)
     ]
-    ref = runner.run_local(m, schemes["ar"], drafter, prompt, args.tokens, None).tokens
-    times: dict[str, list[float]] = {}
-    results = {}
-    be = None
-    if "ppsd" in wanted and args.backend == "distributed":
-        be = runner.open_distributed(
-            spec, schemes["ppsd"], n_layers, drafter, transport=args.transport
-        )
-    try:
-        from tqdm import tqdm
+    _check_length(m.model, prompt, args.tokens)
+    n, cores = args.tokens, all_cores()
+    ref = ARDecoder(m.driver).decode(prompt, n).tokens
 
-        for _ in tqdm(range(args.repeats + 1), desc="ppsd run", leave=False):
-            for name in wanted:
-                if name == "ar2":
-                    continue
-                if name == "ppsd" and be is not None:
-                    r = be.run(prompt, args.tokens, drafter, ref)
-                else:
-                    r = runner.run_local(m, schemes[name], drafter, prompt, args.tokens, ref)
-                if r.tokens != ref:
-                    raise RuntimeError(f"{name} output differs from AR: not lossless")
-                times.setdefault(name, []).append(r.time_s)
-                results[name] = r
-            torch.set_num_threads(2)
-            t0 = time.perf_counter()
-            runner.run_local(m, schemes["ar"], drafter, prompt, args.tokens, None)
-            times.setdefault("ar2", []).append(time.perf_counter() - t0)
-            torch.set_num_threads(1)
-            t0 = time.perf_counter()  # the library's own greedy decoding, same model and thread
-            m.model.generate(
-                torch.tensor([prompt], device=spec.device),
-                max_new_tokens=args.tokens,
-                min_new_tokens=args.tokens,
-                do_sample=False,
-            )
-            times.setdefault("generate", []).append(time.perf_counter() - t0)
-    finally:
-        if be is not None:
-            be.close()
-    med = {k: statistics.median(v[1:] or v) for k, v in times.items()}
-    base = {"ar_1thread": med["ar"], "ar_all_cores": med["ar2"], "generate": med["generate"]}
+    def ar_all_cores(rep: int) -> DecodeResult:
+        with torch_threads(cores):
+            return ARDecoder(m.driver).decode(prompt, n)
+
+    def generate(rep: int) -> DecodeResult:
+        ids = torch.tensor([prompt], device=spec.device)
+
+        def call() -> torch.Tensor:
+            out = m.model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+            m.driver.sync()
+            return out
+
+        return timed(call, lambda out: out[0, len(prompt) :].tolist())
+
+    with Bench() as bench:
+        variants = []
+        for name in wanted:
+            if name == "ar":
+                continue
+            if name == "ppsd":
+                be = bench.backend(
+                    "ppsd",
+                    lambda: runner.open_backend(
+                        args.backend, m, schemes["ppsd"], drafter, args.transport
+                    ),
+                )
+                variants.append(Variant("ppsd", lambda rep, be=be: be.run(prompt, n, drafter, ref)))
+            else:
+                variants.append(
+                    Variant(
+                        name,
+                        lambda rep: runner.run_local(m, schemes["eesd"], drafter, prompt, n, ref),
+                    )
+                )
+        variants += [
+            Variant("ar_all_cores", ar_all_cores, lossless=False),
+            Variant("generate", generate, lossless=False),
+        ]
+        baseline = Variant("ar", lambda rep: ARDecoder(m.driver).decode(prompt, n))
+        got = measure(variants, baseline, ref, repeats=args.repeats, on_run=_progress(args))
+    got.load = bench.load
+    labels = {
+        "ar": "AR (1 thread)",
+        "eesd": schemes["eesd"].label(),
+        "ppsd": schemes["ppsd"].label()
+        + f" [{args.backend}"
+        + (f", {args.transport}]" if args.backend == "distributed" else "]"),
+        "ar_all_cores": f"AR ({cores} threads: all cores)",
+        "generate": "model.generate (1 thread)",
+    }
+    rows = ["ar", *[w for w in wanted if w != "ar"], "ar_all_cores", "generate"]
     print(
-        f"model {spec.name}, L={n_layers}, E={e}, drafter {drafter.label()}, "
-        f"{args.tokens} tokens, median of {args.repeats} (warm-up excluded)"
+        f"model {spec.name}, L={n_layers}, E={e}, drafter {drafter.label()}, {n} tokens, "
+        f"median of {args.repeats} repeats (warm-up excluded), speedups paired by repeat"
     )
-    print(
-        f"{'scheme':40} {'tok/s':>8} {'accept':>7} {'vs AR 1 thread':>15} {'vs AR 2 threads':>16}"
-        f" {'vs generate':>12}"
-    )
-    rec = None
-    records = {}
-    names = {"ar2": "AR (2 threads)", "generate": "model.generate (1 thread)"}
-    for name in [*wanted, "ar2", "generate"]:
-        label = names.get(name) or schemes[name].label()
-        if name == "ppsd":
-            label += f" [{args.backend}" + (
-                f", {args.transport}]" if args.backend == "distributed" else "]"
-            )
-        r = results.get(name)
-        acc = f"{sum(r.trace) / len(r.trace):.2f}" if r is not None and r.trace else "-"
-        print(
-            f"{label:40} {args.tokens / med[name]:8.1f} {acc:>7} "
-            f"{med['ar'] / med[name]:14.2f}x {med['ar2'] / med[name]:15.2f}x"
-            f" {med['generate'] / med[name]:11.2f}x"
-        )
-        if r is not None and name != "ar":
-            r.time_s = med[name]
-            engine = "real/distributed" if name == "ppsd" and be is not None else "real/sequential"
-            rec = to_record(
-                r,
-                schemes[name],
-                engine,
-                spec,
-                1,
-                base,
-                "ar_1thread",
-                args.alpha if kind == "oracle" else None,
-                args.seed,
-            )
-            records[name] = rec
-    for name, r_ in records.items() if args.records else ():
-        path = write_record(Path(args.records) / f"{name}.json", r_)
+    _table(got, rows, labels, n, cores)
+    records = {
+        name: _record(got, name, schemes[name], args, spec, alpha, cores, ref)
+        for name in ["ar", *wanted]
+        if name in got.series
+    }
+    outputs: dict[str, str] = {}
+    if args.records:
+        for name, rec in records.items():
+            outputs[str(Path(args.records) / f"{name}.json")] = dumps(rec)
+    if args.output:
+        single = "ppsd" if args.scheme == "all" else args.scheme
+        outputs[args.output] = dumps(records[single])
+    for path in write_all(outputs):
         print(f"wrote {path}")
-    if args.output and rec is not None:
-        write_record(args.output, rec)
-        print(f"wrote {args.output}")
     return 0
+
+
+def _progress(args: argparse.Namespace):
+    from tqdm import tqdm
+
+    per_repeat = (0 if args.scheme == "ar" else 2 if args.scheme == "all" else 1) + 2
+    bar = tqdm(total=(args.repeats + 1) * per_repeat, desc="ppsd run", leave=False)
+
+    def step() -> None:
+        bar.update(1)
+        if bar.n >= bar.total:
+            bar.close()
+
+    return step
+
+
+def _table(got: Measurement, rows: list[str], labels: dict[str, str], n: int, cores: int) -> None:
+    over = [
+        ("ar", "vs AR 1 thread"),
+        ("ar_all_cores", f"vs AR {cores} threads"),
+        ("generate", "vs generate"),
+    ]
+    print(f"{'scheme':40} {'tok/s':>8} {'accept':>7}" + "".join(f" {h:>15}" for _, h in over))
+    for name in rows:
+        r = got.series[name].results[0] if got.series[name].results else None
+        acc = f"{sum(r.trace) / len(r.trace):.2f}" if r is not None and r.trace else "-"
+        cols = "".join(f" {got.speedup(name, o):14.2f}x" for o, _ in over)
+        print(f"{labels[name]:40} {n / got.median_s(name):8.1f} {acc:>7}{cols}")
+    for name in rows:
+        at = got.series[name].differs_at
+        if at is not None:
+            print(f"note: {labels[name]} differed from AR (1 thread) from token {at} (float sums)")
+    load = got.load
+    if load is None:
+        print("machine load: unknown (no /proc/stat); speedups vs all cores assume a quiet machine")
+    elif load.busy:
+        print(
+            f"WARNING: the machine was busy while measuring ({load.describe()}): the speedups, "
+            f"above all vs AR {cores} threads, are not reliable; measure on a quiet machine"
+        )
+    else:
+        print(f"machine load: quiet ({load.describe()})")
+
+
+def _record(
+    got: Measurement,
+    name: str,
+    scheme: SchemeConfig,
+    args: argparse.Namespace,
+    spec: ModelSpec,
+    alpha: float | None,
+    cores: int,
+    ref: list[int],
+) -> RunRecord:
+    """A measured RunRecord: the median time, the first timed repeat's observations, the
+    speedups over each baseline, how they were taken, and how busy the machine was."""
+    s = got.series[name]
+    first = s.results[0] if s.results else DecodeResult(tokens=list(ref), time_s=0.0)
+    res = dataclasses.replace(first, time_s=s.median_s)
+    distributed = name == "ppsd" and args.backend == "distributed"
+    load = got.load
+    return to_record(
+        res,
+        scheme,
+        "real/distributed" if distributed else "real/sequential",
+        spec,
+        1,
+        {
+            "ar_1thread": got.speedup(name, "ar"),
+            "ar_all_cores": got.speedup(name, "ar_all_cores"),
+            "generate": got.speedup(name, "generate"),
+        },
+        "ar_1thread",
+        alpha if name != "ar" else None,
+        args.seed,
+        {
+            "repeats": args.repeats,
+            "speedups": "median over timed repeats of the baseline's time / this scheme's "
+            "time in the same repeat (AR 1 thread: measured just before and after)",
+            "ar_all_cores_threads": cores,
+            "machine_load": None
+            if load is None
+            else {
+                "foreign": round(load.foreign, 4),
+                "steal": round(load.steal, 4),
+                "busy": load.busy,
+            },
+        },
+    )

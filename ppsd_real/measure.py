@@ -76,15 +76,14 @@ def to_record(
     engine: str,
     model: ModelSpec,
     threads: int,
-    baselines_s: dict[str, float],
+    speedups: dict[str, float],
     baseline: str | None,
     alpha: float | None,
     seed: int | None,
     notes: dict | None = None,
 ) -> RunRecord:
-    """``baselines_s`` maps a baseline name to its wall time for the same token count; each
-    speedup is baseline time / this run's time."""
-    speedups = {k: v / res.time_s for k, v in baselines_s.items() if res.time_s > 0}
+    """``speedups`` maps a baseline name (``ar_1thread``, ``ar_all_cores``, ``generate``) to
+    this run's speedup over it, as the measurement loop took it (``bench.Measurement``)."""
     extra = {"flushes_with_discarded_work": res.flushes, **res.extra, **(notes or {})}
     rejections = len(res.trace) - sum(res.trace)
     return RunRecord(

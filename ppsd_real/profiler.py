@@ -1,7 +1,7 @@
 """Measure a HardwareProfile: what the PPSD pipeline needs, measured where it happens.
 
-With stage processes (a ``DistributedBackend``) every latency the pipeline uses is taken inside
-the stage processes themselves (``latency_context = "per_stage"``): a stage's layers run faster
+With stage processes (a ``MeasurableBackend``, e.g. ``DistributedBackend``) every latency the
+pipeline uses is taken inside the stage processes themselves (``latency_context = "per_stage"``): a stage's layers run faster
 with only their own weights hot than inside a full-model step, so both are measured and the
 full-model figures go to the notes. Also measured there: ``concurrency_slowdown`` (each stage
 alone vs all stages over the same time window, interleaved), ``hop`` over the transport in use,
@@ -17,11 +17,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ppsd_real.backends.distributed import DistributedBackend
+from ppsd_real.backends.base import MeasurableBackend
 from ppsd_real.decoders import ARDecoder
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.measure import provenance
 from ppsd_real.runner import Loaded
+from ppsd_real.threads import torch_threads
 from ppsd_sim.records import HardwareProfile, Timing
 
 VERIFY_TOKENS = (1, 2, 4, 8, 16)
@@ -76,11 +77,11 @@ def full_model_steps(
 
 
 def _stage_timings(
-    be: DistributedBackend, ctx: int, window_s: float, rounds: int
+    be: MeasurableBackend, ctx: int, window_s: float, rounds: int
 ) -> tuple[list[dict], list[dict], list[list[float]]]:
     """Alone and together, interleaved ``rounds`` times (the machine drifts); returns the pooled
     alone and together samples per stage and, per stage, the slowdown of each round."""
-    k = len(be.spec.bounds)
+    k = be.scheme.n_stages
     be.stage_latency(ctx, 0.2, together=False)  # warm-up
     alone: list[dict] = [{} for _ in range(k)]
     both: list[dict] = [{} for _ in range(k)]
@@ -102,7 +103,7 @@ def _stage_timings(
 
 
 def tick_samples(
-    be: DistributedBackend, m: Loaded, runs: int = 5, n: int = 48
+    be: MeasurableBackend, m: Loaded, runs: int = 5, n: int = 48
 ) -> tuple[list[float], list[list[float]]]:
     """Per-token control cost per stage from real runs at acceptance 1 (no flushes): a stage's
     run time minus its blocked waits, layer and head compute, per step. Covers the controller's
@@ -110,7 +111,7 @@ def tick_samples(
     prompt = [1 + i * 13 % (m.vocab - 1) for i in range(8)]
     ref = ARDecoder(m.driver).decode(prompt, n).tokens
     per_run: list[float] = []
-    per_stage: list[list[float]] = [[] for _ in be.spec.bounds]
+    per_stage: list[list[float]] = [[] for _ in be.scheme.stages()]
     for rep in range(runs + 1):
         res = be.run(prompt, n, DrafterSpec("oracle", 1.0, rep), ref)
         if rep == 0:
@@ -129,13 +130,28 @@ def profile(
     m: Loaded,
     repeats: int = 30,
     context_len: int = 64,
-    backend: DistributedBackend | None = None,
+    backend: MeasurableBackend | None = None,
     threads: int = 1,
     window_s: float = 0.5,
     rounds: int = 2,
 ) -> HardwareProfile:
     """Latencies at a cache of ``context_len`` tokens; warm-up excluded, raw samples kept.
-    With ``backend`` the pipeline's latencies are per-stage (see the module docstring)."""
+    With ``backend`` the pipeline's latencies are per-stage (see the module docstring). The
+    full-model timings run with ``threads`` torch threads (set here, restored after), so the
+    provenance's thread count is the one measured with."""
+    with torch_threads(threads):
+        return _profile(m, repeats, context_len, backend, threads, window_s, rounds)
+
+
+def _profile(
+    m: Loaded,
+    repeats: int,
+    context_len: int,
+    backend: MeasurableBackend | None,
+    threads: int,
+    window_s: float,
+    rounds: int,
+) -> HardwareProfile:
     d, n_layers = m.driver, m.n_layers
     cache = d.new_cache()
     h0 = d.run_layers(d.embed(list(range(1, context_len + 1))), 0, n_layers, cache, 0)
@@ -186,21 +202,23 @@ def profile(
             **common,
             provenance=provenance(m.spec, threads, "full_model", notes=json.dumps(notes)),
         )
-    spec = backend.spec
+    stages = backend.scheme.stages()
+    transport = backend.transport_name
     hop = backend.hop_latency(220)[20:]
     alone, both, ratios = _stage_timings(backend, context_len, window_s, rounds)
     ticks, ticks_by_stage = tick_samples(backend, m)
     layers = [Timing.of_samples(xs) for st in alone for xs in st["layers"]]
-    exit_i = spec.exit_stage - 1
+    exit_i = next(st.index for st in stages if st.exit)
     slowdown_raw = _med([r for rs in ratios for r in rs])
-    e_layer = spec.bounds[exit_i]
+    e_layer = stages[exit_i].stop
     stage_t = embed.median + sum(t.median for t in layers) + _med(alone[-1]["head"])
     notes.update(
         {
             "layer_decode": "per stage: each layer timed inside its own stage process (one "
             "thread, pinned), that stage's step only (its layers and head)",
-            "transport": spec.transport,
-            "hop": f"one-way {spec.transport} hand-off of a 1x1x512 fp32 message, stage 0<->1",
+            "transport": transport,
+            "hop": f"one-way {transport} hand-off of one token's hidden state (1x1x"
+            f"{m.driver.parts.config.hidden_size} {m.spec.dtype} on {m.spec.device}), stage 0<->1",
             "tick": "per stage per token: stage run time - blocked waits - layers - heads, "
             "real runs at acceptance 1; per stage medians below",
             "tick_per_stage_median_s": [round(_med(xs), 7) for xs in ticks_by_stage],

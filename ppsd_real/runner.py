@@ -6,14 +6,18 @@ from dataclasses import dataclass
 
 import torch
 
+from ppsd_real.backends import BACKENDS
+from ppsd_real.backends.base import PipelineBackend
 from ppsd_real.backends.distributed import DistributedBackend, PipelineSpec
-from ppsd_real.backends.sequential import run_sequential
+from ppsd_real.backends.sequential import SequentialBackend
 from ppsd_real.decoders import ARDecoder, DecodeResult, EESDDecoder
 from ppsd_real.drafters import Drafter, DrafterSpec, load_ee_head
 from ppsd_real.layers import LayerDriver, ModelParts
 from ppsd_real.model_loading import ModelSpec, load_model
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import SchemeConfig
+
+LOCAL_SCHEMES = ("ar", "eesd", "ppsd")  # what run_local decodes (PP-AR, TP-AR: simulator only)
 
 
 @dataclass
@@ -51,15 +55,39 @@ def run_local(
 ) -> DecodeResult:
     """AR, EESD, or PPSD on the sequential backend, in this process."""
     check_scheme(scheme, m.n_layers)
+    if scheme.kind not in LOCAL_SCHEMES:
+        raise ConfigError(
+            "scheme.kind", f"the real runner runs {', '.join(LOCAL_SCHEMES)}, not {scheme.kind!r}"
+        )
     if scheme.kind == "ar":
         return ARDecoder(m.driver).decode(prompt, n)
+    if scheme.kind == "ppsd":
+        return SequentialBackend(m.driver, scheme, drafter.head_path).run(
+            prompt, n, drafter, reference
+        )
     dr = Drafter(drafter, m.vocab, reference)
     head = load_ee_head(drafter, m.driver.parts.lm_head)
-    if scheme.kind == "eesd":
-        return EESDDecoder(
-            m.driver, scheme.exit_layer or 1, scheme.gamma or 1, dr, scheme.cache_reuse, head
-        ).decode(prompt, n)
-    return run_sequential(m.driver, scheme.stage_boundaries, scheme.exit_stage, dr, prompt, n, head)
+    return EESDDecoder(
+        m.driver, scheme.exit_layer or 1, scheme.gamma or 1, dr, scheme.cache_reuse, head
+    ).decode(prompt, n)
+
+
+def open_backend(
+    kind: str,
+    m: Loaded,
+    scheme: SchemeConfig,
+    drafter: DrafterSpec,
+    transport: str = "pipe",
+    timeout_s: float = 120.0,
+) -> PipelineBackend:
+    """A PPSD backend by name (``backends.BACKENDS``): ``sequential`` steps the stages in this
+    process on ``m``; ``distributed`` starts a process per stage talking over ``transport``."""
+    if kind == "sequential":
+        check_scheme(scheme, m.n_layers)
+        return SequentialBackend(m.driver, scheme, drafter.head_path)
+    if kind == "distributed":
+        return open_distributed(m.spec, scheme, m.n_layers, drafter, timeout_s, transport)
+    raise ConfigError("backend", f"must be one of {', '.join(BACKENDS)}, got {kind!r}")
 
 
 def open_distributed(
@@ -70,17 +98,11 @@ def open_distributed(
     timeout_s: float = 120.0,
     transport: str = "pipe",
 ) -> DistributedBackend:
-    """Stage processes for ``scheme`` talking over ``transport`` (pipe or gloo)."""
+    """Stage processes for ``scheme`` talking over ``transport`` (``transport.TRANSPORTS``)."""
     if scheme.kind != "ppsd":
         raise ConfigError("backend", f"the distributed backend runs PPSD only, not {scheme.kind!r}")
     check_scheme(scheme, n_layers)
     return DistributedBackend(
-        PipelineSpec(
-            spec,
-            scheme.stage_boundaries,
-            scheme.exit_stage,
-            transport=transport,
-            head_path=drafter.head_path,
-        ),
+        PipelineSpec(spec, scheme, transport=transport, head_path=drafter.head_path),
         timeout_s=timeout_s,
     )

@@ -127,20 +127,30 @@ class PpsdRate:
             return 1.0 / gap if gap > 0 else math.inf
         sch, m = self.schedule, self.limit
         if alpha == 1.0:  # one endless segment: the periodic regime's gap
-            gap = sch.shift / m if sch.periodic_from is not None else _last_gap(sch)
+            gap = sch.shift / m if sch.periodic_from is not None else _long_run_gap(c, m)
             return 1.0 / gap if gap > 0 else math.inf
-        expected_c = _expected_commit(sch, alpha)
+        expected_c = _expected_commit(sch, alpha, c)
         seg = expected_c + c.hop + c.flush
         return (1.0 / (1.0 - alpha)) / seg if seg > 0 else math.inf
 
 
-def _last_gap(sch: SegmentSchedule) -> float:
+def _long_run_gap(c: PpsdCosts, limit: int) -> float:
+    """The commit gap of an endless segment: the slowest critical circuit of the max-plus
+    system, a stage or the draft loop (Π) or the in-flight loop ((G + hop) ÷ M); see
+    ``ppsd_sim.schedule``. Used where no period was found within the computed columns (e.g. a
+    limit of 10⁶ that binds only after 10⁶ tokens)."""
+    return max(c.accepted_gap, (c.fill_latency + c.hop) / limit)
+
+
+def _last_gap(sch: SegmentSchedule, c: PpsdCosts) -> float:
+    if sch.computed - 1 - sch.limit < 0:  # fewer columns than the limit: it never bound
+        return _long_run_gap(c, sch.limit)
     j = np.array([sch.computed - 1 - sch.limit, sch.computed - 1])
     cj = sch.commit(j)
     return float(cj[1] - cj[0]) / sch.limit
 
 
-def _expected_commit(sch: SegmentSchedule, alpha: float) -> float:
+def _expected_commit(sch: SegmentSchedule, alpha: float, c: PpsdCosts) -> float:
     """E[C_r] for r ~ Geometric: P(r) = α^r(1 − α), from the transient columns and, past them,
     the periodic part summed in closed form (C_{r+qM} = C_r + q·D)."""
     m = sch.limit
@@ -151,7 +161,7 @@ def _expected_commit(sch: SegmentSchedule, alpha: float) -> float:
     if sch.periodic_from is None:  # no period found: the rest at the last gap (negligible)
         tail_w = alpha**r0
         return total + tail_w * (
-            float(sch.commit(np.array([r0 - 1]))[0]) + _last_gap(sch) / (1 - alpha)
+            float(sch.commit(np.array([r0 - 1]))[0]) + _last_gap(sch, c) / (1 - alpha)
         )
     i = np.arange(m)
     am = alpha**m

@@ -64,6 +64,12 @@ def check_inputs(
     if not isinstance(scheme, SchemeConfig):
         raise ConfigError("scheme", "must be a SchemeConfig")
     scheme.check_layers(profile.n_layers)
+    if scheme.kind in ("pp_ar", "tp_ar"):
+        raise ConfigError(
+            "scheme.kind",
+            f"{scheme.label()} is modelled under load only: use ppsd_sim.serving.simulate_serving "
+            "(`ppsd serving`)",
+        )
     if ar_costs(profile).token <= 0:
         raise ConfigError(
             "profile", "its AR token time is 0 (no latency at all): no speedup can be measured"

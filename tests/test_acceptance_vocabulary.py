@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ppsd_sim import analytic
@@ -63,6 +63,7 @@ def test_every_gamma_measure_round_trips(alpha, gamma):
 
 @settings(max_examples=50, deadline=None)
 @given(st.floats(0.0, 1.0), st.integers(2, 16))
+@example(1.0, 3)  # k ÷ (k − α(k − 1)) rounds to 3.0000000000000004 there: still the bound
 def test_theoretical_speedup_inverts_the_ideal_pipeline(alpha, k):
     s = analytic.ppsd_ideal_speedup(alpha, k=k)  # k × tokens per tick
     back = alpha_from_measure(s, "theoretical-speedup", stages=k)
@@ -78,6 +79,8 @@ def test_measures_refuse_what_they_cannot_mean():
         alpha_from_measure(6, "tau+bonus", gamma=4, field="rate")
     with pytest.raises(ConfigError, match="must be >= 1"):
         alpha_from_measure(0.5, "theoretical-speedup", stages=4)
+    with pytest.raises(ConfigError, match=r"must be <= 3, got 3\.01"):  # slack is rounding only
+        alpha_from_measure(3.01, "theoretical-speedup", stages=3)
     d = derive_alpha(0.6, "accepted/drafted", gamma=4)
     assert "0.8058" in d.note and "γ=4" in d.note
 

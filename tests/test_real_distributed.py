@@ -11,6 +11,7 @@ import pytest
 from ppsd_real.backends.distributed import DistributedBackend, PipelineSpec, StageFailure
 from ppsd_real.drafters import DrafterSpec
 from ppsd_sim.errors import ConfigError
+from ppsd_sim.records import SchemeConfig
 from tests.real_fixtures import TINY, reference
 
 PROMPTS = [(1, 5, 7, 9, 11), (3,), (200, 17, 42, 99)]
@@ -40,7 +41,7 @@ def test_ppsd_distributed_equals_ar(
     bounds: tuple[int, ...], exit_stage: int, transport: str
 ) -> None:
     cases = [(0, 0.0, 0, 25), (1, 0.6, 1, 31), (2, 1.0, 2, 19), (0, None, 0, 22)]
-    spec = PipelineSpec(TINY, bounds, exit_stage, transport=transport)
+    spec = PipelineSpec(TINY, SchemeConfig.ppsd(bounds, exit_stage=exit_stage), transport=transport)
     with DistributedBackend(spec, timeout_s=60) as be:
         pids = list(be.pids)
         for pi, alpha, seed, n in cases:
@@ -62,13 +63,15 @@ def test_ppsd_distributed_equals_ar(
 @pytest.mark.slow
 @pytest.mark.parametrize("transport", ["pipe", "gloo"])
 def test_killing_a_stage_fails_fast_and_leaves_no_process(transport: str) -> None:
-    be = DistributedBackend(PipelineSpec(TINY, (2, 4), 1, transport=transport), timeout_s=20)
+    be = DistributedBackend(
+        PipelineSpec(TINY, SchemeConfig.ppsd((2, 4)), transport=transport), timeout_s=20
+    )
     pids = list(be.pids)
     ref = reference(PROMPTS[0], 3000)
     killer = threading.Timer(0.5, os.kill, (pids[1], 9))
     killer.start()
     t0 = time.monotonic()
-    with pytest.raises(StageFailure, match=r"stage 1 .*exited with code -9"):
+    with pytest.raises(StageFailure, match=r"stage 1 .*killed by signal 9 \(SIGKILL\)"):
         be.run(list(PROMPTS[0]), 3000, DrafterSpec("oracle", 0.8, 0), list(ref))
     assert time.monotonic() - t0 < 15
     killer.join()
@@ -82,12 +85,14 @@ def test_killing_a_stage_fails_fast_and_leaves_no_process(transport: str) -> Non
 @pytest.mark.slow
 @pytest.mark.parametrize("transport", ["pipe", "gloo"])
 def test_hop_latency_is_measured_over_each_transport(transport: str) -> None:
-    with DistributedBackend(PipelineSpec(TINY, (2, 4), 1, transport=transport)) as be:
+    with DistributedBackend(
+        PipelineSpec(TINY, SchemeConfig.ppsd((2, 4)), transport=transport)
+    ) as be:
         hops = be.hop_latency(30)
     assert len(hops) == 30 and all(0 < h < 0.05 for h in hops)
 
 
 def test_unknown_transport_is_refused() -> None:
     with pytest.raises(ConfigError) as err:
-        PipelineSpec(TINY, (2, 4), 1, transport="carrier-pigeon")
+        PipelineSpec(TINY, SchemeConfig.ppsd((2, 4)), transport="carrier-pigeon")
     assert err.value.field == "transport"

@@ -17,6 +17,7 @@ from ppsd_real.cli_run import SHIPPED_MODEL
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.lm.card import held_out_windows, load, score_held_out, trained_heads
 from ppsd_real.model_loading import ModelSpec
+from ppsd_real.threads import torch_threads
 from ppsd_sim.records import SchemeConfig
 
 CARD = json.loads((SHIPPED_MODEL / "card.json").read_text(encoding="utf-8"))
@@ -24,9 +25,9 @@ CARD = json.loads((SHIPPED_MODEL / "card.json").read_text(encoding="utf-8"))
 
 @pytest.fixture(scope="module")
 def shipped():
-    torch.set_num_threads(1)
-    model, tok = load(SHIPPED_MODEL)
-    return model, tok, trained_heads(SHIPPED_MODEL, model.config.num_hidden_layers - 1)
+    with torch_threads(1):
+        model, tok = load(SHIPPED_MODEL)
+        yield model, tok, trained_heads(SHIPPED_MODEL, model.config.num_hidden_layers - 1)
 
 
 def test_weights_are_small_enough_to_ship():

@@ -8,6 +8,7 @@ import torch
 from ppsd_real.backends.sequential import run_sequential
 from ppsd_real.decoders import EESDDecoder
 from ppsd_real.drafters import Drafter, DrafterSpec
+from ppsd_sim.records import SchemeConfig
 from tests.real_fixtures import reference, tiny_driver, tiny_model
 
 PROMPTS = [(1, 5, 7, 9, 11), (3,), (200, 17, 42, 99, 100, 101, 7, 8)]
@@ -80,8 +81,9 @@ def test_ppsd_sequential_equals_ar(case: tuple, run_ahead: bool) -> None:
     pi, bounds, es, alpha, seed, n = case
     prompt = PROMPTS[pi]
     ref = reference(prompt, n)
+    scheme = SchemeConfig.ppsd(bounds, exit_stage=es)
     res = run_sequential(
-        tiny_driver(), bounds, es, _drafter(alpha, seed, ref), list(prompt), n, run_ahead=run_ahead
+        tiny_driver(), scheme, _drafter(alpha, seed, ref), list(prompt), n, run_ahead=run_ahead
     )
     assert res.tokens == list(ref)
     assert len(res.trace) == n  # every output position's draft is judged exactly once
@@ -99,7 +101,7 @@ def test_rejection_at_first_and_last_position() -> None:
     dr = Drafter(DrafterSpec("oracle", 1.0, 0), 256, list(ref))
     dr._tokens[0] = (ref[0] + 1) % 256  # wrong first draft
     dr._tokens[n - 1] = (ref[n - 1] + 1) % 256  # wrong last draft
-    res = run_sequential(tiny_driver(), (2, 4), 1, dr, list(prompt), n)
+    res = run_sequential(tiny_driver(), SchemeConfig.ppsd((2, 4)), dr, list(prompt), n)
     assert res.tokens == list(ref)
     assert res.trace[0] == 0 and res.trace[-1] == 0 and sum(res.trace) == n - 2
     # EESD's first token comes from the prefill, so its first draft is output position 1.
@@ -112,7 +114,9 @@ def test_rejection_at_first_and_last_position() -> None:
 def test_oracle_acceptance_matches_alpha(alpha: float) -> None:
     prompt, n = PROMPTS[1], 400
     ref = reference(prompt, n)
-    res = run_sequential(tiny_driver(), (2, 4), 1, _drafter(alpha, 7, ref), list(prompt), n)
+    res = run_sequential(
+        tiny_driver(), SchemeConfig.ppsd((2, 4)), _drafter(alpha, 7, ref), list(prompt), n
+    )
     rate = sum(res.trace) / len(res.trace)
     sigma = (alpha * (1 - alpha) / len(res.trace)) ** 0.5
     assert abs(rate - alpha) < 4 * sigma

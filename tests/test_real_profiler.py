@@ -10,6 +10,7 @@ import pytest
 from ppsd_real import runner
 from ppsd_real.backends.distributed import DistributedBackend, PipelineSpec
 from ppsd_real.profiler import profile
+from ppsd_sim.records import SchemeConfig
 from tests.real_fixtures import TINY
 
 
@@ -22,7 +23,9 @@ def _plausible(t, hi: float = 0.05) -> None:
 @pytest.mark.parametrize("transport", ["pipe", "gloo"])
 def test_profile_with_stage_processes_is_per_stage_and_complete(transport: str) -> None:
     m = runner.load(TINY)
-    with DistributedBackend(PipelineSpec(TINY, (2, 4), 1, transport=transport)) as be:
+    with DistributedBackend(
+        PipelineSpec(TINY, SchemeConfig.ppsd((2, 4)), transport=transport)
+    ) as be:
         prof = profile(m, repeats=5, backend=be, window_s=0.1, rounds=1)
     assert prof.provenance.latency_context == "per_stage"
     assert prof.provenance.source == "measured" and prof.provenance.threads == 1

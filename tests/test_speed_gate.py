@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from calibration import gate
-from calibration.machine_load import BUSY, PROC_STAT, LoadMeter, MachineLoad
+from ppsd_real.machine_load import BUSY, PROC_STAT, LoadMeter, MachineLoad
 from ppsd_real.test_hooks import TICK_DELAY_ENV
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import SchemeConfig

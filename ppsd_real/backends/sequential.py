@@ -7,44 +7,36 @@ from collections import deque
 
 import torch
 
+from ppsd_real.backends.base import PipelineBackend, require_ppsd
 from ppsd_real.backends.transport import LocalTransport
 from ppsd_real.decoders.ppsd import Controller, Stage, stage_work_summary
 from ppsd_real.decoders.result import DecodeResult
-from ppsd_real.drafters import Drafter
+from ppsd_real.drafters import Drafter, DrafterSpec, load_ee_head
 from ppsd_real.layers import LayerDriver
+from ppsd_sim.records import SchemeConfig
 
 
 def run_sequential(
     driver: LayerDriver,
-    bounds: tuple[int, ...],
-    exit_stage: int,
+    scheme: SchemeConfig,
     drafter: Drafter,
     prompt: list[int],
     max_new_tokens: int,
     ee_head: torch.nn.Module | None = None,
-    max_inflight: int | None = None,
     run_ahead: bool = True,
 ) -> DecodeResult:
     """Same stage logic and messages as the distributed backend, one stage step at a time.
     ``run_ahead`` lets stage 0 enter drafts before reading verdicts (as overlapped stages do),
     so flushes and crops happen here too."""
-    k = len(bounds)
-    boxes: list[deque] = [deque() for _ in range(k)]
+    specs = scheme.stages()
+    boxes: list[deque] = [deque() for _ in specs]
     driver.sync()
     t0 = time.perf_counter()
     ctl = Controller(
-        bounds,
-        exit_stage,
-        driver,
-        LocalTransport(0, boxes),
-        drafter,
-        prompt,
-        max_new_tokens,
-        max_inflight,
-        ee_head,
+        scheme, driver, LocalTransport(0, boxes), drafter, prompt, max_new_tokens, ee_head
     )
     stages: list[Stage] = [ctl] + [
-        Stage(s, bounds, exit_stage, driver, LocalTransport(s, boxes), ee_head) for s in range(1, k)
+        Stage(sp, driver, LocalTransport(sp.index, boxes), ee_head) for sp in specs[1:]
     ]
     ctl.start_run()
     while not ctl.done:
@@ -70,3 +62,43 @@ def run_sequential(
         stage_wasted_s=wasted,
         extra={"stages": raw},
     )
+
+
+class SequentialBackend(PipelineBackend):
+    """``run_sequential`` behind the backend interface, on a model loaded in this process."""
+
+    def __init__(
+        self,
+        driver: LayerDriver,
+        scheme: SchemeConfig,
+        head_path: str | None = None,
+        run_ahead: bool = True,
+    ) -> None:
+        scheme.check_layers(driver.n_layers)
+        require_ppsd(scheme)
+        self.driver, self.scheme, self.head_path, self.run_ahead = (
+            driver,
+            scheme,
+            head_path,
+            run_ahead,
+        )
+        self.vocab = int(driver.parts.lm_head.weight.shape[0])
+        self.ee_head = load_ee_head(DrafterSpec(head_path=head_path), driver.parts.lm_head)
+
+    def run(
+        self,
+        prompt: list[int],
+        max_new_tokens: int,
+        drafter: DrafterSpec,
+        reference: list[int] | None = None,
+    ) -> DecodeResult:
+        self.check_drafter(drafter, reference)
+        return run_sequential(
+            self.driver,
+            self.scheme,
+            Drafter(drafter, self.vocab, reference),
+            prompt,
+            max_new_tokens,
+            self.ee_head,
+            self.run_ahead,
+        )

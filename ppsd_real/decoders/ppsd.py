@@ -5,9 +5,11 @@ last stage, whose final head gives the full model's token for the next position 
 The exit stage's EE head drafts the next token, which enters stage 0 at once. Stage 0 is also
 the controller: it owns the committed output and judges each draft against its verdict.
 
-Messages are plain tuples (kind, epoch, pos, ...). An *epoch* names a branch: a rejection at
-position r bumps it; every message of an older epoch is stale and dropped. How a rejection is
-handled (lessons from the prototype in PPSD_NOTES.md):
+The messages are the types of ``backends.messages`` (Forward, Draft, Verdict, Flush, Stop); each
+stage's geometry and roles come from ``SchemeConfig.stages()`` (a ``StageSpec``), never
+re-derived here. An *epoch* names a branch: a rejection at position r bumps it; every message
+of an older epoch is stale and dropped. How a rejection is handled (lessons from the prototype
+in PPSD_NOTES.md):
 - the verdict itself carries the verified token; stage 0 compares it with its own draft;
 - stages poll their inbox between layers and abandon work a rejection made useless;
 - the last stage never writes cache entries for a draft it already knows is wrong;
@@ -20,25 +22,15 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 import torch
 
+from ppsd_real.backends.base import Transport
+from ppsd_real.backends.messages import Draft, Flush, Forward, StageMessage, Stop, Verdict
 from ppsd_real.drafters import Drafter
 from ppsd_real.layers import LayerDriver
 from ppsd_real.test_hooks import spin, tick_delay
-
-Msg = tuple[Any, ...]
-
-
-class Transport(Protocol):
-    """How a stage talks to the others: send to one stage, receive from any."""
-
-    def send(self, dst: int, msg: Msg) -> None: ...
-
-    def recv(self, timeout: float | None) -> Msg | None: ...
-
-    def poll(self) -> bool: ...
+from ppsd_sim.records import SchemeConfig, StageSpec
 
 
 @dataclass
@@ -79,23 +71,19 @@ class Stage:
 
     def __init__(
         self,
-        index: int,
-        bounds: tuple[int, ...],
-        exit_stage: int,
+        spec: StageSpec,
         driver: LayerDriver,
         transport: Transport,
         ee_head: torch.nn.Module | None = None,
         epoch0: int = 0,
     ) -> None:
-        self.s, self.k = index, len(bounds)
-        self.start = 0 if index == 0 else bounds[index - 1]
-        self.stop = bounds[index]
-        self.exit = exit_stage - 1
+        self.spec, self.s = spec, spec.index
+        self.start, self.stop = spec.start, spec.stop
         self.d, self.t, self.ee_head = driver, transport, ee_head
         self.cache = driver.new_cache()
         self.epoch = epoch0  # runs sharing processes start at distinct epochs: stale drops
         self.stats = StageStats()
-        self._pending: list[Msg] = []
+        self._pending: list[Forward] = []
         self.done = False
         self.verified: dict[int, int] = {}  # last stage: full-model token per position
         self.blocked_from: int | None = None  # last stage: known-wrong draft position
@@ -103,16 +91,15 @@ class Stage:
         self._current: tuple[int, int] | None = None
 
     # ---- messages -----------------------------------------------------------------------------
-    def handle(self, msg: Msg) -> None:
-        kind = msg[0]
-        if kind == "fwd":
-            self._forward(*msg[1:])
-        elif kind == "flush":
-            self._adopt(msg[1], msg[2])
-        elif kind == "stop":
+    def handle(self, msg: StageMessage) -> None:
+        if isinstance(msg, Forward):
+            self._forward(msg)
+        elif isinstance(msg, Flush):
+            self._adopt(msg.epoch, msg.pos)
+        elif isinstance(msg, Stop):
             self.done = True
         else:
-            raise RuntimeError(f"stage {self.s}: unexpected message {kind!r}")
+            raise RuntimeError(f"stage {self.s}: unexpected message {msg!r}")
 
     def _adopt(self, epoch: int, pos: int) -> None:
         """Learn of a newer epoch starting at ``pos``: crop the cache and forget its future."""
@@ -140,23 +127,21 @@ class Stage:
             msg = self.t.recv(0.0)
             if msg is None:
                 break
-            if msg[0] == "fwd":
+            if isinstance(msg, Forward):
                 self._pending.append(msg)
             else:
                 self.handle(msg)
         cur = self._current
         return self.done or (cur is not None and cur[0] < self.epoch)
 
-    def _forward(
-        self, epoch: int, pos: int, tokens: list[int], hidden: torch.Tensor | None
-    ) -> None:
+    def _forward(self, msg: Forward) -> None:
+        epoch, pos, tokens = msg.epoch, msg.pos, msg.tokens
         if epoch < self.epoch:
             self.stats.dropped += 1
             return
         if epoch > self.epoch:
             self._adopt(epoch, pos)
-        last = self.s == self.k - 1
-        if last and len(tokens) == 1:
+        if self.spec.last and len(tokens) == 1:
             if self.blocked_from is not None and pos >= self.blocked_from:
                 self.stats.dropped += 1
                 return
@@ -166,7 +151,7 @@ class Stage:
                 self.blocked_from = pos
                 self.stats.dropped += 1
                 return
-        self.run_token(epoch, pos, tokens, hidden)
+        self.run_token(epoch, pos, tokens, msg.hidden)
 
     def run_token(
         self, epoch: int, pos: int, tokens: list[int], hidden: torch.Tensor | None
@@ -192,11 +177,11 @@ class Stage:
             st.abandoned += 1
             self._account(epoch, pos, t0, wasted=True)
             return False
-        if self.s < self.k - 1:
+        if not self.spec.last:
             t1 = clock()
-            self.t.send(self.s + 1, ("fwd", epoch, pos, tokens, h))
+            self.t.send(self.s + 1, Forward(epoch, pos, tokens, h))
             st.send_s += clock() - t1
-        if self.s == self.exit:
+        if self.spec.exit:
             t1 = clock()
             self._current = (epoch, pos)
             ee = self.d.draft_token(h, self.ee_head, self._poll)
@@ -207,13 +192,13 @@ class Stage:
                 self._account(epoch, pos, t0, wasted=True)
                 return False
             self.on_draft(epoch, pos + n, ee)
-        if self.s == self.k - 1:
+        if self.spec.last:
             t1 = clock()
             v = int(self.d.head(h[:, -1:])[-1])
             t2 = clock()
             st.heads_s += t2 - t1
             self.verified[pos + n] = v
-            self.t.send(0, ("verdict", epoch, pos + n, v, t2))
+            self.t.send(0, Verdict(epoch, pos + n, v, t2))
             st.send_s += clock() - t2
         self._account(epoch, pos, t0, wasted=False)
         return True
@@ -228,7 +213,7 @@ class Stage:
 
     def on_draft(self, epoch: int, pos: int, ee_token: int) -> None:
         """The exit stage's EE head proposed ``ee_token`` for ``pos``: tell the controller."""
-        self.t.send(0, ("draft", epoch, pos, ee_token))
+        self.t.send(0, Draft(epoch, pos, ee_token))
 
     # ---- loop ------------------------------------------------------------------------------------
     def step(self, block: float | None) -> bool:
@@ -242,7 +227,7 @@ class Stage:
         self.handle(msg)
         return True
 
-    def _wait(self, block: float | None) -> Msg | None:
+    def _wait(self, block: float | None) -> StageMessage | None:
         """Receive, counting the time spent blocked as ``wait_s``."""
         t0 = time.perf_counter()
         msg = self.t.recv(block)
@@ -275,21 +260,21 @@ class Controller(Stage):
 
     def __init__(
         self,
-        bounds: tuple[int, ...],
-        exit_stage: int,
+        scheme: SchemeConfig,
         driver: LayerDriver,
         transport: Transport,
         drafter: Drafter,
         prompt: list[int],
         max_new_tokens: int,
-        max_inflight: int | None = None,
         ee_head: torch.nn.Module | None = None,
         epoch0: int = 0,
     ) -> None:
-        super().__init__(0, bounds, exit_stage, driver, transport, ee_head, epoch0)
+        super().__init__(scheme.stages()[0], driver, transport, ee_head, epoch0)
+        self.k = scheme.n_stages
         self.drafter, self.prompt, self.n = drafter, list(prompt), max_new_tokens
         self.P = len(prompt)
-        self.max_inflight = max_inflight or self.k
+        # tokens in flight after an entry (entered, verdict not committed): the scheme's limit
+        self.inflight_limit = scheme.inflight_limit
         self.out: list[int] = []
         self.frontier = self.P  # next position to enter
         self.next_tok: tuple[int, bool] | None = None  # (token, is_draft)
@@ -302,14 +287,13 @@ class Controller(Stage):
         self._last_commit: float | None = None
         self._last_rejected = False
 
-    def handle(self, msg: Msg) -> None:
-        kind = msg[0]
-        if kind == "draft":
-            self._on_draft_msg(*msg[1:])
-        elif kind == "verdict":
-            self._on_verdict(*msg[1:])
+    def handle(self, msg: StageMessage) -> None:
+        if isinstance(msg, Verdict):
+            self._on_verdict(msg.epoch, msg.pos, msg.token, msg.sent)
+        elif isinstance(msg, Draft):
+            self._on_draft_msg(msg.epoch, msg.pos, msg.token)
         else:
-            raise RuntimeError(f"controller: unexpected message {kind!r}")
+            raise RuntimeError(f"controller: unexpected message {msg!r}")
 
     def on_draft(self, epoch: int, pos: int, ee_token: int) -> None:
         self._on_draft_msg(epoch, pos, ee_token)
@@ -355,7 +339,7 @@ class Controller(Stage):
         elif pos == self.frontier:
             self.next_tok = (v, False)  # the drafter lost the race: enter the verified token
         if self.done:
-            self._broadcast(("stop",))
+            self._broadcast(Stop())
 
     def _gap(self, sent: float, rejected: bool) -> None:
         """Commit-to-commit time (on the verdicts' send clock), filed under the kind of the
@@ -377,15 +361,15 @@ class Controller(Stage):
         self.frontier = pos
         self.next_tok = None if self.done else (v, False)
         if not self.done:
-            self._broadcast(("flush", self.epoch, pos))
+            self._broadcast(Flush(self.epoch, pos))
 
-    def _broadcast(self, msg: Msg) -> None:
+    def _broadcast(self, msg: StageMessage) -> None:
         for s in range(1, self.k):
             self.t.send(s, msg)
 
     def can_enter(self) -> bool:
-        inflight = self.frontier - (self.P + len(self.out)) + 1
-        return not self.done and self.next_tok is not None and inflight < self.max_inflight + 1
+        inflight = self.frontier - (self.P + len(self.out)) + 1  # before this entry
+        return not self.done and self.next_tok is not None and inflight < self.inflight_limit
 
     def enter(self) -> None:
         """Run the next token through stage 0 (abandoning it if a rejection arrives)."""

@@ -21,6 +21,7 @@ import torch
 
 from ppsd_real.lm.corpus import load_corpus
 from ppsd_real.lm.tokenizer import save_for_transformers, train_tokenizer
+from ppsd_real.threads import torch_threads
 
 SEQ_LEN = 256
 
@@ -89,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-every", type=int, default=300)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    with torch_threads(args.threads):
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     from transformers import LlamaForCausalLM

@@ -81,16 +81,31 @@ def alpha_from_measure(
         return validate.probability(field, value)
     if need == "stages":
         k = _size("measured-stages", stages, measured_as, lo=2)
-        validate.number(field, value, lo=1.0, hi=float(k))
+        value = _in_range(field, value, 1.0, float(k))
         return min(1.0, max(0.0, k * (1.0 - 1.0 / value) / (k - 1.0)))
     g = _size("measured-gamma", gamma, measured_as, lo=1)
     if measured_as == "accepted/drafted":
-        validate.number(field, value, lo=0.0, hi=1.0)
+        value = _in_range(field, value, 0.0, 1.0)
         return iid_alpha_from_tau(value * g, g, with_bonus=False)
     with_bonus = measured_as == "tau+bonus"
     lo, hi = (1.0, g + 1.0) if with_bonus else (0.0, float(g))
-    validate.number(field, value, lo=lo, hi=hi)
+    value = _in_range(field, value, lo, hi)
     return iid_alpha_from_tau(value, g, with_bonus=with_bonus)
+
+
+#: relative slack at a measure's bounds: a figure computed at the bound (e.g. k ÷ (k − α(k − 1))
+#: at α = 1, which floating point makes 3.0000000000000004 for k = 3) is the bound, not an error
+_ROUNDING = 1e-9
+
+
+def _in_range(field: str, value: float, lo: float, hi: float) -> float:
+    """``value`` checked against [lo, hi] (named by ``field``), rounding slack clamped."""
+    slack = _ROUNDING * max(1.0, abs(hi))
+    if hi < value <= hi + slack:
+        return hi
+    if lo - slack <= value < lo:
+        return lo
+    return validate.number(field, value, lo=lo, hi=hi)
 
 
 def _size(field: str, size: int | None, measured_as: str, *, lo: int) -> int:
