@@ -121,3 +121,15 @@ def test_the_schedule_extends_its_period_exactly(scheme):
     assert sched.periodic_from is not None and sched.computed < 100  # found early
     j = np.arange(3000)
     assert sched.commit(j) == pytest.approx(np.array(_brute_commits(c, m, 3000)), rel=1e-12)
+
+
+def test_a_limit_that_binds_only_past_the_computed_columns_gives_the_long_run_rate():
+    # a slow later stage: stage 1 runs ahead, so even a limit of 10⁶ binds, but only after
+    # ~10⁶ tokens; at α = 1 the closed form is the slowest circuit's gap (was inf)
+    prof = HardwareProfile.uniform(24, 1e-3, 0.5).with_costs(hop=1.5e-4)
+    scheme = SchemeConfig.ppsd([2, 20, 24], max_inflight=10**6)
+    c = ppsd_costs(prof, scheme)
+    want = 1.0 / max(c.accepted_gap, (c.fill_latency + c.hop) / 10**6)
+    assert analytic.ppsd_tokens_per_s(prof, scheme, 1.0) == pytest.approx(want, rel=1e-12)
+    rec = simulate(prof, scheme, AcceptanceSpec.iid(1.0), tokens=2000, engine="auto").record
+    assert rec.notes["closed_form_speedup"] == pytest.approx(rec.speedup, rel=0.01)
