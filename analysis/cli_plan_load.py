@@ -22,7 +22,7 @@ from analysis.load_plan_record import (
 from analysis.memory import WeightBudget
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import validate
-from ppsd_sim.records.io import check_writable, dumps, load_document, write_record
+from ppsd_sim.records.io import check_writable, dumps, load_document, write_all
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.serving_record import POLICIES
 
@@ -225,10 +225,13 @@ def run_load(
         sensitivity=not args.no_sensitivity,
         profile_label=label,
     )
-    if args.write_profile:
-        write_record(args.write_profile, profile)
+    # the plan and the profile are written together or not at all
+    files: dict[str, str] = {}
     if args.out:
-        write_record(args.out, lp.to_dict())
+        files[args.out] = dumps(lp.to_dict())
+    if args.write_profile:
+        files[args.write_profile] = dumps(profile)
+    write_all(files)
     print(dumps(lp.to_dict()) if args.json else format_load_plan(lp), end="" if args.json else "\n")
     if args.out and not args.json:
         print(f"plan written to {args.out}")

@@ -23,6 +23,7 @@ from typing import Any
 
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import validate
+from ppsd_sim.records.acceptance_math import pooled_lag1_correlation, rounds_from_positions
 from ppsd_sim.records.profile import Provenance
 from ppsd_sim.records.schema import open_record, tag
 
@@ -38,34 +39,17 @@ def eesd_rounds(trace: list[int] | tuple[int, ...], gamma: int) -> list[int]:
     A round drafts positions t..t+γ-1 and accepts up to the first rejection; the full model's
     token comes next (the correction at a rejected position, or the bonus after γ accepts),
     so the next round starts one position after the last accepted draft's successor. A round
-    cut short by the end of the trace is dropped (its fate is unknown)."""
+    cut short by the end of the trace is dropped (its fate is unknown). The one rule:
+    ``acceptance_math.rounds_from_positions``."""
     validate.integer("gamma", gamma, lo=1)
-    n = len(trace)
-    zero = [n] * (n + 1)  # zero[i]: the first rejection at or after position i (n: none)
-    for i in range(n - 1, -1, -1):
-        zero[i] = i if not trace[i] else zero[i + 1]
-    out, t = [], 0
-    while t < n:
-        a = min(zero[t] - t, gamma)
-        if (a == gamma and t + gamma > n) or (a < gamma and zero[t] == n):
-            break  # the round runs past the end of the trace
-        out.append(a)
-        t += a + 1
-    return out
+    return [int(a) for a in rounds_from_positions(trace, gamma)]
 
 
 def lag1(traces: list[tuple[int, ...]]) -> float | None:
     """Lag-1 autocorrelation of the 0/1 outcomes, pairs taken within each trace (the Markov
-    model's burstiness ρ); None when undefined (constant outcomes or fewer than 3)."""
-    flat = [b for t in traces for b in t]
-    if len(flat) < 3:
-        return None
-    mean = sum(flat) / len(flat)
-    var = mean * (1.0 - mean)
-    pairs = [(t[i] - mean) * (t[i + 1] - mean) for t in traces for i in range(len(t) - 1)]
-    if var == 0.0 or not pairs:
-        return None
-    return sum(pairs) / len(pairs) / var
+    model's burstiness ρ over output positions); None when undefined (constant outcomes or
+    fewer than 3). The one estimator: ``acceptance_math.pooled_lag1_correlation``."""
+    return pooled_lag1_correlation(traces)
 
 
 @dataclass(frozen=True)
