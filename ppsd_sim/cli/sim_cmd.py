@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from ppsd_sim import examples
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import validate
+from ppsd_sim.records import decoding, validate
 from ppsd_sim.records.acceptance_spec import AcceptanceSpec
 from ppsd_sim.records.io import atomic_write_text, dumps, load_document
 from ppsd_sim.records.profile import HardwareProfile
@@ -73,6 +74,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--acceptance-trace",
         help="file of recorded 0/1 outcomes (JSON list or whitespace-separated)",
     )
+    decoding.add_args(a)
     r = p.add_argument_group("run")
     r.add_argument(
         "--tokens", type=int, help=f"tokens to commit (default {examples.EXAMPLE_TOKENS})"
@@ -217,7 +219,9 @@ def resolve(
     elif args.histogram:
         acc = AcceptanceSpec.histogram(_ints("--histogram", args.histogram))
     elif args.acceptance_trace:
-        acc = AcceptanceSpec.from_trace(_read_trace(args.acceptance_trace))
+        acc = AcceptanceSpec.from_trace(_read_trace(args.acceptance_trace)).with_decoding(
+            decoding.of_trace_file(args.acceptance_trace)
+        )
     elif args.alpha is not None or args.burstiness is not None:
         alpha = examples.EXAMPLE_ALPHA if args.alpha is None else args.alpha
         acc = (
@@ -280,10 +284,14 @@ def _table(sims: list[Simulation]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     profile, schemes, acc, opts = resolve(args)
+    target = decoding.from_args(args)
     sims = [
         simulate(profile, sch, acc, tokens=opts["tokens"], seed=opts["seed"], engine=opts["engine"])
         for sch in schemes
     ]
+    warn = decoding.flag([s.record for s in sims], acc.decoding, target)
+    if warn is not None:
+        print(f"warning: {warn}", file=sys.stderr)
     # Serialise everything before touching disk: a bad record never leaves a partial file.
     out_text = None
     if args.out:

@@ -1,12 +1,17 @@
-"""AcceptanceSpec: how drafts are accepted, always tagged with what its numbers mean."""
+"""AcceptanceSpec: how drafts are accepted, always tagged with what its numbers mean.
+
+Its meaning includes the decoding settings the numbers were measured under (``decoding``:
+temperature, top-k, top-p; greedy by default and for files that do not say), so a what-if at
+other settings can flag the mismatch (``ppsd_sim.records.decoding.mismatch``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import validate
+from ppsd_sim.records.decoding import GREEDY, DecodingSettings
 from ppsd_sim.records.schema import open_record, rerooted, tag
 
 KINDS = ("iid", "per_position", "markov", "trace", "histogram")
@@ -33,9 +38,13 @@ class AcceptanceSpec:
     alphas: tuple[float, ...] = ()
     trace: tuple[int, ...] = ()
     counts: tuple[int, ...] = ()
+    #: the decoding its numbers were measured under (``ppsd_sim.records.decoding``)
+    decoding: DecodingSettings = GREEDY
 
     def __post_init__(self) -> None:
         validate.choice("acceptance.kind", self.kind, KINDS)
+        if not isinstance(self.decoding, DecodingSettings):
+            raise ConfigError("acceptance.decoding", "must be a DecodingSettings")
         if self.kind in ("iid", "markov"):
             if self.alpha is None:
                 raise ConfigError("acceptance.alpha", f"is required for kind {self.kind!r}")
@@ -99,12 +108,16 @@ class AcceptanceSpec:
 
         return marginal_rate(self)
 
+    def with_decoding(self, decoding: DecodingSettings) -> AcceptanceSpec:
+        return replace(self, decoding=decoding)
+
     def label(self) -> str:
+        at = "" if self.decoding.greedy else f" at {self.decoding.label()}"
         if self.kind == "iid":
-            return f"iid α={self.alpha:g}"
+            return f"iid α={self.alpha:g}{at}"
         if self.kind == "markov":
-            return f"markov α={self.alpha:g} ρ={self.burstiness:g}"
-        return f"{self.kind} (mean α≈{self.mean_alpha:.3f})"
+            return f"markov α={self.alpha:g} ρ={self.burstiness:g}{at}"
+        return f"{self.kind} (mean α≈{self.mean_alpha:.3f}){at}"
 
     # ---- JSON -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -120,11 +133,22 @@ class AcceptanceSpec:
         for name in ("alphas", "trace", "counts"):
             if getattr(self, name):
                 out[name] = list(getattr(self, name))
+        if not self.decoding.greedy:  # greedy stays implicit: old files read the same
+            out["decoding"] = self.decoding.to_dict()
         return out
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "acceptance") -> AcceptanceSpec:
-        fields = ("kind", "semantics", "alpha", "burstiness", "alphas", "trace", "counts")
+        fields = (
+            "kind",
+            "semantics",
+            "alpha",
+            "burstiness",
+            "alphas",
+            "trace",
+            "counts",
+            "decoding",
+        )
         d = open_record(data, "AcceptanceSpec", where, fields, ("kind",))
         sem = d.pop("semantics", None)
         kind = validate.choice(validate.join(where, "kind"), d["kind"], KINDS)
@@ -136,6 +160,9 @@ class AcceptanceSpec:
         for name in ("alphas", "trace", "counts"):
             if name in d:
                 d[name] = tuple(validate.sequence(validate.join(where, name), d[name]))
+        d["decoding"] = DecodingSettings.from_dict(
+            d.get("decoding"), validate.join(where, "decoding")
+        )
         try:
             return cls(**d)
         except ConfigError as err:
