@@ -4,13 +4,15 @@ curve and a number of devices (see ``analysis.planner``)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
 
 from analysis.curves import AcceptanceCurve, illustrative_curve, parse_curve, read_curve
 from analysis.memory import WeightBudget
 from analysis.planner import Plan, plan
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.examples import example_profile
-from ppsd_sim.records import validate
+from ppsd_sim.records import decoding, validate
 from ppsd_sim.records.io import dumps, load_document, write_record
 from ppsd_sim.records.profile import HardwareProfile
 
@@ -55,6 +57,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="tokens simulated to confirm each shown configuration (0: skip; default 20000)",
     )
     s.add_argument("--seed", type=int, default=0, help="simulation seed (0)")
+    decoding.add_args(s, "the plan's")
     s.add_argument(
         "--memory",
         metavar="MODEL@DEVICE[:DTYPE]",
@@ -193,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
     validate.integer("--devices", args.devices, lo=1, hi=4096)
     profile = resolve_profile(args)
     curve = resolve_curve(args, profile.n_layers)
+    warn = decoding.mismatch(curve.decoding, decoding.from_args(args))
     if args.write_profile:
         write_record(args.write_profile, profile)
     exits = _ints("--exits", args.exits) if args.exits else None
@@ -210,6 +214,11 @@ def run(args: argparse.Namespace) -> int:
         exits=exits,
         memory=memory,
     )
+    if warn is not None:  # in the record's message and on stderr, never silent
+        print(f"warning: {warn}", file=sys.stderr)
+        pl = dataclasses.replace(
+            pl, message=" ".join(x for x in (pl.message, f"warning: {warn}") if x)
+        )
     if args.out:
         write_record(args.out, pl.to_dict())
     print(dumps(pl.to_dict()) if args.json else format_plan(pl), end="" if args.json else "\n")
