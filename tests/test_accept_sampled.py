@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ppsd_real import accept, runner, sampling
+from ppsd_real import accept, runner
 from ppsd_real.lm.heads import load_heads
 from ppsd_real.model_loading import ModelSpec, model_fingerprint
 from ppsd_real.sampling import GREEDY, SamplingSpec
@@ -45,7 +45,7 @@ def test_expected_acceptance_is_one_when_q_is_p(shipped) -> None:
     rows = accept.sampled_rows(d, pr.ids, cont, (d.n_layers - 1,), {5: Full()}, spec, 0)
     bits, exp = rows[(d.n_layers - 1, "trained")]
     assert bits == [1] * 20 and all(abs(x - 1.0) < 1e-9 for x in exp)
-    sbits, sexp = rows[(d.n_layers - 1, "shared")]
+    _, sexp = rows[(d.n_layers - 1, "shared")]
     assert min(sexp) < 1.0  # the real exit is not the full model
 
 
