@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from ppsd_real.lm import card_sampling
 from ppsd_real.lm.corpus import HELD_OUT, load_corpus
 from ppsd_real.lm.heads import exit_hidden, head_file
 from ppsd_real.lm.train import SEQ_LEN, encode_stream, windows
@@ -172,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     card = measure(args.model, threads=args.threads)
+    card_sampling.add_to(card, args.model, args.threads)
     (args.model / "card.json").write_text(
         json.dumps(card, indent=1, allow_nan=False) + "\n", encoding="utf-8"
     )
@@ -253,6 +255,7 @@ def render_card(model_dir: Path) -> str:
                     f"| {row['exit']} | {kind} | {r['alpha_held_out']:.3f} | {r['alpha_greedy']:.3f} "
                     f"| {tau} | {rho} |"
                 )
+    lines += card_sampling.render(card)
     return "\n".join(lines) + "\n"
 
 
