@@ -176,9 +176,7 @@ def sampled_rows(
 
 def decoding_of(spec: SamplingSpec) -> DecodingSettings:
     """The record-side settings of a sampling spec (the seed is not part of them)."""
-    if spec.greedy:
-        return DecodingSettings()
-    return DecodingSettings(spec.temperature, spec.top_k, spec.top_p)
+    return spec.decoding
 
 
 def measure(

@@ -35,6 +35,8 @@ class DecodingSettings:
         self._check()
 
     def _check(self, names: dict[str, str] | None = None) -> None:
+        """Validate in place; ``names`` maps each field to what the user typed (a flag or a
+        dotted record path) for the one-line error."""
         n = names or {f: f for f in FIELDS}
         t = self.temperature
         if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t < 0:
@@ -48,7 +50,8 @@ class DecodingSettings:
         if t == 0 and (k is not None or p != 1.0):
             raise ConfigError(
                 n["top_k"] if k is not None else n["top_p"],
-                "has no effect at temperature 0 (greedy takes the argmax); give a temperature > 0",
+                "has no effect at temperature 0 (greedy decoding takes the argmax); "
+                f"give {n['temperature']} > 0 to sample",
             )
         object.__setattr__(self, "temperature", float(t))
         object.__setattr__(self, "top_p", float(p))
@@ -77,11 +80,7 @@ class DecodingSettings:
             return GREEDY
         d = validate.mapping(where, data, FIELDS)
         names = {f: validate.join(where, f) for f in FIELDS}
-        out = object.__new__(cls)
-        for f, default in zip(FIELDS, (0.0, None, 1.0), strict=True):
-            object.__setattr__(out, f, d.get(f, default))
-        out._check(names)
-        return out
+        return checked(d.get("temperature", 0.0), d.get("top_k"), d.get("top_p", 1.0), names)
 
 
 GREEDY = DecodingSettings()
@@ -112,15 +111,26 @@ def add_args(parser: argparse.ArgumentParser | Any, what: str = "the what-if's")
     parser.add_argument("--top-p", type=float, default=None, help=f"{what} top-p (default 1.0)")
 
 
+#: the command-line flag of each field
+FLAGS = {"temperature": "--temperature", "top_k": "--top-k", "top_p": "--top-p"}
+
+
+def checked(
+    temperature: Any, top_k: Any, top_p: Any, names: dict[str, str] | None = None
+) -> DecodingSettings:
+    """Settings from raw values, a bad one reported under ``names`` (default: the flags)."""
+    out = object.__new__(DecodingSettings)
+    object.__setattr__(out, "temperature", temperature)
+    object.__setattr__(out, "top_k", top_k)
+    object.__setattr__(out, "top_p", top_p)
+    out._check(FLAGS if names is None else names)
+    return out
+
+
 def from_args(args: argparse.Namespace) -> DecodingSettings:
     """The settings ``add_args``'s flags name; a bad value is one line naming the flag."""
     t = args.temperature if args.temperature is not None else 0.0
-    out = object.__new__(DecodingSettings)
-    object.__setattr__(out, "temperature", t)
-    object.__setattr__(out, "top_k", args.top_k)
-    object.__setattr__(out, "top_p", 1.0 if args.top_p is None else args.top_p)
-    out._check({"temperature": "--temperature", "top_k": "--top-k", "top_p": "--top-p"})
-    return out
+    return checked(t, args.top_k, 1.0 if args.top_p is None else args.top_p)
 
 
 def of_trace_file(path: str, field: str = "--acceptance-trace") -> DecodingSettings:
