@@ -124,3 +124,43 @@ def test_bad_decoding_flags_are_one_line(args: list[str], flag: str, tmp_path, c
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and flag in err and "Traceback" not in err
     assert not (tmp_path / "c.json").exists()
+
+
+def test_the_card_shows_its_measured_sampling_section() -> None:
+    """model_card.md is rendered from card.json (no hand-typed numbers), and the sampled
+    section covers T ∈ {0, 0.7, 1} × top-p ∈ {1, 0.9} for every exit and both heads."""
+    from ppsd_real.lm import card as card_mod
+
+    card = json.loads((SHIPPED / "card.json").read_text(encoding="utf-8"))
+    text = (SHIPPED / "model_card.md").read_text(encoding="utf-8")
+    assert card_mod.render_card(SHIPPED) == text
+    ev = card["sampling_eval"]
+    got = {(s["temperature"], s["top_p"]) for s in ev["settings"]}
+    assert got == {(0.0, 1.0), (0.7, 1.0), (0.7, 0.9), (1.0, 1.0), (1.0, 0.9)}
+    for s in ev["settings"]:
+        assert [r["exit"] for r in s["exits"]] == list(range(1, 6))
+        for r in s["exits"]:
+            for head in ("shared", "trained"):
+                v = r[head]
+                assert 0 < v["expected"] <= 1 and 0 <= v["realised"] <= 1
+                if s["temperature"] == 0:
+                    assert v["expected"] == v["realised"]
+    greedy = next(s for s in ev["settings"] if s["temperature"] == 0)
+    for r, c in zip(greedy["exits"], card["exits"], strict=True):
+        for head in ("shared", "trained"):  # the same prompts and code as the greedy table
+            assert r[head]["realised"] == pytest.approx(c[head]["alpha_greedy"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_the_cards_sampling_section_is_reproduced() -> None:
+    """~2 min: ``card_sampling.measure`` is seeded, so a rerun gives the card's numbers."""
+    from ppsd_real.lm import card_sampling
+
+    card = json.loads((SHIPPED / "card.json").read_text(encoding="utf-8"))
+    g = card["greedy_eval"]
+    got = card_sampling.measure(SHIPPED, g["prompts"], g["prompt_len"], g["new_tokens"], 1)
+    for a, b in zip(got["settings"], card["sampling_eval"]["settings"], strict=True):
+        for ra, rb in zip(a["exits"], b["exits"], strict=True):
+            for head in ("shared", "trained"):
+                for k in ("expected", "realised"):
+                    assert ra[head][k] == pytest.approx(rb[head][k], abs=2e-3), (a, ra["exit"])

@@ -121,6 +121,21 @@ def render(card: dict[str, Any]) -> list[str]:
         for head in ("shared", "trained"):
             cells = [cell(s["exits"][i][head], s["temperature"] == 0) for s in sets]
             lines.append(f"| {row['exit']} | {head} | " + " | ".join(cells) + " |")
+    greedy = next((s for s in sets if s["temperature"] == 0), None)
+    hot = [s for s in sets if s["temperature"] == max(x["temperature"] for x in sets)]
+    if greedy is not None and hot and hot[0] is not greedy:
+        h = hot[0]
+        pairs = [
+            (h["exits"][i][head]["expected"], greedy["exits"][i][head]["realised"])
+            for i in range(len(greedy["exits"]))
+            for head in ("shared", "trained")
+        ]
+        up = sum(a > b for a, b in pairs)
+        lines += [
+            "",
+            f"Direction on this model: the expected α at {_setting(h)} is above the greedy α in "
+            f"{up} of {len(pairs)} (exit, head) cells.",
+        ]
     return lines
 
 
