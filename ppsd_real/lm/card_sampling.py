@@ -27,8 +27,12 @@ def measure(
     new_tokens: int = 128,
     threads: int = 2,
     seed: int = SEED,
+    grid: tuple[tuple[float, float], ...] = SETTINGS,
+    exits: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
-    """The ``sampling_eval`` section of card.json (see the module docstring)."""
+    """The ``sampling_eval`` section of card.json (see the module docstring). Each cell
+    depends only on its own setting, exit and head (uniforms are keyed by position), so a
+    smaller ``grid`` or ``exits`` reproduces the card's cells it covers."""
     from ppsd_real import accept, runner
     from ppsd_real.lm.heads import load_heads
     from ppsd_real.model_loading import ModelSpec, model_fingerprint
@@ -36,12 +40,12 @@ def measure(
     from ppsd_real.threads import torch_threads
 
     spec = ModelSpec(preset=None, path=str(model_dir))
-    settings = tuple(GREEDY if t == 0 else SamplingSpec(t, None, p, seed) for t, p in SETTINGS)
+    settings = tuple(GREEDY if t == 0 else SamplingSpec(t, None, p, seed) for t, p in grid)
     with torch_threads(threads):
         m = runner.load(spec)
         heads = load_heads(model_dir, model_fingerprint(spec), m.driver.parts.lm_head)
         plist = accept.stdlib_held_out(str(model_dir), prompts, prompt_len)
-        exits = tuple(range(1, m.n_layers))
+        exits = exits or tuple(range(1, m.n_layers))
         rec = accept.measure(
             m, plist, new_tokens, exits, heads=heads, settings=settings, progress=False
         )
