@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import sys
 
+from analysis.cli_plan_load import configure_load, load_kind, run_load
 from analysis.curves import AcceptanceCurve, illustrative_curve, parse_curve, read_curve
 from analysis.memory import WeightBudget
 from analysis.planner import Plan, plan
@@ -22,7 +23,9 @@ def configure(p: argparse.ArgumentParser) -> None:
         "With no arguments: the embedded example profile (32 layers, illustrative latencies), "
         "an illustrative α(E) curve and 4 devices. Predictions use the closed forms (i.i.d. "
         "acceptance, one device per PPSD stage) and the top configurations are confirmed by "
-        "simulation. Exit code 1 when no configuration meets --min-tokens-per-s."
+        "simulation. Exit code 1 when no configuration meets --min-tokens-per-s. With --batch, "
+        "--users or --rate: a load-aware plan (every configuration simulated serving that "
+        "load, AR, TP-AR, PP-AR, EESD, PPSD) and the switch-off point of speculation."
     )
     g = p.add_argument_group("inputs")
     g.add_argument("--profile", help="HardwareProfile JSON/YAML (default: embedded example)")
@@ -74,6 +77,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="rank configurations whose weights do not fit a device too",
     )
+    configure_load(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", help="write the plan as JSON (a CapacityPlan record) here")
     o.add_argument("--json", action="store_true", help="print the plan as JSON")
@@ -89,8 +93,9 @@ def _ints(field: str, text: str) -> list[int]:
         raise ConfigError(field, f"must be comma-separated integers, got {text!r}") from None
 
 
-def resolve_profile(args: argparse.Namespace) -> HardwareProfile:
-    """--profile file, --synth MODEL@DEVICE, or the embedded example."""
+def resolve_profile(args: argparse.Namespace, load: bool = False) -> HardwareProfile:
+    """--profile file, --synth MODEL@DEVICE, or the embedded example (for a ``load`` plan
+    the serving example: the same latencies with illustrative load and TP costs)."""
     if args.profile and args.synth:
         raise ConfigError("--synth", "give either --profile or --synth, not both")
     if args.profile:
@@ -99,6 +104,10 @@ def resolve_profile(args: argparse.Namespace) -> HardwareProfile:
         from analysis.synth import synthesise_named
 
         return synthesise_named(args.synth, "--synth")
+    if load:
+        from ppsd_sim.serving.example import example_serving_profile
+
+        return example_serving_profile()
     return example_profile()
 
 
@@ -194,13 +203,18 @@ def run(args: argparse.Namespace) -> int:
         print("devices: " + ", ".join(list_devices()))
         return 0
     validate.integer("--devices", args.devices, lo=1, hi=4096)
-    profile = resolve_profile(args)
+    kind = load_kind(args)
+    profile = resolve_profile(args, load=kind is not None)
     curve = resolve_curve(args, profile.n_layers)
     warn = decoding.mismatch(curve.decoding, decoding.from_args(args))
-    if args.write_profile:
-        write_record(args.write_profile, profile)
+    if warn is not None:  # on stderr for every plan, and in the plan record's message
+        print(f"warning: {warn}", file=sys.stderr)
     exits = _ints("--exits", args.exits) if args.exits else None
     memory = resolve_memory(args, profile.n_layers)
+    if kind is not None:
+        return run_load(args, kind, profile, curve, exits, memory)
+    if args.write_profile:
+        write_record(args.write_profile, profile)
     pl = plan(
         profile,
         curve,
@@ -214,8 +228,7 @@ def run(args: argparse.Namespace) -> int:
         exits=exits,
         memory=memory,
     )
-    if warn is not None:  # in the record's message and on stderr, never silent
-        print(f"warning: {warn}", file=sys.stderr)
+    if warn is not None:
         pl = dataclasses.replace(
             pl, message=" ".join(x for x in (pl.message, f"warning: {warn}") if x)
         )

@@ -9,17 +9,18 @@ from pathlib import Path
 
 import torch
 
-from ppsd_real import runner
+from ppsd_real import prompts, runner
 from ppsd_real.backends import BACKENDS
 from ppsd_real.backends.distributed import StageFailure
 from ppsd_real.backends.transport import TRANSPORTS
 from ppsd_real.bench import Bench, Measurement, NotLossless, Variant, measure, timed
 from ppsd_real.decoders import ARDecoder, DecodeResult
 from ppsd_real.device import add_device_args, resolve
-from ppsd_real.drafters import DRAFTERS, DrafterSpec
+from ppsd_real.drafters import DRAFTERS, DrafterSpec, heads_dir_head
 from ppsd_real.measure import to_record
-from ppsd_real.model_loading import ModelSpec
+from ppsd_real.model_loading import ModelSpec, model_fingerprint
 from ppsd_real.presets import DEFAULT_CPU_PRESET, PRESETS
+from ppsd_real.prompts import add_prompt_args
 from ppsd_real.threads import all_cores, torch_threads
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import RunRecord, SchemeConfig, validate
@@ -88,6 +89,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(ee_head_exit<E>.safetensors) is shipped beside the model (default: the trained one)",
     )
     a(
+        "--heads",
+        default=None,
+        help="early-exit: a heads folder from `ppsd heads train` (its manifest must name this "
+        "model and hold the exit's head) (default: a head shipped beside the model, if any)",
+    )
+    a(
         "--backend",
         default="distributed",
         choices=BACKENDS,
@@ -129,6 +136,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="a folder: write every measured scheme's RunRecord there (ar.json, eesd.json, "
         "ppsd.json) (default: none)",
     )
+    add_prompt_args(parser)
     add_device_args(parser)
 
 
@@ -159,6 +167,8 @@ def _check_flags(args: argparse.Namespace) -> None:
         check_writable(args.output, "--output")
     if args.records is not None:
         check_writable_dir(args.records, "--records")
+    if args.heads is not None and args.shared_head:
+        raise ConfigError("--heads", "drafts with trained heads; --shared-head with the LM head")
 
 
 def _check_length(model: torch.nn.Module, prompt: list[int], tokens: int) -> None:
@@ -199,6 +209,18 @@ def _run(args: argparse.Namespace) -> int:
             f"{kind} head, whose acceptance is measured (use --drafter oracle to set it)",
         )
     alpha = (ORACLE_ALPHA if args.alpha is None else args.alpha) if kind == "oracle" else None
+    if args.heads is not None and kind == "oracle":
+        raise ConfigError(
+            "--heads",
+            "the oracle drafter uses no head (a model directory drafts "
+            "with its early-exit head by default)",
+        )
+    given = prompts.from_args(args, model_dir, args.tokens)
+    if given is not None and len(given) != 1:
+        raise ConfigError(
+            "--prompt-file",
+            f"holds {len(given)} prompts; ppsd run times one (ppsd accept measures many)",
+        )
     spec = ModelSpec(
         preset=None if model_dir else (args.preset or DEFAULT_CPU_PRESET),
         path=model_dir,
@@ -212,7 +234,9 @@ def _run(args: argparse.Namespace) -> int:
     if not 1 <= e < n_layers:
         raise ConfigError("--exit", f"must satisfy 1 <= E < L = {n_layers}, got {e}")
     head = None
-    if kind == "early-exit" and model_dir and not args.shared_head:
+    if args.heads is not None:
+        head = heads_dir_head(args.heads, e, model_fingerprint(spec), "--heads")
+    elif kind == "early-exit" and model_dir and not args.shared_head:
         trained = Path(model_dir) / f"ee_head_exit{e}.safetensors"
         head = str(trained) if trained.is_file() else None
     drafter = DrafterSpec(kind, alpha, args.seed, head)
@@ -224,9 +248,12 @@ def _run(args: argparse.Namespace) -> int:
         ),
     }
     wanted = ["eesd", "ppsd"] if args.scheme == "all" else [args.scheme]
-    prompt = text_prompt(model_dir) or [
-        1 + (args.seed * 7 + i * 13) % (m.vocab - 1) for i in range(8)
-    ]
+    if given is not None:
+        prompt = list(given[0].ids)
+    else:
+        prompt = text_prompt(model_dir) or [
+            1 + (args.seed * 7 + i * 13) % (m.vocab - 1) for i in range(8)
+        ]
     _check_length(m.model, prompt, args.tokens)
     n, cores = args.tokens, all_cores()
     ref = ARDecoder(m.driver).decode(prompt, n).tokens
@@ -287,6 +314,11 @@ def _run(args: argparse.Namespace) -> int:
         f"median of {args.repeats} repeats (warm-up excluded), speedups paired by repeat"
     )
     _table(got, rows, labels, n, cores)
+    if args.show_text:
+        tok = prompts.load_tokenizer(model_dir, "--show-text")
+        source = given[0].source if given is not None else "the default prompt"
+        print(f"--- {source}: {len(prompt)} prompt tokens, continuation (AR, checked equal):")
+        print(prompts.decode(tok, ref))
     records = {
         name: _record(got, name, schemes[name], args, spec, alpha, cores, ref)
         for name in ["ar", *wanted]
