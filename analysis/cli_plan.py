@@ -4,7 +4,9 @@ curve and a number of devices (see ``analysis.planner``)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import sys
 from pathlib import Path
 
 from analysis.cli_plan_load import configure_load, load_kind, run_load
@@ -20,7 +22,7 @@ from analysis.planner import Plan, plan
 from ppsd_sim.acceptance.vocabulary import SCALAR_MEASURES
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.examples import example_profile
-from ppsd_sim.records import validate
+from ppsd_sim.records import decoding, validate
 from ppsd_sim.records.io import check_writable, dumps, load_document, write_all
 from ppsd_sim.records.profile import HardwareProfile
 
@@ -92,6 +94,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="tokens simulated to confirm each shown configuration (0: skip; default 20000)",
     )
     s.add_argument("--seed", type=int, default=0, help="simulation seed (0)")
+    decoding.add_args(s, "the plan's")
     s.add_argument(
         "--memory",
         metavar="MODEL@DEVICE[:DTYPE]",
@@ -261,6 +264,9 @@ def run(args: argparse.Namespace) -> int:
     kind = load_kind(args)
     profile = resolve_profile(args, load=kind is not None)
     curve = resolve_curve(args, profile.n_layers)
+    warn = decoding.mismatch(curve.decoding, decoding.from_args(args))
+    if warn is not None:  # on stderr for every plan, and in the plan record's message
+        print(f"warning: {warn}", file=sys.stderr)
     exits = _ints("--exits", args.exits) if args.exits else None
     memory = resolve_memory(args, profile.n_layers)
     if kind is not None:
@@ -278,6 +284,10 @@ def run(args: argparse.Namespace) -> int:
         exits=exits,
         memory=memory,
     )
+    if warn is not None:
+        pl = dataclasses.replace(
+            pl, message=" ".join(x for x in (pl.message, f"warning: {warn}") if x)
+        )
     # serialised before anything touches disk; the plan and the profile are written together
     files: dict[str | os.PathLike[str], str | bytes] = {}
     if args.out:

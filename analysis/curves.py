@@ -22,6 +22,7 @@ import numpy as np
 from ppsd_sim.acceptance.vocabulary import SCALAR_MEASURES, alpha_from_measure, describe
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import validate
+from ppsd_sim.records.decoding import GREEDY, DecodingSettings
 from ppsd_sim.records.io import load_document
 
 CURVE_SOURCES = ("measured", "given", "illustrative")
@@ -35,6 +36,8 @@ class AcceptanceCurve:
     alphas: tuple[float, ...]
     source: str = "given"
     note: str = ""
+    #: the decoding the α were measured under (greedy for files that do not say)
+    decoding: DecodingSettings = GREEDY
 
     def __post_init__(self) -> None:
         ex = [
@@ -69,7 +72,8 @@ class AcceptanceCurve:
             idx = sorted({*range(0, len(self.exits), step), len(self.exits) - 1})
         pts = ", ".join(f"E={self.exits[i]}: {self.alphas[i]:.2f}" for i in idx)
         more = "" if len(idx) == len(self.exits) else ", …"
-        return f"{self.source} α(E) [{pts}{more}]"
+        at = "" if self.decoding.greedy else f" at {self.decoding.label()}"
+        return f"{self.source} α(E){at} [{pts}{more}]"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,12 +82,16 @@ class AcceptanceCurve:
             "alphas": list(self.alphas),
             "source": self.source,
             "note": self.note,
+            **({} if self.decoding.greedy else {"decoding": self.decoding.to_dict()}),
         }
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "curve") -> AcceptanceCurve:
         d = validate.mapping(
-            where, data, ("record", "exits", "alphas", "source", "note"), ("exits", "alphas")
+            where,
+            data,
+            ("record", "exits", "alphas", "source", "note", "decoding"),
+            ("exits", "alphas"),
         )
         try:
             return cls(
@@ -91,6 +99,7 @@ class AcceptanceCurve:
                 tuple(validate.sequence(f"{where}.alphas", d["alphas"])),
                 d.get("source", "given"),
                 d.get("note", ""),
+                DecodingSettings.from_dict(d.get("decoding"), f"{where}.decoding"),
             )
         except ConfigError as err:
             if where != "curve":

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ppsd_sim.errors import ConfigError
+from ppsd_sim.records.decoding import DecodingSettings, checked
 
 #: What a keyed uniform is for (the Philox counter's second word).
 DRAFT, ACCEPT, RESIDUAL, TARGET = 0, 1, 2, 3
@@ -48,42 +49,27 @@ class SamplingSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        t = self.temperature
-        if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t < 0:
-            raise ConfigError("--temperature", f"must be a finite number >= 0, got {t!r}")
-        if self.top_k is not None and (
-            isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1
-        ):
-            raise ConfigError("--top-k", f"must be an integer >= 1, got {self.top_k!r}")
-        p = self.top_p
-        if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 < p <= 1.0:
-            raise ConfigError("--top-p", f"must be in (0, 1], got {p!r}")
+        # temperature, top-k, top-p: checked by their one home, the records' DecodingSettings
+        d = checked(self.temperature, self.top_k, self.top_p)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError("--seed", f"must be an integer, got {self.seed!r}")
         if not 0 <= self.seed <= MAX_SEED:
             raise ConfigError("--seed", f"must be in [0, 2**63 - 1], got {self.seed}")
-        if t == 0 and (self.top_k is not None or self.top_p != 1.0):
-            raise ConfigError(
-                "--top-k" if self.top_k is not None else "--top-p",
-                "has no effect at temperature 0 (greedy decoding takes the argmax); "
-                "give --temperature > 0 to sample",
-            )
-        object.__setattr__(self, "temperature", float(t))
-        object.__setattr__(self, "top_p", float(p))
+        object.__setattr__(self, "temperature", d.temperature)
+        object.__setattr__(self, "top_p", d.top_p)
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0
 
+    @property
+    def decoding(self) -> DecodingSettings:
+        """The settings without the seed (what an acceptance rate depends on)."""
+        return DecodingSettings(self.temperature, self.top_k, self.top_p)
+
     def label(self) -> str:
-        if self.greedy:
-            return "greedy"
-        parts = [f"T={self.temperature:g}"]
-        if self.top_k is not None:
-            parts.append(f"top-k={self.top_k}")
-        if self.top_p < 1.0:
-            parts.append(f"top-p={self.top_p:g}")
-        return " ".join(parts) + f" seed={self.seed}"
+        d = self.decoding
+        return d.label() if d.greedy else f"{d.label()} seed={self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from ppsd_real.lm import card_sampling
 from ppsd_real.lm.corpus import HELD_OUT, load_corpus
 from ppsd_real.lm.heads import exit_hidden, head_file
 from ppsd_real.lm.train import SEQ_LEN, encode_stream, windows
@@ -224,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     card = measure(args.model, threads=args.threads)
+    card_sampling.add_to(card, args.model, args.threads)
     (args.model / "card.json").write_text(
         json.dumps(card, indent=1, allow_nan=False) + "\n", encoding="utf-8"
     )
@@ -315,6 +317,7 @@ def render_card(model_dir: Path) -> str:
                     f"| {_fmt(r['burstiness_lag1'])} | {_fmt(r['tau_gamma4'], 2)} "
                     f"| {_fmt(j.get('alpha'))} | {_fmt(j.get('burstiness'))} |"
                 )
+    lines += card_sampling.render(card)
     return "\n".join(lines) + "\n"
 
 

@@ -23,7 +23,7 @@ from ppsd_sim.acceptance.vocabulary import (
     derive_alpha,
 )
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import validate
+from ppsd_sim.records import decoding, validate
 from ppsd_sim.records.acceptance_spec import HISTOGRAM_TAILS, MARKOV_CHAINS, AcceptanceSpec
 from ppsd_sim.records.io import check_writable, dumps, load_document, write_all
 from ppsd_sim.records.profile import HardwareProfile
@@ -143,6 +143,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         type=int,
         help="the pipeline stages k a theoretical speedup was measured at",
     )
+    decoding.add_args(a)
     r = p.add_argument_group("run")
     r.add_argument(
         "--tokens", type=int, help=f"tokens to commit (default {examples.EXAMPLE_TOKENS})"
@@ -436,7 +437,9 @@ def _resolve_acceptance(
                 _ints("--histogram", args.histogram), args.histogram_tail
             )
         if src == "--acceptance-trace":
-            return AcceptanceSpec.from_trace(_read_trace(args.acceptance_trace))
+            return AcceptanceSpec.from_trace(_read_trace(args.acceptance_trace)).with_decoding(
+                decoding.of_trace_file(args.acceptance_trace)
+            )
         if src == "--acceptance-rate":
             d = derive_alpha(
                 args.acceptance_rate,
@@ -591,6 +594,7 @@ def run(args: argparse.Namespace) -> int:
     _check_outputs(args)
     inp = resolve(args)
     profile, acc, opts = inp.profile, inp.acceptance, inp.run
+    target = decoding.from_args(args)
     sims = [
         simulate(profile, sch, acc, tokens=opts["tokens"], seed=opts["seed"], engine=opts["engine"])
         for sch in inp.schemes
@@ -603,6 +607,9 @@ def run(args: argparse.Namespace) -> int:
             else s
             for s in sims
         ]
+    warn = decoding.flag([s.record for s in sims], acc.decoding, target)
+    if warn is not None:
+        print(f"warning: {warn}", file=sys.stderr)
     # Serialise everything before touching disk: a bad record never leaves a partial file,
     # and the outputs are written all or none.
     files: dict[str | os.PathLike[str], str | bytes] = {}

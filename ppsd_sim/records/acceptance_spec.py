@@ -1,8 +1,12 @@
-"""AcceptanceSpec: how drafts are accepted, always tagged with what its numbers mean."""
+"""AcceptanceSpec: how drafts are accepted, always tagged with what its numbers mean.
+
+Its meaning includes the decoding settings the numbers were measured under (``decoding``:
+temperature, top-k, top-p; greedy by default and for files that do not say), so a what-if at
+other settings can flag the mismatch (``ppsd_sim.records.decoding.mismatch``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ppsd_sim.errors import ConfigError
@@ -13,6 +17,7 @@ from ppsd_sim.records.acceptance_math import (
     markov_bounds,
     run_marginal_rate,
 )
+from ppsd_sim.records.decoding import GREEDY, DecodingSettings
 from ppsd_sim.records.schema import open_record, rerooted, tag
 
 KINDS = ("iid", "per_position", "markov", "trace", "histogram")
@@ -76,9 +81,13 @@ class AcceptanceSpec:
     counts: tuple[int, ...] = ()
     tail: str | None = None
     chain: str = "judged"
+    #: the decoding its numbers were measured under (``ppsd_sim.records.decoding``)
+    decoding: DecodingSettings = GREEDY
 
     def __post_init__(self) -> None:
         validate.choice("acceptance.kind", self.kind, KINDS)
+        if not isinstance(self.decoding, DecodingSettings):
+            raise ConfigError("acceptance.decoding", "must be a DecodingSettings")
         if self.kind in ("iid", "markov"):
             if self.alpha is None:
                 raise ConfigError("acceptance.alpha", f"is required for kind {self.kind!r}")
@@ -186,25 +195,31 @@ class AcceptanceSpec:
             return False
         return drafts is None or drafts > len(self.counts) - 1
 
+    def with_decoding(self, decoding: DecodingSettings) -> AcceptanceSpec:
+        return replace(self, decoding=decoding)
+
     def label(self) -> str:
+        at = "" if self.decoding.greedy else f" at {self.decoding.label()}"
         if self.kind == "iid":
-            return f"iid α={self.alpha:g}"
+            return f"iid α={self.alpha:g}{at}"
         if self.kind == "markov":
             over = " over output positions" if self.chain == "positions" else ""
-            return f"markov α={self.alpha:g} ρ={self.burstiness:g}{over}"
+            return f"markov α={self.alpha:g} ρ={self.burstiness:g}{over}{at}"
         if self.kind == "histogram":
             return (
                 f"histogram of γ={self.gamma} rounds (accepted/judged {self.mean_alpha:.3f}, "
-                f"τ {histogram_tau(self.counts):.2f}; past γ: {self.tail or 'not given'})"
+                f"τ {histogram_tau(self.counts):.2f}; past γ: {self.tail or 'not given'}){at}"
             )
         if self.kind == "per_position":
             shown = ",".join(f"{a:g}" for a in self.alphas[:8])
             more = ",…" if len(self.alphas) > 8 else ""
             return (
                 f"per-position α_i={shown}{more} (conditional, the last repeats; "
-                f"accepted/judged {self.mean_alpha:.3f})"
+                f"accepted/judged {self.mean_alpha:.3f}){at}"
             )
-        return f"trace of {len(self.trace)} judged drafts (accepted/judged {self.mean_alpha:.3f})"
+        return (
+            f"trace of {len(self.trace)} judged drafts (accepted/judged {self.mean_alpha:.3f}){at}"
+        )
 
     # ---- JSON -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -224,6 +239,8 @@ class AcceptanceSpec:
                 out[name] = list(getattr(self, name))
         if self.tail is not None:
             out["tail"] = self.tail
+        if not self.decoding.greedy:  # greedy stays implicit: old files read the same
+            out["decoding"] = self.decoding.to_dict()
         return out
 
     @classmethod
@@ -238,6 +255,7 @@ class AcceptanceSpec:
             "counts",
             "tail",
             "chain",
+            "decoding",
         )
         d = open_record(data, "AcceptanceSpec", where, fields, ("kind",))
         sem = d.pop("semantics", None)
@@ -248,6 +266,9 @@ class AcceptanceSpec:
         legacy = sem is not None and sem == LEGACY_SEMANTICS.get(kind)
         if legacy and kind == "histogram" and d.get("tail") is None:
             d["tail"] = "zero"  # what the simulator did with such a histogram when it wrote it
+        d["decoding"] = DecodingSettings.from_dict(
+            d.get("decoding"), validate.join(where, "decoding")
+        )
         try:
             spec = cls(**d)
         except ConfigError as err:
