@@ -214,8 +214,10 @@ def main() -> int:
         )
     print(f"- unchanged code passed {len(passing)} of {len(checks)} decisions")
     for r in ladder:
-        drops = ", ".join(f"{lb} −{r['speedup_drop'][lb]:.0%}" for lb in labels)
-        print(f"- delay {r['delay_s'] * 1e3:g} ms/step: {r['status']} (measured speedup {drops})")
+        drops = ", ".join(f"{lb} {-r['speedup_drop'][lb]:+.0%}" for lb in labels)
+        print(
+            f"- delay {r['delay_s'] * 1e3:g} ms/step: {r['status']} (measured speedup change {drops})"
+        )
     print(
         "- smallest injected delay caught (it and every larger one failed): "
         + ("none" if smallest is None else f"{smallest * 1e3:g} ms per step")

@@ -366,3 +366,20 @@ def test_model_relative_gate_passes_unchanged_code_and_trips_on_an_injected_slow
     assert len(notes) == 2, res.stdout
     for used, live in notes:
         assert int(live) > 15_000 and int(used) < 2000
+
+
+@pytest.mark.parametrize("path", sorted(cli.BASELINES.glob("*.json")), ids=lambda p: p.name)
+def test_committed_gate_records_load_and_cover_the_gate_cells(path):
+    """A committed baseline or tolerance the gate cannot read, or one for other cells, would
+    make CI exit 2 on every machine of its class."""
+    from calibration.gate_run import gate_cells
+    from ppsd_real.presets import get_preset
+
+    record = (
+        model_gate.load_tolerance(path)
+        if path.name.endswith(".tolerance.json")
+        else gate.load_baseline(path)
+    )
+    layers = get_preset(record.model.removeprefix("preset:").split("(")[0]).layers
+    assert {c.label for c in record.cells} == {c.label for c in gate_cells(layers)}
+    assert path.name.startswith(f"{record.hardware}__{cli.slug(record.model)}")
