@@ -443,6 +443,17 @@ def decide_gates(
     base_floor = floor if floor is not None else (gate.QUICK_FLOOR if quick else gate.FLOOR)
     hw = gate.hardware_class()
     cells = gate_cells(model_layers(spec))
+    want = {c.label for c in cells}
+    for flag, rec, path in (
+        ("--baseline", plan.baseline, plan.baseline_path),
+        ("--tolerance", plan.tolerance, plan.tolerance_path),
+    ):
+        if rec is not None and {c.label for c in rec.cells} != want:
+            raise ConfigError(  # before measuring: a record of other cells judges nothing
+                flag,
+                f"{path} holds cells {sorted(c.label for c in rec.cells)}, "
+                f"not the gate's {sorted(want)}",
+            )
     taken: list[Measurement] = []
 
     def reading(n: int) -> gate.GateRun:

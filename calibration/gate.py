@@ -30,6 +30,9 @@ spread, learnt from many repeats. The floor (5%; 10% for the quick CI variant) i
 A failing run is measured again before the gate fails (``decide``): a drop must reproduce.
 A speedup that needs two cores cannot be judged while other processes hold one, so when the
 confirming run saw a busy machine (``machine_load``) the verdict is "inconclusive", not "fail".
+``decide_runs`` holds that rule for every gate: where a baseline exists the model-relative gate
+(``model_gate.py``, no baseline needed) judges the same measurement, and a drop in either
+counts.
 """
 
 from __future__ import annotations

@@ -325,6 +325,14 @@ def test_bad_paths_are_refused_before_any_measurement(tmp_path, capsys):
     common = ["regress", "--preset", "tiny", "--mode", "model", "--tolerance", str(tol)]
     _one_line_error(_in_process([*common, "--tokens", "32"], capsys), "--tolerance")  # at 16
     _one_line_error(_in_process([*common, "--tokens", "16", "--repeats", "2"], capsys), "--repeats")
+    one = _tolerance(repeats=3)
+    one = model_gate.save_tolerance(
+        tmp_path / "one.json", dataclasses.replace(one, cells=one.cells[:1])
+    )
+    common[-1] = str(one)  # a record of other cells than the gate's: refused before measuring
+    code, out, err = _in_process([*common, "--tokens", "16"], capsys)
+    _one_line_error((code, out, err), "--tolerance")
+    assert "not the gate's" in err and "run (" not in out
 
 
 def _calibrate(args, env=None, timeout=600):
