@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 from calibration import cli, gate, model_gate
-from calibration.gate_run import gate_cells, model_layers
 from ppsd_real.model_loading import ModelSpec
 from ppsd_real.test_hooks import TICK_DELAY_ENV
 from ppsd_sim.records import atomic_write_text, check_writable
@@ -112,27 +111,23 @@ def main() -> int:
     hw = gate.hardware_class()
     tol_path = Path(args.tolerance) if args.tolerance else cli.default_tolerance(spec.name)
     out = Path(args.out) if args.out else Path("results/gate_spread") / f"{hw}.json"
-    check_writable(tol_path, "--tolerance")
     check_writable(out, "--out")
     delays = sorted(float(x) for x in args.delays.split(",") if x)
     command = "python benchmarks/gate_spread.py " + " ".join(sys.argv[1:])
 
     t0 = time.perf_counter()
-    got = cli.record_readings(
+    tol = cli.record_tolerance(
         spec,
-        gate_cells(model_layers(spec)),
+        tol_path,
         runs=args.runs,
         tokens=args.tokens,
         repeats=args.repeats,
         transport=args.transport,
-        allow_busy=args.provisional,
+        provisional=args.provisional,
+        command=command,
     )
-    if got is None:
+    if tol is None:
         return 3
-    tol = cli.tolerance_of(
-        got, spec, args.tokens, args.repeats, args.transport, command, args.provisional
-    )
-    model_gate.save_tolerance(tol_path, tol)
     record_s = time.perf_counter() - t0
     print("\n".join(cli.describe_tolerance(tol)))
     print(f"tolerance written: {tol_path} ({record_s:.0f} s)")

@@ -595,27 +595,52 @@ def record_readings(
 
 def _record_tolerance(args: argparse.Namespace, spec: ModelSpec, command: str) -> int:
     path = Path(args.tolerance) if args.tolerance else default_tolerance(spec.name)
-    check_writable(path, "--tolerance")
-    cells = gate_cells(model_layers(spec))
-    got = record_readings(
+    tol = record_tolerance(
         spec,
-        cells,
+        path,
         runs=args.runs,
         tokens=args.tokens,
         repeats=args.repeats,
         transport=args.transport,
-        allow_busy=args.provisional,
+        provisional=args.provisional,
+        command=command,
     )
-    if got is None:
+    if tol is None:
         return 3
-    tol = tolerance_of(
-        got, spec, args.tokens, args.repeats, args.transport, command, args.provisional
-    )
-    model_gate.save_tolerance(path, tol)
     for line in describe_tolerance(tol):
         print(line)
     print(f"tolerance written: {path}")
     return 0
+
+
+def record_tolerance(
+    spec: ModelSpec,
+    path: Path,
+    *,
+    runs: int,
+    tokens: int,
+    repeats: int,
+    transport: str,
+    provisional: bool,
+    command: str,
+) -> model_gate.Tolerance | None:
+    """Record and write the tolerance (``path`` checked first); None if a busy machine
+    stopped it (nothing written)."""
+    check_writable(path, "--tolerance")
+    got = record_readings(
+        spec,
+        gate_cells(model_layers(spec)),
+        runs=runs,
+        tokens=tokens,
+        repeats=repeats,
+        transport=transport,
+        allow_busy=provisional,
+    )
+    if got is None:
+        return None
+    tol = tolerance_of(got, spec, tokens, repeats, transport, command, provisional)
+    model_gate.save_tolerance(path, tol)
+    return tol
 
 
 def tolerance_of(
