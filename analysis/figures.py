@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from analysis.grids import Grid
+from ppsd_sim.records.calibration_report import Comparison
 from ppsd_sim.records.span import Span
 
 DPI = 110
@@ -132,24 +133,70 @@ def gantt(
     return fig
 
 
-def predicted_vs_measured(points: Sequence[tuple[str, float, float]]) -> Figure:
-    """Measured speedup (y) against predicted (x) with the y = x line and ±10 % bands."""
-    fig = Figure(figsize=(5.2, 4.6))
+SCHEME_STYLE = {"ar": ("s", "0.4"), "eesd": ("o", "#C44E52"), "ppsd": ("^", "#4C72B0")}
+ANNOTATE_AT_MOST = 8  # label each point only while labels stay readable
+
+
+def predicted_vs_measured(
+    rows: Sequence[Comparison], title: str = "Predicted vs measured speedup"
+) -> Figure:
+    """The one predicted-vs-measured plot: predicted (y) against measured (x) speedup, so a
+    point above the y = x line is an optimistic prediction; ±5 % and ±10 % bands; error bars
+    span the measured repeats; hollow markers are predictions with the measured acceptance
+    trace replayed."""
+    if not rows:
+        raise ValueError("predicted_vs_measured needs at least one comparison")
+    fig = Figure(figsize=(6.0, 5.4), layout="constrained")
     ax = fig.add_subplot()
-    xs = np.array([p[1] for p in points])
-    ys = np.array([p[2] for p in points])
-    hi = max(1.2, float(np.max(np.concatenate([xs, ys]))) * 1.1)
-    line = np.array([0.0, hi])
-    ax.plot(line, line, color="black", lw=1, label="measured = predicted")
-    ax.fill_between(line, line * 0.9, line * 1.1, color="grey", alpha=0.15, label="±10 %")
-    ax.scatter(xs, ys, color="#4C72B0", zorder=3, label="runs")
-    for name, x, y in points:
-        ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlim(0, hi)
-    ax.set_ylim(0, hi)
-    ax.set_xlabel("predicted speedup (×, simulator)")
-    ax.set_ylabel("measured speedup (×)")
-    ax.set_title("Predicted vs measured speedup", fontsize=10)
-    ax.legend(fontsize=8, loc="upper left")
+    vals = [v for r in rows for v in (r.measured, r.predicted, r.replayed, r.measured_lo) if v]
+    vals += [r.measured_hi for r in rows if r.measured_hi]
+    lo, hi = min(vals) * 0.9, max(vals) * 1.1
+    line = np.array([lo, hi])
+    ax.fill_between(line, line * 0.9, line * 1.1, color="0.93", label="±10 %")
+    ax.fill_between(line, line * 0.95, line * 1.05, color="0.84", label="±5 %")
+    ax.plot(line, line, color="black", lw=1, label="prediction = measurement")
+    for kind, (marker, colour) in SCHEME_STYLE.items():
+        sel = [r for r in rows if r.scheme == kind]
+        if not sel:
+            continue
+        xerr = np.array(
+            [
+                [r.measured - (r.measured_lo or r.measured) for r in sel],
+                [(r.measured_hi or r.measured) - r.measured for r in sel],
+            ]
+        )
+        ax.errorbar(
+            [r.measured for r in sel],
+            [r.predicted for r in sel],
+            xerr=xerr if xerr.any() else None,
+            fmt=marker,
+            color=colour,
+            capsize=2,
+            label="AR" if kind == "ar" else f"{kind.upper()} (acceptance as asked)",
+            zorder=3,
+        )
+        rep = [(r.measured, r.replayed) for r in sel if r.replayed is not None]
+        if rep:
+            ax.scatter(
+                [m for m, _ in rep],
+                [p for _, p in rep],
+                marker=marker,
+                facecolors="none",
+                edgecolors=colour,
+                label=f"{kind.upper()} (trace replayed)",
+                zorder=3,
+            )
+    if len(rows) <= ANNOTATE_AT_MOST:
+        for r in rows:
+            ax.annotate(
+                r.label, (r.measured, r.predicted), fontsize=7, xytext=(3, 3),
+                textcoords="offset points",
+            )  # fmt: skip
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("measured speedup (×, median of repeats)")
+    ax.set_ylabel("predicted speedup (×, simulator from the profile)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3)
     return fig

@@ -24,135 +24,25 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from analysis.curves import AcceptanceCurve
 from analysis.memory import WeightBudget
+from analysis.plan_record import TARGETS, Candidate, Plan
 from ppsd_sim import analytic
-from ppsd_sim.costs import eesd_costs
+from ppsd_sim.costs import contention, stage_busy
 from ppsd_sim.errors import ConfigError
+from ppsd_sim.predict import verify_extrapolation
 from ppsd_sim.records import validate
 from ppsd_sim.records.acceptance_spec import AcceptanceSpec
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.scheme import SchemeConfig
 from ppsd_sim.simulate import simulate
 
-TARGETS = ("max_speed", "min_devices")
 SENSITIVITY = 0.05
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """One configuration with its predicted speed and how much the prediction can be trusted."""
-
-    scheme: SchemeConfig
-    devices: int
-    alpha: float | None
-    tokens_per_s: float
-    speedup: float
-    alpha_status: str = "given"  # given | interpolated | extrapolated | n/a
-    break_even_alpha: float | None = None
-    speedup_alpha_lo: float | None = None
-    speedup_alpha_hi: float | None = None
-    simulated_speedup: float | None = None
-    simulated_engine: str | None = None
-    notes: tuple[str, ...] = ()
-
-    @property
-    def status(self) -> str:
-        """predicted, or extrapolated when an input lies outside what was measured/given."""
-        return "extrapolated" if self.alpha_status == "extrapolated" or self.notes else "predicted"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "scheme": self.scheme.to_dict(),
-            "label": self.scheme.label(),
-            "devices": self.devices,
-            "alpha": self.alpha,
-            "alpha_status": self.alpha_status,
-            "tokens_per_s": self.tokens_per_s,
-            "speedup": self.speedup,
-            "status": self.status,
-            "break_even_alpha": self.break_even_alpha,
-            "speedup_alpha_minus": self.speedup_alpha_lo,
-            "speedup_alpha_plus": self.speedup_alpha_hi,
-            "simulated_speedup": self.simulated_speedup,
-            "simulated_engine": self.simulated_engine,
-            "notes": list(self.notes),
-        }
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The ranked answer of one planning question, with the question itself."""
-
-    candidates: tuple[Candidate, ...]
-    best_per_scheme: dict[str, Candidate]
-    target: str
-    devices: int
-    min_tokens_per_s: float | None
-    ar_tokens_per_s: float
-    evaluated: int
-    curve: AcceptanceCurve
-    profile_source: str
-    message: str = ""
-    sim_tokens: int = 0
-    memory: str = ""  # the weight budget checked, in words ("" when memory was not checked)
-
-    @property
-    def met(self) -> bool:
-        return bool(self.candidates)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "record": "CapacityPlan",
-            "target": self.target,
-            "devices": self.devices,
-            "min_tokens_per_s": self.min_tokens_per_s,
-            "ar_tokens_per_s": self.ar_tokens_per_s,
-            "evaluated": self.evaluated,
-            "profile_source": self.profile_source,
-            "curve": self.curve.to_dict(),
-            "message": self.message,
-            "sim_tokens": self.sim_tokens,
-            "memory": self.memory or None,
-            "candidates": [c.to_dict() for c in self.candidates],
-            "best_per_scheme": {k: c.to_dict() for k, c in self.best_per_scheme.items()},
-        }
-
-
 # ---- PPSD stage split: min–max DP ---------------------------------------------------------------
-class _StageCosts:
-    """Per-stage busy times of contiguous layer ranges, in the same terms as
-    ``ppsd_sim.costs.ppsd_costs`` (which the tests hold it to)."""
-
-    def __init__(self, profile: HardwareProfile, slow: float) -> None:
-        self.p = profile
-        self.slow = slow
-        self.prefix = np.concatenate(([0.0], np.cumsum([t.median for t in profile.layer_decode])))
-
-    def layers(self, a: int, b: int) -> float:
-        return float(self.prefix[b] - self.prefix[a])
-
-    def later_stage(self, a: int, b: int) -> float:
-        """Busy time of a stage after the exit stage running layers [a, b)."""
-        t = self.layers(a, b) * self.slow + self.p.tick.median
-        if b == self.p.n_layers:
-            t += self.p.final_head.median * self.slow
-        return t
-
-    def draft_period(self, exit_layer: int) -> float:
-        """Stage 1 = layers [0, E) + embedding, then the EE head (exit after stage 1)."""
-        return (
-            (self.layers(0, exit_layer) + self.p.embed.median) * self.slow
-            + self.p.tick.median
-            + self.p.ee_head.median * self.slow
-        )
-
-
 def minmax_splits(
     profile: HardwareProfile, max_parts: int, slow: float, memory: WeightBudget | None = None
 ) -> tuple[list[list[float]], list[list[int]]]:
@@ -162,25 +52,28 @@ def minmax_splits(
     With ``memory`` a stage whose weights do not fit its device costs ∞ (best stays ∞ when no
     split fits)."""
     n = profile.n_layers
-    sc = _StageCosts(profile, slow)
     inf = math.inf
-
-    def cost(a: int, b: int) -> float:
-        if memory is not None and (
-            memory.stage_gb(a, b, first=False, exit_=False, last=b == n) > memory.device_gb
-        ):
-            return inf
-        return sc.later_stage(a, b)
+    # every later stage's busy time from the one stage-cost formula, tabled once (O(L²)
+    # entries) so the DP itself stays O(max_parts·L²) lookups
+    table = [[inf] * (n + 1) for _ in range(n)]
+    for a in range(n):
+        for b in range(a + 1, n + 1):
+            if memory is None or (
+                memory.stage_gb(a, b, first=False, exit_=False, last=b == n) <= memory.device_gb
+            ):
+                table[a][b] = stage_busy(
+                    profile, a, b, first=False, exit_=False, last=b == n, slow=slow
+                )
 
     best = [[inf] * (n + 1) for _ in range(max_parts + 1)]
     cut = [[-1] * (n + 1) for _ in range(max_parts + 1)]
     for a in range(n):
-        best[1][a] = cost(a, n)
+        best[1][a] = table[a][n]
         cut[1][a] = n
     for m in range(2, max_parts + 1):
         for a in range(n - m + 1):
             for b in range(a + 1, n - m + 2):
-                v = max(cost(a, b), best[m - 1][b])
+                v = max(table[a][b], best[m - 1][b])
                 if v < best[m][a] - 1e-15:
                     best[m][a], cut[m][a] = v, b
     return best, cut
@@ -229,6 +122,14 @@ def split_boundaries(exit_layer: int, parts: int, cut: list[list[int]]) -> tuple
 
 
 # ---- the search ---------------------------------------------------------------------------------
+def exit_of(scheme: SchemeConfig) -> int:
+    """E, the layers a drafting scheme's drafter runs (AR drafts nothing and has none)."""
+    e = scheme.draft_exit_layer
+    if e is None:
+        raise ConfigError("scheme", f"{scheme.label()} drafts nothing: it has no exit layer")
+    return e
+
+
 def _alpha_status(curve: AcceptanceCurve, exit_layer: int) -> str:
     if exit_layer < curve.exits[0] or exit_layer > curve.exits[-1]:
         return "extrapolated"
@@ -240,12 +141,11 @@ def _candidate(
 ) -> Candidate:
     if scheme.kind == "ar":
         return Candidate(scheme, 1, None, ar_tps, 1.0, "n/a")
-    e = scheme.draft_exit_layer
+    e = exit_of(scheme)
     alpha = curve.alpha(e)
     tps = analytic.tokens_per_s(profile, scheme, alpha)
-    notes: tuple[str, ...] = ()
-    if scheme.kind == "eesd" and eesd_costs(profile, scheme).verify_extrapolated:
-        notes = (f"verify of {scheme.gamma + 1} tokens beyond the profiled sizes",)
+    verify = verify_extrapolation(profile, scheme)
+    notes = (verify,) if verify else ()
     return Candidate(
         scheme, scheme.n_stages, alpha, tps, tps / ar_tps, _alpha_status(curve, e), notes=notes
     )
@@ -289,7 +189,7 @@ def enumerate_candidates(
                 out.append(_candidate(profile, SchemeConfig.eesd(e, g), curve, ar_tps))
     max_k = min(devices, n)
     if max_k >= 2:
-        slow = profile.concurrency_slowdown
+        slow = contention(profile, tuple(range(max_k)))  # one device per stage
         best, cut = minmax_splits(profile, max_k - 1, slow, memory)
         for e in exit_list:
             draft = draft_cuts(memory, e)
@@ -314,7 +214,10 @@ def _finish(profile: HardwareProfile, c: Candidate, sim_tokens: int, seed: int) 
             rec = simulate(profile, c.scheme, tokens=sim_tokens, seed=seed, engine="auto").record
             return _replace(c, simulated_speedup=rec.speedup, simulated_engine=rec.engine)
         return c
-    lo, hi = max(0.0, c.alpha - SENSITIVITY), min(1.0, c.alpha + SENSITIVITY)
+    alpha = c.alpha
+    if alpha is None:
+        raise ConfigError("alpha", f"{c.scheme.label()} needs an acceptance to be judged")
+    lo, hi = max(0.0, alpha - SENSITIVITY), min(1.0, alpha + SENSITIVITY)
     changes: dict[str, Any] = {
         "break_even_alpha": analytic.break_even_alpha(profile, c.scheme),
         "speedup_alpha_lo": analytic.speedup(profile, c.scheme, lo),
@@ -324,7 +227,7 @@ def _finish(profile: HardwareProfile, c: Candidate, sim_tokens: int, seed: int) 
         rec = simulate(
             profile,
             c.scheme,
-            AcceptanceSpec.iid(c.alpha),
+            AcceptanceSpec.iid(alpha),
             tokens=sim_tokens,
             seed=seed,
             engine="auto",
@@ -381,7 +284,9 @@ def plan(
     if target == "max_speed":
         ranked = sorted(cands, key=lambda c: (-c.tokens_per_s, c.devices))
     else:
-        ok = [c for c in cands if c.tokens_per_s >= min_tokens_per_s]
+        need = min_tokens_per_s
+        assert need is not None  # required and validated above for this target
+        ok = [c for c in cands if c.tokens_per_s >= need]
         ranked = sorted(ok, key=lambda c: (c.devices, -c.tokens_per_s))
         if not ranked and cands:
             b = max(cands, key=lambda c: c.tokens_per_s)
@@ -436,5 +341,5 @@ def _every_config(
         for cuts in itertools.combinations(range(1, n), k - 1):
             for es in range(1, k):
                 s = SchemeConfig.ppsd((*cuts, n), exit_stage=es)
-                out.append((s, analytic.tokens_per_s(profile, s, curve.alpha(s.draft_exit_layer))))
+                out.append((s, analytic.tokens_per_s(profile, s, curve.alpha(exit_of(s)))))
     return out

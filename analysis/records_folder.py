@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from analysis.curves import AcceptanceCurve
+from analysis.plan_record import Plan
 from ppsd_sim.errors import ConfigError
+from ppsd_sim.records.calibration_report import CalibrationReport
 from ppsd_sim.records.io import load_document
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.run_record import RunRecord
@@ -43,7 +45,8 @@ class RecordSet:
 
     runs: list[tuple[str, RunRecord]] = field(default_factory=list)
     profiles: list[tuple[str, HardwareProfile]] = field(default_factory=list)
-    plans: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    plans: list[tuple[str, Plan]] = field(default_factory=list)
+    calibrations: list[tuple[str, CalibrationReport]] = field(default_factory=list)
     curves: list[tuple[str, AcceptanceCurve]] = field(default_factory=list)
     timelines: list[Timeline] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
@@ -82,7 +85,8 @@ def timeline_from_trace(data: dict[str, Any], name: str) -> Timeline:
             ) from None
     if not spans:
         raise ConfigError("traceEvents", "holds no complete ('X') events")
-    meta = data.get("otherData") if isinstance(data.get("otherData"), dict) else {}
+    other = data.get("otherData")
+    meta = other if isinstance(other, dict) else {}
     origin = str(meta.get("origin", ""))
     if origin not in ("measured", "simulated"):
         origin = "simulated" if "sim" in title.lower() else "measured"
@@ -107,9 +111,9 @@ def _add(rs: RecordSet, name: str, data: Any) -> None:
     elif kind == "HardwareProfile":
         rs.profiles.append((name, HardwareProfile.from_dict(data)))
     elif kind == "CapacityPlan":
-        if not isinstance(data.get("candidates"), list):
-            raise ConfigError("candidates", "a CapacityPlan needs a list of candidates")
-        rs.plans.append((name, data))
+        rs.plans.append((name, Plan.from_dict(data)))
+    elif kind == "CalibrationReport":
+        rs.calibrations.append((name, CalibrationReport.from_dict(data)))
     elif kind == "AcceptanceCurve":
         rs.curves.append((name, AcceptanceCurve.from_dict(data)))
     else:
@@ -130,7 +134,7 @@ def read_folder(folder: str | Path) -> RecordSet:
         one = RecordSet()  # all of a file or none of it
         try:
             _add(one, name, load_document(path, name))
-            for attr in ("runs", "profiles", "plans", "curves", "timelines"):
+            for attr in ("runs", "profiles", "plans", "calibrations", "curves", "timelines"):
                 getattr(rs, attr).extend(getattr(one, attr))
         except ConfigError as err:
             rs.skipped.append(Skipped(name, str(err)))

@@ -13,12 +13,20 @@ import numpy as np
 
 from analysis import figures, grids, reproduction
 from analysis.curves import AcceptanceCurve, illustrative_curve
-from analysis.planner import Plan, plan
+from analysis.planner import Plan, exit_of, plan
 from analysis.records_folder import RecordSet, Skipped, read_folder
-from analysis.report_model import TAGS, Fig, Num, Para, Report, Section, Table
+from analysis.report_compare import (
+    calibration_section,
+    comparison_figure,
+    comparison_table,
+    summary_text,
+)
+from analysis.report_model import TAGS, Cell, Fig, Num, Para, Report, Section, Table
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.examples import example_profile
+from ppsd_sim.predict import predict_run
 from ppsd_sim.records.acceptance_spec import AcceptanceSpec
+from ppsd_sim.records.calibration_report import Comparison, ComparisonSummary
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.run_record import RunRecord
 from ppsd_sim.records.scheme import SchemeConfig
@@ -82,6 +90,7 @@ def _about(rs: RecordSet, folder: Path | None, curve: AcceptanceCurve, pname: st
         src = (
             f"Built from {rs.files} record file(s) in `{folder}`: {len(rs.profiles)} profile(s), "
             f"{len(rs.runs)} run(s), {len(rs.timelines)} timeline(s), {len(rs.plans)} plan(s), "
+            f"{len(rs.calibrations)} calibration report(s), "
             f"{len(rs.curves)} acceptance curve(s); {len(rs.skipped)} file(s) skipped (listed at "
             "the end)."
         )
@@ -196,8 +205,8 @@ def _break_even(p: HardwareProfile, label: str, max_stages: int) -> Section:
         )
     )
     picks = sorted({max(1, p.n_layers // 8), max(1, p.n_layers // 4), max(1, p.n_layers // 2)})
-    rows = tuple(
-        (f"E = {e}", *(_alpha(curves[k][e - 1], "predicted") for k in curves)) for e in picks
+    rows: tuple[tuple[Cell, ...], ...] = tuple(
+        (f"E = {e}", *[_alpha(curves[k][e - 1], "predicted") for k in curves]) for e in picks
     )
     sec.items.append(Table(("exit", *curves.keys()), rows, "Break-even α at a few exits."))
     return sec
@@ -209,7 +218,7 @@ def _timeline(
     sec = Section("PPSD stage timeline", anchor="timeline")
     k = max(2, min(max_stages, p.n_layers))
     scheme = SchemeConfig.ppsd_even(p.n_layers, k)
-    alpha = curve.alpha(scheme.draft_exit_layer)
+    alpha = curve.alpha(exit_of(scheme))
     sim = simulate(
         p, scheme, AcceptanceSpec.iid(alpha), tokens=16, seed=seed, engine="simpy", timeline=True
     )
@@ -285,68 +294,78 @@ def _runs(rs: RecordSet) -> Section:
     return sec
 
 
+def _run_profile(r: RunRecord, rs: RecordSet) -> tuple[HardwareProfile | None, str]:
+    """The profile a measured run is predicted from: its own, else a measured profile in the
+    folder from the same model, device and dtype (named, since the run did not carry it)."""
+    if r.profile is not None:
+        return r.profile, ""
+    pv = r.provenance
+    if pv is None or not pv.model:
+        return None, ""
+    for name, p in rs.profiles:
+        q = p.provenance
+        if q.source == "measured" and (q.model, q.device, q.dtype) == (
+            pv.model,
+            pv.device,
+            pv.dtype,
+        ):
+            return p, f"profile from {name}"
+    return None, ""
+
+
+def _compare_run(name: str, r: RunRecord, rs: RecordSet, sim_tokens: int, seed: int) -> Comparison:
+    """A measured run against ``ppsd_sim.predict.predict_run`` (and its trace replayed)."""
+    if r.speedup is None:
+        raise ConfigError("baseline", "the run names no baseline speedup to compare with")
+    prof, source = _run_profile(r, rs)
+    pred = predict_run(r, profile=prof, tokens=sim_tokens, seed=seed)
+    obs = r.acceptance_observed
+    replay = (
+        predict_run(r, profile=prof, replay=True, tokens=sim_tokens, seed=seed)
+        if obs is not None and obs.trace and r.scheme.kind != "ar"
+        else None
+    )
+    return Comparison(
+        label=f"{name}: {r.scheme.label()}",
+        scheme=r.scheme.kind,
+        alpha=r.acceptance.alpha if r.acceptance is not None else None,
+        measured=r.speedup,
+        measured_lo=None,
+        measured_hi=None,
+        predicted=pred.speedup,
+        replayed=None if replay is None else replay.speedup,
+        observed_alpha=obs.rate if obs is not None and obs.judged else None,
+        flags=(*((source,) if source else ()), *pred.flags),
+        baseline=r.baseline,
+    )
+
+
 def _calibration(rs: RecordSet, sim_tokens: int, seed: int) -> Section | None:
     measured = [(n, r) for n, r in rs.runs if r.origin == "measured"]
     if not measured:
         return None
     sec = Section("Predicted vs measured", anchor="calibration")
-    rows, points, problems = [], [], []
+    rows, problems = [], []
     for name, r in measured:
         try:
-            pred, note = _predict(r, sim_tokens, seed)
+            rows.append(_compare_run(name, r, rs, sim_tokens, seed))
         except ConfigError as err:
             problems.append(f"{name}: cannot predict ({err})")
-            continue
-        meas = r.speedup
-        err = None if meas is None or pred is None else (pred - meas) / meas
-        tag = "extrapolated" if note else "predicted"
-        rows.append(
-            (
-                name,
-                r.scheme.label(),
-                _x(pred, tag),
-                _x(meas, "measured"),
-                r.baseline or "—",
-                Num(err, tag, "{:+.1%}"),
-                note or "—",
-            )
-        )
-        if meas is not None and pred is not None:
-            points.append((name, pred, meas))
-    sec.items.append(
-        Table(
-            ("run", "scheme", "predicted", "measured", "measured baseline", "error", "note"),
-            tuple(rows),
-            "Prediction: the simulator on the run's own profile and acceptance (AR on that "
-            "profile as baseline). Error = (predicted − measured) / measured.",
-        )
-    )
-    if points:
+    if rows:
+        sec.items.append(Para(summary_text(ComparisonSummary.of(rows))))
         sec.items.append(
-            Fig(
-                "pred_vs_meas",
-                figures.png(figures.predicted_vs_measured(points)),
-                "predicted vs measured",
+            comparison_table(
+                rows,
+                "Prediction: the simulator on the run's own profile and acceptance, AR on that "
+                "profile as its baseline (`ppsd_sim.predict`).",
             )
+        )
+        sec.items.append(
+            comparison_figure(rows, "pred_vs_meas", "Measured runs: predicted vs measured")
         )
     for msg in problems:
         sec.items.append(Para(msg))
     return sec
-
-
-def _predict(r: RunRecord, sim_tokens: int, seed: int) -> tuple[float | None, str]:
-    if r.profile is None:
-        raise ConfigError("profile", "the run carries no profile")
-    acc, note = r.acceptance, ""
-    if acc is None and r.scheme.kind != "ar":
-        if r.acceptance_observed is None or not r.acceptance_observed.judged:
-            raise ConfigError("acceptance", "the run records no acceptance")
-        acc = AcceptanceSpec.iid(r.acceptance_observed.rate)
-        note = "acceptance taken as i.i.d. at the observed rate"
-    if r.profile.provenance.source != "measured":
-        note = "; ".join(filter(None, [note, f"profile is {r.profile.provenance.source}"]))
-    rec = simulate(r.profile, r.scheme, acc, tokens=sim_tokens, seed=seed, engine="auto").record
-    return rec.speedup, note
 
 
 def _plan_section(
@@ -386,33 +405,22 @@ def _plan_section(
             "Best of each scheme.",
         )
     )
-    for name, doc in rs.plans:
-        rows = []
-        for c in doc["candidates"]:
-            if not isinstance(c, dict):
-                continue
-            rows.append(
-                (
-                    str(c.get("label", "?")),
-                    str(c.get("devices", "?")),
-                    Num(_num(c.get("tokens_per_s")), "predicted", "{:.1f}"),
-                    _x(_num(c.get("speedup")), "predicted"),
-                    _alpha(_num(c.get("break_even_alpha")), "predicted"),
-                )
-            )
+    for name, saved in rs.plans:
+        t = plan_table(saved, CURVE_TAG[saved.curve.source])
+        goal = (
+            f"at least {saved.min_tokens_per_s:g} tokens/s on the fewest devices"
+            if saved.min_tokens_per_s is not None
+            else f"fastest on at most {saved.devices} device(s)"
+        )
         sec.items.append(
             Table(
-                ("configuration", "devices", "tokens/s", "speedup", "break-even α"),
-                tuple(rows),
-                f"Saved plan {name} (target {doc.get('target', '?')}, profile "
-                f"{doc.get('profile_source', '?')}).",
+                t.columns,
+                t.rows,
+                f"Saved plan {name}: {goal}, {saved.profile_source} profile, "
+                f"{saved.curve.label()}, AR {saved.ar_tokens_per_s:.1f} tokens/s. {t.caption}",
             )
         )
     return sec, pl
-
-
-def _num(v: object) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
 def plan_table(pl: Plan, curve_tag: str) -> Table:
@@ -594,6 +602,8 @@ def build_report(
     cal = _calibration(rs, sim_tokens, seed)
     if cal is not None:
         sections.append(cal)
+    for i, (name, rep) in enumerate(rs.calibrations):
+        sections.append(calibration_section(rep, name, f"calibration_{i + 1}"))
     sections.append(_plan_section(prof, curve, rs, devices, sim_tokens, seed)[0])
     sections.append(_synth_check(rs))
     sections.extend(extra_sections or [])

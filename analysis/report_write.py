@@ -1,14 +1,16 @@
-"""Write a built Report to disk: figures first, then the Markdown twin, then the HTML page,
-each file atomically, so a crash never leaves a half-written report behind."""
+"""Write a built Report to disk: the figures, the Markdown twin and the HTML page, all rendered
+in memory first and then written all or none (``ppsd_sim.records.io.write_all``), so a crash or
+a full disk never leaves a half-written or mixed report behind."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from analysis.report_html import render_html
 from analysis.report_md import render_markdown
 from analysis.report_model import Fig, Report
-from ppsd_sim.records.io import atomic_write_text
+from ppsd_sim.records.io import check_writable, write_all
 
 FIG_DIR = "figures"
 
@@ -24,28 +26,38 @@ def _figs(report: Report) -> list[Fig]:
     return out
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
-    """Render both formats in memory, then write; returns (html path, markdown path)."""
+def report_files(
+    report: Report,
+    out_dir: str | os.PathLike[str],
+    *,
+    markdown: str = "report.md",
+    html: str | None = "report.html",
+    fig_dir: str = FIG_DIR,
+) -> dict[str | os.PathLike[str], str | bytes]:
+    """Every file of a rendered report, path → content (the Markdown names its figures as
+    ``fig_dir/<key>.png``; ``html=None`` leaves the page out)."""
     out = Path(out_dir)
-    page = render_html(report)
-    md = render_markdown(report, FIG_DIR)
-    for f in _figs(report):
-        _atomic_bytes(out / FIG_DIR / f"{f.key}.png", f.png)
-    md_path = atomic_write_text(out / "report.md", md)
-    html_path = atomic_write_text(out / "report.html", page)
-    return html_path, md_path
+    figs = _figs(report)
+    keys = [f.key for f in figs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(
+            f"two figures share a file name: {sorted(k for k in keys if keys.count(k) > 1)}"
+        )
+    files: dict[str | os.PathLike[str], str | bytes] = {
+        out / fig_dir / f"{f.key}.png": f.png for f in figs
+    }
+    files[out / markdown] = render_markdown(report, fig_dir)
+    if html is not None:
+        files[out / html] = render_html(report)
+    return files
+
+
+def write_report(report: Report, out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Render both formats in memory, check that every file can be written, then write all or
+    none; returns (html, markdown) paths."""
+    out = Path(out_dir)
+    files = report_files(report, out)
+    for path in files:
+        check_writable(path, "--out")
+    write_all(files)
+    return out / "report.html", out / "report.md"

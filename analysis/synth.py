@@ -8,6 +8,18 @@ with bytes = weights + KV cache read (context × 2 × kv_dim) and flops(n) = 2·
 4·n·context·hidden (attention scores and values). Decoding one token is bandwidth-bound on
 GPUs, so the verify factor time(n)/time(1) stays near 1 until n reaches the device's
 flops/byte ratio. ``compare_profiles`` reports how far such an estimate is from a measurement.
+
+For the serving model the same roofline prices a batched step (``batched_costs``): T tokens
+in the step and K cached KV tokens read by its sequences cost weights read once per step, the
+KV read per sequence (2·K·kv_dim bytes), 2·params·T flops per token and 4·hidden·K for
+attention (one query per cached token: exact for decode steps; a verification's γ+1 queries
+per sequence are counted once). It is sampled on a grid (``STEP_TOKENS`` × ``STEP_KV``), which
+the serving model interpolates bilinearly and extends linearly past its edges (the roofline is
+linear there: compute-bound in T, memory-bound in K). Tensor parallelism over k devices
+(``tensor_parallel``, Megatron-style) gives each device 1/k of every layer's weights, flops and
+KV heads (at least one head each) and two all-reduces per layer (plus one after the
+vocabulary-parallel embedding) of T hidden states, priced as the ring algebra NCCL's
+performance notes use: latency + 2(k−1)/k · bytes / link bandwidth.
 """
 
 from __future__ import annotations
@@ -15,12 +27,23 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from analysis.devices import DTYPE_BYTES, DeviceSpec, ModelShape, load_device, load_model
+from analysis.devices import (
+    DTYPE_BYTES,
+    DeviceSpec,
+    ModelShape,
+    load_device,
+    load_model,
+    shape_from_config,
+)
 from ppsd_sim.errors import ConfigError
+from ppsd_sim.records.load_cost import BatchedCosts, LoadCost, TensorParallel
 from ppsd_sim.records.profile import HardwareProfile, Provenance
 from ppsd_sim.records.timing import Timing
 
 VERIFY_TOKENS = (1, 2, 4, 8, 16, 32)
+#: grid of the batched step costs: tokens in a step (steps of ~1.5×) and KV tokens read
+STEP_TOKENS = tuple(sorted({round(2 ** (i / 2)) for i in range(29)}))  # 1 … 16384
+STEP_KV = (0, *(2**i for i in range(9, 22)))  # 0, 512 … 2M
 
 
 @dataclass(frozen=True)
@@ -46,21 +69,107 @@ def roofline(dev: DeviceSpec, dtype: str, bytes_: float, flops: float, kernels: 
 
 
 def layer_roofline(
-    m: ModelShape, dev: DeviceSpec, dtype: str, n_tokens: int, context: int
+    m: ModelShape,
+    dev: DeviceSpec,
+    dtype: str,
+    n_tokens: int,
+    context: int,
+    *,
+    attention_pairs: int | None = None,
+    shard: int = 1,
 ) -> Roofline:
-    """One decoder layer processing ``n_tokens`` new tokens against ``context`` cached ones."""
+    """One decoder layer processing ``n_tokens`` new tokens against ``context`` cached ones
+    (KV entries read). ``attention_pairs`` (query, cached key) pairs cost attention flops
+    (default n_tokens × context: one sequence); ``shard`` = k: one device's 1/k of a
+    tensor-parallel layer (1/k of the weights and flops, its share of the KV heads)."""
     b = DTYPE_BYTES[dtype]
-    kv_dim = m.kv_heads * m.head_dim
-    weights = m.layer_params * b
+    kv_heads = -(-m.kv_heads // shard)  # each device holds at least one KV head
+    kv_dim = kv_heads * m.head_dim
+    weights = m.layer_params * b / shard
     kv_read = 2 * context * kv_dim * b
-    flops = 2 * m.layer_params * n_tokens + 4 * n_tokens * context * m.hidden
+    pairs = n_tokens * context if attention_pairs is None else attention_pairs
+    flops = (2 * m.layer_params * n_tokens + 4 * pairs * m.hidden) / shard
     return roofline(dev, dtype, weights + kv_read, flops, dev.kernels_per_layer)
 
 
-def head_roofline(m: ModelShape, dev: DeviceSpec, dtype: str, n_tokens: int) -> Roofline:
-    """Final norm + LM head over ``n_tokens`` tokens (2 kernels)."""
+def head_roofline(
+    m: ModelShape, dev: DeviceSpec, dtype: str, n_tokens: int, shard: int = 1
+) -> Roofline:
+    """Final norm + LM head over ``n_tokens`` tokens (2 kernels); ``shard``: one device's
+    slice of a vocabulary-parallel head."""
     b = DTYPE_BYTES[dtype]
-    return roofline(dev, dtype, m.head_params * b, 2 * m.head_params * n_tokens, 2)
+    return roofline(dev, dtype, m.head_params * b / shard, 2 * m.head_params * n_tokens / shard, 2)
+
+
+def _embed_cost(m: ModelShape, dev: DeviceSpec, dtype: str) -> LoadCost:
+    """Embedding lookup: one kernel plus each token's row read from memory."""
+    return LoadCost(
+        a=dev.kernel_launch_s, b=m.hidden * DTYPE_BYTES[dtype] / (dev.memory_bandwidth_gb_s * 1e9)
+    )
+
+
+def _hop_cost(m: ModelShape, dev: DeviceSpec, dtype: str) -> LoadCost:
+    """Sending T hidden states to the next stage: link latency + bytes / link bandwidth."""
+    return LoadCost(
+        a=dev.link_latency_s, b=m.hidden * DTYPE_BYTES[dtype] / (dev.link_bandwidth_gb_s * 1e9)
+    )
+
+
+def _grid(fn) -> LoadCost:
+    return LoadCost(
+        tokens=STEP_TOKENS,
+        kv=STEP_KV,
+        table=tuple(tuple(fn(t, k) for k in STEP_KV) for t in STEP_TOKENS),
+    )
+
+
+def _head_grid(fn) -> LoadCost:
+    return LoadCost(tokens=STEP_TOKENS, kv=(0,), table=tuple((fn(t),) for t in STEP_TOKENS))
+
+
+def batched_costs(m: ModelShape, dev: DeviceSpec, dtype: str) -> BatchedCosts:
+    """The roofline of a batched step on one device, on the ``STEP_TOKENS × STEP_KV`` grid."""
+    layer = _grid(lambda t, k: layer_roofline(m, dev, dtype, t, k, attention_pairs=k).seconds)
+    head = _head_grid(lambda t: head_roofline(m, dev, dtype, t).seconds)
+    return BatchedCosts(
+        layers=(layer,),
+        embed=_embed_cost(m, dev, dtype),
+        ee_head=head,
+        final_head=head,
+        hop=_hop_cost(m, dev, dtype),
+        notes=f"roofline on {dev.description} ({dtype}); every layer alike",
+    )
+
+
+def allreduce_cost(m: ModelShape, dev: DeviceSpec, dtype: str, degree: int) -> LoadCost:
+    """One all-reduce of T hidden states over ``degree`` devices: latency + 2(k−1)/k ·
+    T·hidden·bytes / link bandwidth (the ring algebra of NCCL's bus bandwidth)."""
+    if dev.tp_link_bandwidth_gb_s is None or dev.tp_allreduce_latency_s is None:
+        raise ConfigError("device", f"{dev.name!r} lists no tensor-parallel link figures")
+    per_token = m.hidden * DTYPE_BYTES[dtype] * 2 * (degree - 1) / degree
+    return LoadCost(a=dev.tp_allreduce_latency_s, b=per_token / (dev.tp_link_bandwidth_gb_s * 1e9))
+
+
+def tensor_parallel(m: ModelShape, dev: DeviceSpec, dtype: str, degree: int) -> TensorParallel:
+    """Costs of a degree-k tensor-parallel split (see the module docstring)."""
+    ar = allreduce_cost(m, dev, dtype, degree)
+    shard = _grid(
+        lambda t, k: layer_roofline(m, dev, dtype, t, k, attention_pairs=k, shard=degree).seconds
+    )
+    return TensorParallel(
+        degree=degree,
+        layers=(shard,),
+        embed=LoadCost.total([_embed_cost(m, dev, dtype), ar]),
+        final_head=_head_grid(lambda t: head_roofline(m, dev, dtype, t, degree).seconds),
+        allreduce=ar,
+        allreduces_per_layer=2,
+        notes=f"roofline shard 1/{degree} on {dev.description} ({dtype}) + ring all-reduces",
+    )
+
+
+def tp_degrees(m: ModelShape, dev: DeviceSpec) -> tuple[int, ...]:
+    """The device's TP degrees that split this model's heads and MLP evenly."""
+    return tuple(k for k in dev.tp_degrees if m.heads % k == 0 and m.intermediate % k == 0)
 
 
 def synthesise(
@@ -70,9 +179,11 @@ def synthesise(
     *,
     context: int = 512,
     concurrency_slowdown: float = 1.0,
+    load: bool = True,
 ) -> HardwareProfile:
     """A synthesised HardwareProfile (one device per stage; the EE head is a copy of the
-    final head, LayerSkip-style)."""
+    final head, LayerSkip-style). ``load`` adds the batched step costs and the device's
+    tensor-parallel splits for the serving model (the batch-1 numbers do not depend on it)."""
     if dtype not in DTYPE_BYTES:
         raise ConfigError("dtype", f"must be one of {', '.join(DTYPE_BYTES)}, got {dtype!r}")
     if not isinstance(context, int) or context < 0:
@@ -106,6 +217,10 @@ def synthesise(
         verify_tokens=VERIFY_TOKENS,
         verify_factor=factors,
         concurrency_slowdown=concurrency_slowdown,
+        batched=batched_costs(model, device, dtype) if load else None,
+        tp=tuple(tensor_parallel(model, device, dtype, k) for k in tp_degrees(model, device))
+        if load
+        else (),
         provenance=Provenance(
             source="synthesised",
             device=device.description,
@@ -118,12 +233,14 @@ def synthesise(
 
 
 def parse_synth(spec: str, field: str = "synth") -> tuple[ModelShape, DeviceSpec, str]:
-    """``"MODEL@DEVICE"`` or ``"MODEL@DEVICE:DTYPE"`` → the shipped model, device and dtype."""
+    """``"MODEL@DEVICE"`` or ``"MODEL@DEVICE:DTYPE"`` → the model (a shipped shape, or a model
+    folder / config.json path: its own shape), the shipped device and the dtype."""
     if "@" not in spec:
         raise ConfigError(field, f"must look like MODEL@DEVICE[:DTYPE], got {spec!r}")
     model_name, dev = spec.split("@", 1)
     dev_name, _, dtype = dev.partition(":")
-    model = load_model(model_name, field)
+    is_path = "/" in model_name or model_name.endswith(".json")  # a folder or a config file
+    model = shape_from_config(model_name, field) if is_path else load_model(model_name, field)
     device = load_device(dev_name, field)
     dtype = dtype or ("fp32" if "fp32" in device.peak_tflops and "cpu" in dev_name else "bf16")
     return model, device, dtype

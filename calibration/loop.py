@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from calibration.compare import Row, Summary, summarise
+from calibration.compare import Row, Summary, findings_of, summarise
 from calibration.gate import hardware_class
 from calibration.grid import Cell, default_grid
 from calibration.measure import Measured, measure_grid, wall_clock
 from calibration.predict import predict
-from calibration.report import write_report
+from calibration.report import build_record, write_report
 from ppsd_real import profiler, runner
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.model_loading import ModelSpec
@@ -68,32 +67,6 @@ def rows_of(profile: HardwareProfile, measured: list[Measured], sim_tokens: int)
     return rows
 
 
-def findings_of(rows: list[Row], summary: Summary) -> list[str]:
-    """Plain statements the numbers support (where the model misses, and in which direction)."""
-    out = []
-    for kind in ("eesd", "ppsd"):
-        errs = [r.error for r in rows if r.scheme == kind]
-        if errs:
-            med = statistics.median(errs)
-            direction = "over-predicts" if med > 0 else "under-predicts"
-            out.append(
-                f"{kind.upper()}: the model {direction} by {abs(med):.1%} (median signed error over "
-                f"{len(errs)} cells; range {min(errs):+.1%} to {max(errs):+.1%})."
-            )
-    rep = [(r.error, r.replay_error) for r in rows if r.replay_error is not None]
-    if rep:
-        gain = statistics.median(abs(a) - abs(b) for a, b in rep)
-        out.append(
-            f"Replaying the measured acceptance trace changes |error| by {-gain:+.1%} (median): "
-            + (
-                "acceptance noise explains part of the gap."
-                if gain > 0.005
-                else "acceptance noise is not what the model misses."
-            )
-        )
-    return out
-
-
 def run_calibration(
     spec: ModelSpec,
     out: Path,
@@ -124,5 +97,5 @@ def run_calibration(
         "command": command,
         "quick": quick,
     }
-    paths = write_report(out, rows, summary, profile, info, findings_of(rows, summary))
+    paths = write_report(out, build_record(rows, profile, info, findings_of(rows)))
     return Calibration(profile, rows, summary, paths)

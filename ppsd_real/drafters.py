@@ -98,6 +98,24 @@ def load_ee_head(spec: DrafterSpec, lm_head: torch.nn.Module) -> torch.nn.Module
             "drafter.head_path",
             f"needs a 'weight' tensor of shape {tuple(ref.shape)} (vocab, hidden)",
         )
-    head = torch.nn.Linear(ref.shape[1], ref.shape[0], bias=False)
+    bias = state.get("bias")
+    head = torch.nn.Linear(ref.shape[1], ref.shape[0], bias=isinstance(bias, torch.Tensor))
     head.weight.data = weight.to(device=ref.device, dtype=ref.dtype)
+    if isinstance(bias, torch.Tensor):
+        head.bias.data = bias.to(device=ref.device, dtype=ref.dtype)
     return head.eval()
+
+
+def heads_dir_head(
+    heads_dir: str, exit_layer: int, fingerprint: str, field: str = "--heads"
+) -> str:
+    """The head file for ``exit_layer`` in a heads folder (``ppsd heads train``), for
+    ``DrafterSpec.head_path``, after checking the folder's manifest: trained for this model
+    (``model_loading.model_fingerprint``) and holding that exit."""
+    from ppsd_real.lm.heads import HeadsManifest, head_file
+
+    man = HeadsManifest.read(heads_dir, field)
+    man.check_base(fingerprint, field)
+    if exit_layer not in man.exits:
+        raise ConfigError(field, f"holds heads for exits {list(man.exits)}, not {exit_layer}")
+    return str(head_file(Path(heads_dir), exit_layer))

@@ -6,8 +6,12 @@ weights (same seed, same torch) instead of receiving them.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -50,18 +54,116 @@ class ModelSpec:
         return _DTYPES[self.dtype]
 
 
+#: a checkpoint's own weight files (what its fingerprint covers; heads saved beside are not)
+WEIGHT_PREFIXES = ("model", "pytorch_model")
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+#: files larger than this are fingerprinted by sampled blocks (a fine-tune changes them all)
+_FULL_HASH_BYTES = 256 << 20
+_BLOCKS, _BLOCK = 64, 64 << 10
+
+
+def read_config(path: str | Path, field: str = "model.path") -> Any:
+    """The transformers config of a model folder; ConfigError if the folder is not a model."""
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise ConfigError(field, f"{folder} is not a model folder (no config.json)")
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError, KeyError) as err:
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise ConfigError(field, f"{folder}/config.json: {first}") from None
+
+
+def model_fingerprint(spec: ModelSpec) -> str:
+    """A stable id of the model's exact weights: sha256 over config.json and every weight
+    file's (``model*.safetensors``, ``pytorch_model*.bin``) name and bytes (files over 256 MiB: their size and 64 evenly spaced 64 KiB
+    blocks); a preset is named by its shape and seed. Heads trained for one model are
+    refused for another by this."""
+    if spec.path is None:
+        return "preset:" + hashlib.sha256(spec.name.encode()).hexdigest()[:16]
+    folder = Path(spec.path)
+    h = hashlib.sha256((folder / "config.json").read_bytes())
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.name.startswith(WEIGHT_PREFIXES) and p.suffix in WEIGHT_SUFFIXES and p.is_file()
+    )
+    if not files:
+        raise ConfigError("model.path", f"{folder} holds no weight files (model*.safetensors)")
+    for p in files:
+        size = p.stat().st_size
+        h.update(f"{p.name}:{size}:".encode())
+        with p.open("rb") as fh:
+            if size <= _FULL_HASH_BYTES:
+                for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                    h.update(block)
+            else:
+                for i in range(_BLOCKS):
+                    fh.seek(i * (size - _BLOCK) // (_BLOCKS - 1))
+                    h.update(fh.read(_BLOCK))
+    return "sha256:" + h.hexdigest()
+
+
+@contextlib.contextmanager
+def _quiet_loader() -> Iterator[None]:
+    """The library's per-tensor progress bar and load report off while it loads: what they
+    say is checked (``_check_weights``) and reported in one line instead."""
+    from transformers.utils import logging as tlog
+
+    bars, level = tlog.is_progress_bar_enabled(), tlog.get_verbosity()
+    tlog.disable_progress_bar()
+    tlog.set_verbosity_error()
+    try:
+        yield
+    finally:
+        tlog.set_verbosity(level)
+        if bars:
+            tlog.enable_progress_bar()
+
+
+def _check_weights(info: dict[str, Any], folder: str, arch: str) -> None:
+    """Refuse a checkpoint whose weights do not all load into its architecture (a missing
+    weight would be newly initialised, an unexpected one silently dropped)."""
+    for key, what in (
+        ("missing_keys", "missing"),
+        ("unexpected_keys", "not used by the architecture"),
+        ("mismatched_keys", "of the wrong shape"),
+    ):
+        keys = sorted(str(k if isinstance(k, str) else k[0]) for k in info.get(key) or ())
+        if keys:
+            more = f" (+{len(keys) - 1} more)" if len(keys) > 1 else ""
+            raise ConfigError(
+                "model.path",
+                f"{folder}: weights {what} for {arch}: {keys[0]}{more}; refusing a model "
+                "that would not be the checkpoint",
+            )
+
+
 def load_model(spec: ModelSpec) -> torch.nn.Module:
-    """The model in eval mode on its device; random presets are deterministic in ``seed``."""
+    """The model in eval mode on its device; random presets are deterministic in ``seed``.
+    A folder is checked before its weights load (a model folder, an architecture the runner
+    drives: ``arch.support``) and after (every weight loaded, none dropped)."""
     from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
+    from ppsd_real.arch.support import check_config
+
     if spec.path is not None:
+        config = read_config(spec.path)
+        check_config(config)
         try:
-            model = AutoModelForCausalLM.from_pretrained(
-                spec.path, local_files_only=True, dtype=spec.torch_dtype
-            )
+            with _quiet_loader():
+                model, info = AutoModelForCausalLM.from_pretrained(
+                    spec.path,
+                    local_files_only=True,
+                    dtype=spec.torch_dtype,
+                    output_loading_info=True,
+                )
         except (OSError, ValueError) as err:
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise ConfigError("model.path", f"cannot load {spec.path}: {first}") from None
+        _check_weights(info, spec.path, str(config.model_type))
     else:
         config = llama_config(get_preset(spec.preset or ""))
         if spec.device == "cpu":

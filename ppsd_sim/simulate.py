@@ -66,6 +66,12 @@ def simulate(
     tokens = validate.integer("tokens", tokens, lo=1, hi=MAX_TOKENS)
     seed = validate.integer("seed", seed, lo=0)
     scheme.check_layers(profile.n_layers)
+    if scheme.kind in ("pp_ar", "tp_ar"):
+        raise ConfigError(
+            "scheme.kind",
+            f"{scheme.label()} is modelled under load only: use ppsd_sim.serving.simulate_serving "
+            "(`ppsd serving`)",
+        )
     if scheme.kind != "ar" and acceptance is None:
         raise ConfigError("acceptance", f"is required for {scheme.kind.upper()}")
     if acceptance is not None and not isinstance(acceptance, AcceptanceSpec):

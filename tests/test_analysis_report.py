@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import sys
@@ -17,8 +18,10 @@ from analysis.cli_report import run as report_run
 from analysis.curves import AcceptanceCurve
 from analysis.report_build import build_report
 from analysis.report_write import write_report
+from ppsd_sim.errors import ConfigError
 from ppsd_sim.examples import example_acceptance, example_profile, example_schemes
-from ppsd_sim.records.io import write_record
+from ppsd_sim.predict import predict_run
+from ppsd_sim.records.io import read_record, write_record
 from ppsd_sim.records.profile import Provenance
 from ppsd_sim.records.run_record import RunRecord
 from ppsd_sim.simulate import simulate
@@ -95,13 +98,16 @@ def test_report_from_a_folder_with_one_of_each(tmp_path: Path):
     assert "measured: real runner" in page  # the measured Gantt panel
     assert len(_images(page)) == 5  # + predicted-vs-measured scatter
     md = md_path.read_text(encoding="utf-8")
-    # measured speedup 1.5× vs a prediction near 1.8×: the error is shown and signed
+    # measured 1.5× against ppsd_sim.predict's prediction: the signed error pred ÷ meas − 1
     row = next(
         line
         for line in md.splitlines()
         if line.startswith("| runs/measured_run.json") and "%" in line
     )
-    assert "1.50× `M`" in row and re.search(r"\+\d+\.\d% `P`", row)
+    run = read_record(tmp_path / "rec" / "runs" / "measured_run.json", RunRecord)
+    pred = predict_run(run, tokens=2000).speedup
+    assert "| 1.500 `M` | ar_1thread |" in row
+    assert f"| {pred:.3f} `P` | {pred / 1.5 - 1:+.1%} `P` |" in row
     assert "measured α(E)" in md  # the folder's curve, not the illustrative one
 
 
@@ -157,3 +163,42 @@ def test_cli_bad_input_is_one_line_and_exit_2(argv, needle, tmp_path: Path):
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("ppsd: error:")
+
+
+@pytest.mark.parametrize("where", ["file", "under_file", "read_only"])
+def test_report_out_that_cannot_be_written_is_refused_before_building(tmp_path: Path, where):
+    (tmp_path / "f").write_text("keep", encoding="utf-8")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    if os.access(ro, os.W_OK):  # root writes anywhere: take a folder the kernel keeps read-only
+        ro = Path("/proc/sys")
+        if where == "read_only" and os.access(ro, os.W_OK):
+            pytest.skip("no read-only folder to try")
+    out = {"file": tmp_path / "f", "under_file": tmp_path / "f" / "r", "read_only": ro / "r"}[where]
+    try:
+        res = subprocess.run(
+            [sys.executable, "-m", "ppsd_sim.cli.main", "report", "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        (tmp_path / "ro").chmod(0o755)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert lines[0].startswith("ppsd: error: --out:")
+    assert (tmp_path / "f").read_text(encoding="utf-8") == "keep" and not (ro / "r").exists()
+
+
+def test_report_files_are_replaced_all_or_none(tmp_path: Path):
+    out = tmp_path / "out"
+    write_report(build_report(sim_tokens=500), out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    (out / "figures" / "timeline.png").unlink()
+    (out / "figures" / "timeline.png").mkdir()  # one output that cannot be replaced
+    with pytest.raises(ConfigError, match=r"--out: .*timeline.png is a folder"):
+        write_report(build_report(sim_tokens=600), out)
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == {p: b for p, b in before.items() if p.name != "timeline.png"}
+    assert not list(out.rglob(".*.tmp"))

@@ -17,7 +17,8 @@ from calibration.predict import predict
 from ppsd_real.test_hooks import TICK_DELAY_ENV
 from ppsd_sim import analytic
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import HardwareProfile, SchemeConfig
+from ppsd_sim.records import HardwareProfile, SchemeConfig, read_record
+from ppsd_sim.records.calibration_report import CalibrationReport
 
 
 def test_default_grid_covers_the_issue():
@@ -148,6 +149,9 @@ def test_calibration_loop_end_to_end_on_real_layers(tmp_path):
             assert row["observed_alpha"] is not None and row["replayed"] is not None
     prof = json.loads((out / "profile.json").read_text())
     assert prof["provenance"]["source"] == "measured" and prof["hop"]
+    rep = read_record(out / "calibration.json", CalibrationReport)  # the versioned reader
+    assert rep.profile == HardwareProfile.from_dict(prof) and rep.info.quick
+    assert [r.to_dict() for r in rep.rows] == doc["rows"]
     assert (out / "predicted_vs_measured.png").stat().st_size > 10_000
     assert "Median |error|" in (out / "calibration.md").read_text()
 

@@ -20,6 +20,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("ppsd_real.cli_run", "run AR/EESD/PPSD on a real transformers model and measure them"),
     "profile": ("ppsd_real.cli_profile", "measure a HardwareProfile of a model on this machine"),
     "sweep": ("ppsd_sim.sweep.cli", "run a grid of simulations into one resumable Parquet table"),
+    "serving": (
+        "ppsd_sim.serving.cli",
+        "simulate many requests at once: batch, arrivals, KV budget",
+    ),
     "plan": (
         "analysis.cli_plan",
         "search exit layer, scheme, stages and γ for the best predicted speed",
@@ -29,6 +33,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "calibration.cli",
         "check the simulator against measurements; gate measured speedup in CI",
     ),
+    "accept": (
+        "ppsd_real.cli_accept",
+        "measure greedy acceptance per exit layer of a local model on your prompts",
+    ),
+    "heads": ("ppsd_real.cli_heads", "train early-exit heads for a local model (heads train)"),
 }
 
 #: what to install when a subcommand's module cannot be imported

@@ -11,16 +11,23 @@ from typing import Any
 from ppsd_sim.errors import ConfigError
 
 
-def load_document(path: str | os.PathLike[str], field: str = "file") -> Any:
-    """Parse a JSON or YAML file (by extension; JSON otherwise), refusing it with a clear
-    message naming the file and the position of the syntax error."""
+def read_text(path: str | os.PathLike[str], field: str = "file") -> str:
+    """A UTF-8 text file's contents, or a ConfigError naming ``field`` (missing, unreadable,
+    not UTF-8)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(field, f"file not found: {p}") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(field, f"cannot read {p}: {err}") from None
+
+
+def load_document(path: str | os.PathLike[str], field: str = "file") -> Any:
+    """Parse a JSON or YAML file (by extension; JSON otherwise), refusing it with a clear
+    message naming the file and the position of the syntax error."""
+    p = Path(path)
+    text = read_text(p, field)
     if p.suffix.lower() in (".yaml", ".yml"):
         import yaml
 

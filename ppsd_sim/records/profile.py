@@ -10,6 +10,7 @@ import numpy as np
 
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import validate
+from ppsd_sim.records.load_cost import BatchedCosts, LoadCost, TensorParallel
 from ppsd_sim.records.schema import open_record, tag
 from ppsd_sim.records.timing import Timing, timing
 
@@ -75,6 +76,10 @@ class HardwareProfile:
     (``verify_tokens``, ``verify_factor``); it applies to layers and heads alike.
     ``concurrency_slowdown`` (>= 1) multiplies stage compute while pipeline stages run at once
     on separate compute units that still share memory or caches (measured on CPUs: 1.04–1.13).
+
+    Optional, for the serving model only (the batch-1 engines never read them, so batch-1
+    results do not depend on them): ``batched``, the step costs under load (tokens in the
+    step, KV tokens read; see ``load_cost``), and ``tp``, tensor-parallel costs per degree.
     """
 
     layer_decode: tuple[Timing, ...]
@@ -88,6 +93,8 @@ class HardwareProfile:
     verify_factor: tuple[float, ...] = (1.0,)
     concurrency_slowdown: float = 1.0
     provenance: Provenance = field(default_factory=Provenance)
+    batched: BatchedCosts | None = None
+    tp: tuple[TensorParallel, ...] = ()
 
     def __post_init__(self) -> None:
         layers = tuple(
@@ -124,6 +131,19 @@ class HardwareProfile:
         )
         if not isinstance(self.provenance, Provenance):
             raise ConfigError("provenance", "must be a Provenance")
+        if self.batched is not None:
+            if not isinstance(self.batched, BatchedCosts):
+                raise ConfigError("batched", "must be a BatchedCosts")
+            self.batched.check_layers(len(layers), "batched")
+        tps = validate.sequence("tp", self.tp)
+        for i, t in enumerate(tps):
+            if not isinstance(t, TensorParallel):
+                raise ConfigError(f"tp[{i}]", "must be a TensorParallel")
+            t.check_layers(len(layers), f"tp[{i}]")
+        degrees = [t.degree for t in tps]
+        if len(set(degrees)) != len(degrees):
+            raise ConfigError("tp", f"holds one entry per degree, got degrees {degrees}")
+        object.__setattr__(self, "tp", tuple(tps))
 
     # ---- derived quantities -------------------------------------------------------------
     @property
@@ -159,6 +179,39 @@ class HardwareProfile:
     def profiled_verify(self, n_tokens: int) -> bool:
         """False when ``factor(n_tokens)`` is an extrapolation beyond the measured range."""
         return n_tokens <= self.verify_tokens[-1]
+
+    def load_costs(self) -> BatchedCosts:
+        """Step costs under load: ``batched`` if the profile has it, else derived from the
+        batch-1 numbers: a step of n tokens costs ``factor(n)`` × the one-token latency of
+        each layer and head (the batch-1 verify rule, as a grid on ``verify_tokens``, so it
+        extends past the last point exactly as ``factor`` does), whatever the KV read."""
+        if self.batched is not None:
+            return self.batched
+        toks, facs = self.verify_tokens, self.verify_factor
+
+        def grid(t: Timing) -> LoadCost:
+            return LoadCost(tokens=toks, kv=(0,), table=tuple((t.median * f,) for f in facs))
+
+        return BatchedCosts(
+            layers=tuple(grid(t) for t in self.layer_decode),
+            embed=grid(self.embed),
+            ee_head=grid(self.ee_head),
+            final_head=grid(self.final_head),
+            notes="derived: batch-1 latency × verify factor(tokens in the step); KV-independent",
+        )
+
+    def tensor_parallel(self, degree: int, field: str = "scheme.tp_degree") -> TensorParallel:
+        """The profile's tensor-parallel costs for ``degree`` devices (refused by name if
+        absent: TP costs are measured with that many threads, or synthesised)."""
+        for t in self.tp:
+            if t.degree == degree:
+                return t
+        have = ", ".join(str(t.degree) for t in self.tp) or "none"
+        raise ConfigError(
+            field,
+            f"the profile has no tensor-parallel costs for {degree} devices (it has: {have}); "
+            "give a profile measured with that many threads or a synthesised one with TP costs",
+        )
 
     # ---- constructors ---------------------------------------------------------------------
     @classmethod
@@ -211,6 +264,8 @@ class HardwareProfile:
             "verify_factor": list(self.verify_factor),
             "concurrency_slowdown": self.concurrency_slowdown,
             "provenance": self.provenance.to_dict(),
+            **({"batched": self.batched.to_dict()} if self.batched is not None else {}),
+            **({"tp": [t.to_dict() for t in self.tp]} if self.tp else {}),
         }
 
     @classmethod
@@ -222,6 +277,8 @@ class HardwareProfile:
             "verify_factor",
             "concurrency_slowdown",
             "provenance",
+            "batched",
+            "tp",
         )
         d = open_record(
             data, "HardwareProfile", where, fields, ("layer_decode", "ee_head", "final_head")
@@ -238,6 +295,13 @@ class HardwareProfile:
                 n: Timing.from_dict(d[n], j(n)) for n in _TIMING_FIELDS if n in d
             }
             prov = Provenance.from_dict(d.get("provenance", {}), j("provenance"))
+            if "batched" in d:
+                kwargs["batched"] = BatchedCosts.from_dict(d["batched"], j("batched"))
+            if "tp" in d:
+                kwargs["tp"] = tuple(
+                    TensorParallel.from_dict(t, f"{j('tp')}[{i}]")
+                    for i, t in enumerate(validate.sequence(j("tp"), d["tp"]))
+                )
             return cls(
                 layer_decode=layers,
                 verify_tokens=tuple(d.get("verify_tokens", (1,))),

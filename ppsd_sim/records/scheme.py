@@ -1,4 +1,7 @@
-"""SchemeConfig: AR, EESD(exit, γ, cache reuse) or PPSD(stage boundaries, exit stage, devices)."""
+"""SchemeConfig: AR, EESD(exit, γ, cache reuse) or PPSD(stage boundaries, exit stage, devices),
+and the two non-speculative ways to use k devices: PP-AR (k pipeline stages that different
+sequences fill) and TP-AR (every layer split over k devices). The serving model
+(``ppsd_sim.serving``) runs all five; the batch-1 ``simulate`` runs AR, EESD and PPSD."""
 
 from __future__ import annotations
 
@@ -9,7 +12,9 @@ from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import validate
 from ppsd_sim.records.schema import open_record, rerooted, tag
 
-SCHEMES = ("ar", "eesd", "ppsd")
+SCHEMES = ("ar", "eesd", "ppsd", "pp_ar", "tp_ar")
+#: the schemes that run on several devices at once, without speculation (serving baselines)
+BASELINES_K = ("pp_ar", "tp_ar")
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,9 @@ class SchemeConfig:
     ``devices`` maps each stage to a compute unit; stages that share one contend for it.
     ``max_inflight`` bounds the tokens of the sequence in flight at once (entered into stage 1,
     their verdict not yet committed); None means the real runner's default, k + 1 (see
-    ``inflight_limit``)."""
+    ``inflight_limit``).
+    PP-AR (``pp_ar``) uses ``stage_boundaries`` like PPSD, one device per stage, no draft;
+    TP-AR (``tp_ar``) splits every layer over ``tp_degree`` devices."""
 
     kind: str
     exit_layer: int | None = None
@@ -54,6 +61,7 @@ class SchemeConfig:
     exit_stage: int = 1
     devices: tuple[int, ...] | None = None
     max_inflight: int | None = None
+    tp_degree: int | None = None
 
     def __post_init__(self) -> None:
         validate.choice("scheme.kind", self.kind, SCHEMES)
@@ -70,7 +78,13 @@ class SchemeConfig:
             for name in ("exit_layer", "gamma"):
                 if getattr(self, name) is not None:
                     raise ConfigError(f"scheme.{name}", f"is only used by EESD, not {self.kind!r}")
-        if self.kind == "ppsd":
+        if self.kind == "tp_ar":
+            if self.tp_degree is None:
+                raise ConfigError("scheme.tp_degree", "is required for TP-AR")
+            validate.integer("scheme.tp_degree", self.tp_degree, lo=2, hi=4096)
+        elif self.tp_degree is not None:
+            raise ConfigError("scheme.tp_degree", f"is only used by TP-AR, not {self.kind!r}")
+        if self.kind in ("ppsd", "pp_ar"):
             b = validate.sequence("scheme.stage_boundaries", self.stage_boundaries, min_len=2)
             b = [
                 validate.integer(f"scheme.stage_boundaries[{i}]", v, lo=1) for i, v in enumerate(b)
@@ -82,6 +96,15 @@ class SchemeConfig:
                         f"must be strictly increasing end layers (stages may not overlap or be empty), got {b}",
                     )
             object.__setattr__(self, "stage_boundaries", tuple(b))
+        if self.kind == "pp_ar":
+            for name, unused in (
+                ("devices", self.devices is not None),
+                ("exit_stage", self.exit_stage != 1),
+                ("max_inflight", self.max_inflight is not None),
+            ):
+                if unused:
+                    raise ConfigError(f"scheme.{name}", "is only used by PPSD, not 'pp_ar'")
+        elif self.kind == "ppsd":
             validate.integer("scheme.exit_stage", self.exit_stage, lo=1, hi=len(b) - 1)
             if self.devices is not None:
                 dev = validate.sequence("scheme.devices", self.devices)
@@ -96,7 +119,7 @@ class SchemeConfig:
         else:
             if self.stage_boundaries:
                 raise ConfigError(
-                    "scheme.stage_boundaries", f"is only used by PPSD, not {self.kind!r}"
+                    "scheme.stage_boundaries", f"is only used by PPSD and PP-AR, not {self.kind!r}"
                 )
             if self.devices is not None:
                 raise ConfigError("scheme.devices", f"is only used by PPSD, not {self.kind!r}")
@@ -129,6 +152,19 @@ class SchemeConfig:
             devices=None if devices is None else tuple(devices),
             max_inflight=max_inflight,
         )
+
+    @classmethod
+    def pp_ar(cls, stage_boundaries: list[int] | tuple[int, ...]) -> SchemeConfig:
+        return cls("pp_ar", stage_boundaries=tuple(stage_boundaries))
+
+    @classmethod
+    def pp_ar_even(cls, n_layers: int, k: int) -> SchemeConfig:
+        """PP-AR on k stages of (nearly) equal layer count (``ppsd_even``'s boundaries)."""
+        return cls.pp_ar(cls.ppsd_even(n_layers, k).stage_boundaries)
+
+    @classmethod
+    def tp_ar(cls, degree: int) -> SchemeConfig:
+        return cls("tp_ar", tp_degree=degree)
 
     @classmethod
     def ppsd_even(cls, n_layers: int, k: int, exit_stage: int = 1) -> SchemeConfig:
@@ -174,7 +210,16 @@ class SchemeConfig:
     # ---- derived ---------------------------------------------------------------------------
     @property
     def n_stages(self) -> int:
-        return len(self.stage_boundaries) if self.kind == "ppsd" else 1
+        return len(self.stage_boundaries) if self.kind in ("ppsd", "pp_ar") else 1
+
+    @property
+    def n_devices(self) -> int:
+        """Compute units the scheme occupies (PPSD: distinct devices of its stages)."""
+        if self.kind == "tp_ar":
+            return int(self.tp_degree)
+        if self.kind in ("ppsd", "pp_ar"):
+            return len(set(self.stage_devices()))
+        return 1
 
     @property
     def draft_exit_layer(self) -> int | None:
@@ -190,9 +235,12 @@ class SchemeConfig:
         return [(st.start, st.stop) for st in self.stages()]
 
     def stages(self) -> tuple[StageSpec, ...]:
-        """The PPSD stages with their layer ranges, roles and devices (see ``StageSpec``)."""
-        if self.kind != "ppsd":
-            raise ConfigError("scheme.kind", f"only PPSD has pipeline stages, not {self.kind!r}")
+        """The pipeline stages (PPSD, PP-AR) with their layer ranges, roles and devices (see
+        ``StageSpec``; PP-AR has no exit stage)."""
+        if self.kind not in ("ppsd", "pp_ar"):
+            raise ConfigError(
+                "scheme.kind", f"only PPSD and PP-AR have pipeline stages, not {self.kind!r}"
+            )
         b, k = self.stage_boundaries, len(self.stage_boundaries)
         dev = self.stage_devices()
         return tuple(
@@ -201,7 +249,7 @@ class SchemeConfig:
                 start=0 if s == 0 else b[s - 1],
                 stop=b[s],
                 first=s == 0,
-                exit=s == self.exit_stage - 1,
+                exit=self.kind == "ppsd" and s == self.exit_stage - 1,
                 last=s == k - 1,
                 device=dev[s],
             )
@@ -225,7 +273,7 @@ class SchemeConfig:
             raise ConfigError(
                 "scheme.exit_layer", f"must satisfy 1 <= E < L = {n_layers}, got {self.exit_layer}"
             )
-        if self.kind == "ppsd" and self.stage_boundaries[-1] != n_layers:
+        if self.kind in ("ppsd", "pp_ar") and self.stage_boundaries[-1] != n_layers:
             raise ConfigError(
                 "scheme.stage_boundaries",
                 f"must cover all {n_layers} layers (last boundary = {n_layers}), got {list(self.stage_boundaries)}",
@@ -236,6 +284,10 @@ class SchemeConfig:
             return "AR"
         if self.kind == "eesd":
             return f"EESD(E={self.exit_layer}, γ={self.gamma}{'' if self.cache_reuse else ', no reuse'})"
+        if self.kind == "pp_ar":
+            return f"PP-AR(k={self.n_stages})"
+        if self.kind == "tp_ar":
+            return f"TP-AR(k={self.tp_degree})"
         shared = "" if self.devices is None else f", devices={list(self.devices)}"
         bound = "" if self.max_inflight is None else f", in flight ≤ {self.max_inflight}"
         return f"PPSD(k={self.n_stages}, E={self.draft_exit_layer}{shared}{bound})"
@@ -251,6 +303,10 @@ class SchemeConfig:
                 out["devices"] = list(self.devices)
             if self.max_inflight is not None:
                 out["max_inflight"] = self.max_inflight
+        if self.kind == "pp_ar":
+            out["stage_boundaries"] = list(self.stage_boundaries)
+        if self.kind == "tp_ar":
+            out["tp_degree"] = self.tp_degree
         return out
 
     @classmethod
@@ -264,6 +320,7 @@ class SchemeConfig:
             "exit_stage",
             "devices",
             "max_inflight",
+            "tp_degree",
         )
         d = open_record(data, "SchemeConfig", where, fields, ("kind",))
         for name in ("stage_boundaries", "devices"):
