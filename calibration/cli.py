@@ -31,7 +31,7 @@ from calibration.measure import wall_clock
 from ppsd_real.cli_run import DEFAULT_CPU_PRESET
 from ppsd_real.model_loading import ModelSpec
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import check_writable, check_writable_dir, validate
+from ppsd_sim.records import check_writable, validate
 
 BASELINES = Path(__file__).resolve().parent / "baselines"
 MODES = ("auto", "baseline", "model", "both")
@@ -225,8 +225,10 @@ def _run(args: argparse.Namespace, spec: ModelSpec, command: str) -> int:
         if args.out
         else Path("results/calibration") / gate.hardware_class() / slug(spec.name)
     )
-    check_writable_dir(out, "--out")  # before minutes of measurement, not after
     from calibration.loop import run_calibration
+    from calibration.report import check_outputs
+
+    check_outputs(out)  # every report file, before minutes of measurement, not after
 
     cal = run_calibration(
         spec,

@@ -310,17 +310,21 @@ def test_each_action_has_its_own_options_and_old_command_lines_still_parse(capsy
 def test_bad_paths_are_refused_before_any_measurement(tmp_path, capsys):
     afile = tmp_path / "a-file"
     afile.write_text("x")
+    blocked = tmp_path / "blocked"  # a writable folder where one report file cannot be written
+    (blocked / "calibration.md").mkdir(parents=True)
     t0 = time.monotonic()
     for args, flag in (
         (["tolerance", "--tolerance", str(tmp_path)], "--tolerance"),  # a folder
         (["tolerance", "--tolerance", str(afile / "t.json")], "--tolerance"),  # under a file
         (["baseline", "--baseline", str(afile / "b.json")], "--baseline"),
         (["run", "--out", str(afile)], "--out"),  # a file given as the results folder
+        (["run", "--out", str(blocked)], "--out"),  # every report file is checked up front
         (["regress", "--mode", "model", "--tolerance", str(tmp_path / "no.json")], "--tolerance"),
     ):
         _one_line_error(_in_process([args[0], "--preset", "tiny", *args[1:]], capsys), flag)
     assert time.monotonic() - t0 < 10  # refused up front: nothing was measured
     assert afile.read_text() == "x"
+    assert [p.name for p in blocked.iterdir()] == ["calibration.md"]  # nothing written
     tol = model_gate.save_tolerance(tmp_path / "t.json", _tolerance(repeats=3))
     common = ["regress", "--preset", "tiny", "--mode", "model", "--tolerance", str(tol)]
     _one_line_error(_in_process([*common, "--tokens", "32"], capsys), "--tolerance")  # at 16
@@ -333,16 +337,6 @@ def test_bad_paths_are_refused_before_any_measurement(tmp_path, capsys):
     code, out, err = _in_process([*common, "--tokens", "16"], capsys)
     _one_line_error((code, out, err), "--tolerance")
     assert "not the gate's" in err and "run (" not in out
-
-
-def _calibrate(args, env=None, timeout=600):
-    return subprocess.run(
-        [sys.executable, "-m", "ppsd_sim.cli.main", "calibrate", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "TQDM_DISABLE": "1", **(env or {})},
-    )
 
 
 @pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="needs Linux /proc/stat")
