@@ -20,7 +20,7 @@ import argparse
 import shlex
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -553,28 +553,13 @@ def _baseline_cell(c: Cell, runs: list[dict[str, list[float]]]) -> gate.GateCell
 
 
 def record_readings(
-    spec: ModelSpec,
-    cells: list[Cell],
-    *,
-    runs: int,
-    tokens: int,
-    repeats: int,
-    transport: str,
-    allow_busy: bool,
+    take: Callable[[], Measurement], *, runs: int, allow_busy: bool
 ) -> list[Measurement] | None:
-    """``runs`` independent model-relative readings of unchanged code; None (after saying why)
-    as soon as one saw a busy machine, unless ``allow_busy``."""
+    """``runs`` independent model-relative readings of unchanged code (``take`` measures one);
+    None (after saying why) as soon as one saw a busy machine, unless ``allow_busy``."""
     out = []
     for i in range(runs):
-        m = measure(
-            spec,
-            cells,
-            tokens=tokens,
-            repeats=repeats,
-            transport=transport,
-            with_profile=True,
-            on_progress=_progress("tolerance"),
-        )
+        m = take()
         assert m.reading is not None
         busy = m.load is not None and m.load.busy
         sp = ", ".join(f"{c.cell.label} {c.measured:.3f}" for c in m.cells)
@@ -585,6 +570,7 @@ def record_readings(
         )
         sys.stdout.flush()
         if busy and not allow_busy:
+            assert m.load is not None
             print(
                 f"tolerance not written: the machine was busy ({m.load.describe()}); record it "
                 "on a quiet machine (or pass --provisional for a trial record)",
@@ -629,15 +615,20 @@ def record_tolerance(
     """Record and write the tolerance (``path`` checked first); None if a busy machine
     stopped it (nothing written)."""
     check_writable(path, "--tolerance")
-    got = record_readings(
-        spec,
-        gate_cells(model_layers(spec)),
-        runs=runs,
-        tokens=tokens,
-        repeats=repeats,
-        transport=transport,
-        allow_busy=provisional,
-    )
+    cells = gate_cells(model_layers(spec))
+
+    def take() -> Measurement:
+        return measure(
+            spec,
+            cells,
+            tokens=tokens,
+            repeats=repeats,
+            transport=transport,
+            with_profile=True,
+            on_progress=_progress("tolerance"),
+        )
+
+    got = record_readings(take, runs=runs, allow_busy=provisional)
     if got is None:
         return None
     tol = tolerance_of(got, spec, tokens, repeats, transport, command, provisional)

@@ -20,9 +20,11 @@ from pathlib import Path
 import pytest
 
 from calibration import cli, gate, model_gate
+from calibration.gate_run import Measurement
 from calibration.grid import Cell
 from calibration.machine_load import MachineLoad
 from calibration.model_gate import CellReading, ControlCost, Reading
+from ppsd_real.model_loading import ModelSpec
 from ppsd_real.test_hooks import TICK_DELAY_ENV
 from ppsd_sim.cli.main import build_parser, main
 from ppsd_sim.errors import ConfigError
@@ -214,6 +216,41 @@ def test_both_gates_judge_one_measurement_and_a_drop_in_either_is_confirmed():
     assert d.runs[1].sections["baseline gate"][0].ok
 
 
+BUSY_LOAD = MachineLoad(30.0, 0.4, 0.0)  # other processes took 40% of the CPUs
+
+
+def _measurement(factor: float, load: MachineLoad) -> Measurement:
+    r = _reading(factor)
+    return Measurement(r.cells, r, load, 15.0, 10.0)
+
+
+def test_recording_stops_at_the_first_busy_reading_unless_provisional(capsys):
+    def taker(loads):
+        it = iter(loads)
+        taken = []
+
+        def take():
+            taken.append(1)
+            return _measurement(0.95, next(it))
+
+        return take, taken
+
+    take, taken = taker([QUIET, BUSY_LOAD, QUIET, QUIET])
+    assert cli.record_readings(take, runs=4, allow_busy=False) is None
+    assert len(taken) == 2  # stopped at the busy one: no minutes wasted after it
+    err = capsys.readouterr().err
+    assert "tolerance not written: the machine was busy" in err and "--provisional" in err
+    take, taken = taker([QUIET, BUSY_LOAD, QUIET])
+    got = cli.record_readings(take, runs=3, allow_busy=True)
+    assert got is not None and len(got) == 3 and "BUSY" in capsys.readouterr().out
+    spec = ModelSpec("tiny")
+    tol = cli.tolerance_of(got, spec, 16, 2, "pipe", "ppsd calibrate tolerance", True)
+    assert tol.provisional and tol.provenance["busy_runs"] == 1
+    assert "1 of 3 readings on a busy machine" in tol.provenance["note"]
+    assert tol.provenance["machine_load"] == [0.003, 0.4, 0.003]
+    assert [c.median for c in tol.cells] == pytest.approx([0.95, 0.95])
+
+
 def _write_baseline(path: Path) -> Path:
     cell = gate.GateCell(PPSD.label, PPSD.scheme, 0.9, (1.5, 1.51, 1.49))
     return gate.save_baseline(path, gate.Baseline("hw", MODEL, 16, (cell,), "now", {}))
@@ -337,14 +374,86 @@ def test_bad_paths_are_refused_before_any_measurement(tmp_path, capsys):
     code, out, err = _in_process([*common, "--tokens", "16"], capsys)
     _one_line_error((code, out, err), "--tolerance")
     assert "not the gate's" in err and "run (" not in out
+    assert out.startswith("speed gate: mode model-relative (--mode)")  # said before anything
+    # auto: the tiny preset has no baseline anywhere, so regress chooses the model gate itself
+    code, out, err = _in_process(
+        ["regress", "--preset", "tiny", "--tolerance", str(one), "--tokens", "16"], capsys
+    )
+    _one_line_error((code, out, err), "--tolerance")
+    assert out.startswith("speed gate: mode model-relative (no speed baseline for this hardware")
 
 
+def test_the_plan_says_which_gates_run_and_what_the_model_gate_cannot_see(tmp_path):
+    tol = model_gate.save_tolerance(
+        tmp_path / "t.json",
+        _tolerance(hardware="elsewhere", provisional=True, provenance={"note": "a trial"}),
+    )
+    lines = cli._describe_plan(cli.choose_mode("auto", tmp_path / "none.json", False, tol, MODEL))
+    text = "\n".join(lines)
+    assert lines[0].startswith("speed gate: mode model-relative (no speed baseline")
+    assert f"{cli.MODEL_GATE} sees: {model_gate.SEES}." in lines
+    assert f"{cli.MODEL_GATE} cannot see: {model_gate.BLIND}." in lines
+    assert "slower layers" in model_gate.BLIND and "flush" in model_gate.SEES
+    assert "elsewhere, not this class" in text and "PROVISIONAL (a trial record, a trial)" in text
+    assert cli.BASELINE_GATE not in text
+    both = cli._describe_plan(
+        cli.choose_mode("auto", _write_baseline(tmp_path / "b.json"), False, tol, MODEL)
+    )
+    assert both[0].startswith("speed gate: mode both")
+    assert any(ln.startswith(f"{cli.BASELINE_GATE}: speedups against") for ln in both)
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="needs Linux /proc/stat")
+def test_a_control_path_slowdown_trips_the_model_gate_on_real_runs(monkeypatch):
+    """30-50 s (two real readings of the tiny preset: quick profile in fresh stage processes,
+    measured cells, the real simulator), the least that shows the mechanism on real runs: the
+    injected delay lands in this run's profile too, and the prediction must not follow it.
+    The tolerance is built by the recording code from the clean reading (three copies: no
+    spread, so the 50% floor of the baseline gate's own test decides; the tiny model is all
+    per-step overhead, noisy). The whole CLI path is the opt-in test below."""
+    from calibration.gate_run import gate_cells, measure
+    from ppsd_real.model_loading import ModelSpec
+
+    spec = ModelSpec("tiny")
+    cells = gate_cells(4)
+    monkeypatch.delenv(TICK_DELAY_ENV, raising=False)
+
+    def reading():
+        return measure(spec, cells, tokens=16, repeats=2, transport="pipe", with_profile=True)
+
+    clean = reading()
+    monkeypatch.setenv(TICK_DELAY_ENV, "0.02")  # 20 ms per step; stage processes inherit it
+    slowed = reading()
+    tol = cli.tolerance_of([clean] * 3, spec, 16, 2, "pipe", "test", True)
+    hw = gate.hardware_class()
+    assert all(v.ok for v in model_gate.judge(tol, clean.reading, hw, floor=0.5))
+    verdicts = model_gate.judge(tol, slowed.reading, hw, floor=0.5)
+    assert not any(v.ok for v in verdicts), [v.describe() for v in verdicts]
+    assert slowed.reading.profile.tick.median > 0.015  # the profile absorbed the delay ...
+    assert "looks slower" in model_gate.control_note(tol, slowed.reading)
+    for v, c in zip(verdicts, slowed.reading.cells, strict=True):
+        # ... a prediction from it would have moved toward the slowed run; the gate's did not
+        naive = model_gate.predicted(slowed.reading.profile, c, slowed.reading.profile.tick.median)
+        assert naive < 0.8 * v.predicted, (naive, v.describe())
+
+
+FULL_GATE_TEST = "PPSD_FULL_GATE_TEST"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="needs Linux /proc/stat")
+@pytest.mark.skipif(
+    os.environ.get(FULL_GATE_TEST) != "1",
+    reason=f"the issue's acceptance test through the CLI, 100-200 s: set {FULL_GATE_TEST}=1",
+)
 def test_model_relative_gate_passes_unchanged_code_and_trips_on_an_injected_slowdown(tmp_path):
     """On a machine with no baseline (no one records one for the tiny preset): the gate picks
     the model-relative mode by itself. Real profile, real stage processes, real simulator: the
-    delay lands in the profile's tick too, and the gate must still see it. About a minute on
-    a quiet machine (6 readings of profile + measurement): it is the issue's acceptance test.
+    delay lands in the profile's tick too, and the gate must still see it. 100 s on a quiet
+    machine, 200 s on a busy one (6-7 readings of profile + measurement, 5 interpreters):
+    out of the default run (opt in with PPSD_FULL_GATE_TEST=1); the mechanism is tested on
+    real runs above, and CI's own gate step runs this path on the real model every time.
     The floor of 50% is the baseline test's: the tiny model is all per-step overhead, noisy."""
     tol = tmp_path / "t.json"
     common = ["--preset", "tiny", "--tokens", "16", "--repeats", "2"]
