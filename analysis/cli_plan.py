@@ -4,14 +4,26 @@ curve and a number of devices (see ``analysis.planner``)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
 
-from analysis.curves import AcceptanceCurve, illustrative_curve, parse_curve, read_curve
+from analysis.cli_plan_load import configure_load, load_kind, run_load
+from analysis.curves import (
+    AcceptanceCurve,
+    Measured,
+    illustrative_curve,
+    parse_curve,
+    read_curve,
+)
 from analysis.memory import WeightBudget
 from analysis.planner import Plan, plan
+from ppsd_sim.acceptance.vocabulary import SCALAR_MEASURES
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.examples import example_profile
-from ppsd_sim.records import validate
-from ppsd_sim.records.io import dumps, load_document, write_record
+from ppsd_sim.records import decoding, validate
+from ppsd_sim.records.io import check_writable, dumps, load_document, write_all
 from ppsd_sim.records.profile import HardwareProfile
 
 
@@ -20,7 +32,13 @@ def configure(p: argparse.ArgumentParser) -> None:
         "With no arguments: the embedded example profile (32 layers, illustrative latencies), "
         "an illustrative α(E) curve and 4 devices. Predictions use the closed forms (i.i.d. "
         "acceptance, one device per PPSD stage) and the top configurations are confirmed by "
-        "simulation. Exit code 1 when no configuration meets --min-tokens-per-s."
+        "simulation. Exit code 1 when no configuration meets --min-tokens-per-s. A curve "
+        "measured by another tool: --measured-as "
+        + "|".join(SCALAR_MEASURES)
+        + " with --measured-gamma G (or --measured-stages K) converts every point to α and "
+        "prints what it derived (definitions in GLOSSARY.md). With --batch, --users or --rate: a "
+        "load-aware plan (every configuration simulated serving that load, AR, TP-AR, PP-AR, "
+        "EESD, PPSD) and the switch-off point of speculation."
     )
     g = p.add_argument_group("inputs")
     g.add_argument("--profile", help="HardwareProfile JSON/YAML (default: embedded example)")
@@ -31,8 +49,29 @@ def configure(p: argparse.ArgumentParser) -> None:
         "(see `ppsd plan --list-synth`)",
     )
     g.add_argument("--list-synth", action="store_true", help="list shipped models and devices")
-    g.add_argument("--curve", help="α at exit layers as exit:alpha pairs, e.g. 4:0.4,8:0.6,16:0.8")
-    g.add_argument("--curve-file", help="JSON/YAML with 'exits' and 'alphas' lists")
+    g.add_argument(
+        "--curve",
+        help="α at exit layers as exit:alpha pairs, e.g. 4:0.4,8:0.6,16:0.8 (with --measured-as: "
+        "exit:value in that measure)",
+    )
+    g.add_argument(
+        "--curve-file",
+        help="JSON/YAML with 'exits' and 'alphas' lists, or 'exits', 'values' and "
+        "'measured_as' (+ 'gamma' or 'stages') for another tool's measure",
+    )
+    g.add_argument(
+        "--measured-as",
+        choices=SCALAR_MEASURES,
+        help="the curve's numbers are this measure, not ppsd's α (accepted/judged is α)",
+    )
+    g.add_argument(
+        "--measured-gamma", type=int, help="the γ (drafts per round) the curve was measured at"
+    )
+    g.add_argument(
+        "--measured-stages",
+        type=int,
+        help="the pipeline stages k a theoretical-speedup curve was measured at",
+    )
     g.add_argument(
         "--exits",
         help="exit layers to consider (comma-separated; default: the curve's given range)",
@@ -55,6 +94,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="tokens simulated to confirm each shown configuration (0: skip; default 20000)",
     )
     s.add_argument("--seed", type=int, default=0, help="simulation seed (0)")
+    decoding.add_args(s, "the plan's")
     s.add_argument(
         "--memory",
         metavar="MODEL@DEVICE[:DTYPE]",
@@ -71,6 +111,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="rank configurations whose weights do not fit a device too",
     )
+    configure_load(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", help="write the plan as JSON (a CapacityPlan record) here")
     o.add_argument("--json", action="store_true", help="print the plan as JSON")
@@ -86,8 +127,9 @@ def _ints(field: str, text: str) -> list[int]:
         raise ConfigError(field, f"must be comma-separated integers, got {text!r}") from None
 
 
-def resolve_profile(args: argparse.Namespace) -> HardwareProfile:
-    """--profile file, --synth MODEL@DEVICE, or the embedded example."""
+def resolve_profile(args: argparse.Namespace, load: bool = False) -> HardwareProfile:
+    """--profile file, --synth MODEL@DEVICE, or the embedded example (for a ``load`` plan
+    the serving example: the same latencies with illustrative load and TP costs)."""
     if args.profile and args.synth:
         raise ConfigError("--synth", "give either --profile or --synth, not both")
     if args.profile:
@@ -96,6 +138,10 @@ def resolve_profile(args: argparse.Namespace) -> HardwareProfile:
         from analysis.synth import synthesise_named
 
         return synthesise_named(args.synth, "--synth")
+    if load:
+        from ppsd_sim.serving.example import example_serving_profile
+
+        return example_serving_profile()
     return example_profile()
 
 
@@ -129,13 +175,28 @@ def resolve_memory(args: argparse.Namespace, n_layers: int) -> WeightBudget | No
     return budget
 
 
+def resolve_measured(args: argparse.Namespace) -> Measured | None:
+    """--measured-as with its γ or k, refused without a curve to apply to."""
+    measured_as = getattr(args, "measured_as", None)
+    gamma, stages = getattr(args, "measured_gamma", None), getattr(args, "measured_stages", None)
+    if measured_as is None:
+        for flag, value in (("--measured-gamma", gamma), ("--measured-stages", stages)):
+            if value is not None:
+                raise ConfigError(flag, "needs --measured-as")
+        return None
+    if not (args.curve or args.curve_file):
+        raise ConfigError("--measured-as", "needs --curve or --curve-file to convert")
+    return Measured(measured_as, gamma, stages)
+
+
 def resolve_curve(args: argparse.Namespace, n_layers: int) -> AcceptanceCurve:
     if args.curve and args.curve_file:
         raise ConfigError("--curve", "give either --curve or --curve-file, not both")
+    measured = resolve_measured(args)
     curve = (
-        parse_curve(args.curve)
+        parse_curve(args.curve, "--curve", measured)
         if args.curve
-        else read_curve(args.curve_file)
+        else read_curve(args.curve_file, "--curve-file", measured)
         if args.curve_file
         else illustrative_curve(n_layers)
     )
@@ -157,6 +218,8 @@ def format_plan(pl: Plan) -> str:
     ]
     if pl.memory:
         lines.append(f"memory: {pl.memory}; configurations that do not fit are left out")
+    if pl.curve.note and pl.curve.source != "illustrative":
+        lines.append(f"acceptance: {pl.curve.note}")
     if pl.curve.source == "illustrative":
         lines.append("note: α(E) is illustrative, not measured; pass --curve or --curve-file")
     if pl.message:
@@ -191,12 +254,23 @@ def run(args: argparse.Namespace) -> int:
         print("devices: " + ", ".join(list_devices()))
         return 0
     validate.integer("--devices", args.devices, lo=1, hi=4096)
-    profile = resolve_profile(args)
+    validate.integer("--top", args.top, lo=1, hi=1000)
+    validate.integer("--max-gamma", args.max_gamma, lo=1, hi=64)
+    validate.integer("--sim-tokens", args.sim_tokens, lo=0, hi=10**7)
+    validate.integer("--seed", args.seed, lo=0)
+    if args.min_tokens_per_s is not None:
+        validate.number("--min-tokens-per-s", args.min_tokens_per_s, lo=0.0, lo_open=True)
+    check_outputs(args)
+    kind = load_kind(args)
+    profile = resolve_profile(args, load=kind is not None)
     curve = resolve_curve(args, profile.n_layers)
-    if args.write_profile:
-        write_record(args.write_profile, profile)
+    warn = decoding.mismatch(curve.decoding, decoding.from_args(args))
+    if warn is not None:  # on stderr for every plan, and in the plan record's message
+        print(f"warning: {warn}", file=sys.stderr)
     exits = _ints("--exits", args.exits) if args.exits else None
     memory = resolve_memory(args, profile.n_layers)
+    if kind is not None:
+        return run_load(args, kind, profile, curve, exits, memory)
     pl = plan(
         profile,
         curve,
@@ -210,9 +284,32 @@ def run(args: argparse.Namespace) -> int:
         exits=exits,
         memory=memory,
     )
+    if warn is not None:
+        pl = dataclasses.replace(
+            pl, message=" ".join(x for x in (pl.message, f"warning: {warn}") if x)
+        )
+    # serialised before anything touches disk; the plan and the profile are written together
+    files: dict[str | os.PathLike[str], str | bytes] = {}
     if args.out:
-        write_record(args.out, pl.to_dict())
+        files[args.out] = dumps(pl.to_dict())
+    if args.write_profile:
+        files[args.write_profile] = dumps(profile)
     print(dumps(pl.to_dict()) if args.json else format_plan(pl), end="" if args.json else "\n")
+    if files:
+        write_all(files)
     if args.out and not args.json:
         print(f"plan written to {args.out}")
+    if args.write_profile and not args.json:
+        print(f"profile written to {args.write_profile}")
     return 0 if pl.met else 1
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse unwritable or clashing output paths before any work."""
+    if args.out:
+        check_writable(args.out, "--out")
+    if args.write_profile:
+        check_writable(args.write_profile, "--write-profile")
+    same = args.out and args.write_profile
+    if same and Path(args.out).resolve() == Path(args.write_profile).resolve():
+        raise ConfigError("--write-profile", "is the same file as --out")

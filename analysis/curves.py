@@ -3,6 +3,10 @@
 The planner needs α at every exit it considers; measurements give it at a few exits, so the
 curve interpolates linearly between them and holds the end values flat outside (never
 extrapolating a trend past what was given).
+
+A curve measured by another tool (accepted ÷ drafted at γ, τ, a pipeline's theoretical
+speedup, …) is converted point by point to ppsd's α with ``ppsd_sim.acceptance.vocabulary``
+(``Measured``); the curve's note then says what it was derived from.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from ppsd_sim.acceptance.vocabulary import SCALAR_MEASURES, alpha_from_measure, describe
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import validate
+from ppsd_sim.records.decoding import GREEDY, DecodingSettings
 from ppsd_sim.records.io import load_document
 
 CURVE_SOURCES = ("measured", "given", "illustrative")
@@ -30,6 +36,8 @@ class AcceptanceCurve:
     alphas: tuple[float, ...]
     source: str = "given"
     note: str = ""
+    #: the decoding the α were measured under (greedy for files that do not say)
+    decoding: DecodingSettings = GREEDY
 
     def __post_init__(self) -> None:
         ex = [
@@ -58,13 +66,14 @@ class AcceptanceCurve:
 
     def label(self) -> str:
         """Short description: every point when few, about six evenly spaced ones otherwise."""
-        idx = range(len(self.exits))
+        idx: list[int] | range = range(len(self.exits))
         if len(self.exits) > 8:
             step = -(-len(self.exits) // 6)
             idx = sorted({*range(0, len(self.exits), step), len(self.exits) - 1})
         pts = ", ".join(f"E={self.exits[i]}: {self.alphas[i]:.2f}" for i in idx)
         more = "" if len(idx) == len(self.exits) else ", …"
-        return f"{self.source} α(E) [{pts}{more}]"
+        at = "" if self.decoding.greedy else f" at {self.decoding.label()}"
+        return f"{self.source} α(E){at} [{pts}{more}]"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,12 +82,16 @@ class AcceptanceCurve:
             "alphas": list(self.alphas),
             "source": self.source,
             "note": self.note,
+            **({} if self.decoding.greedy else {"decoding": self.decoding.to_dict()}),
         }
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "curve") -> AcceptanceCurve:
         d = validate.mapping(
-            where, data, ("record", "exits", "alphas", "source", "note"), ("exits", "alphas")
+            where,
+            data,
+            ("record", "exits", "alphas", "source", "note", "decoding"),
+            ("exits", "alphas"),
         )
         try:
             return cls(
@@ -86,6 +99,7 @@ class AcceptanceCurve:
                 tuple(validate.sequence(f"{where}.alphas", d["alphas"])),
                 d.get("source", "given"),
                 d.get("note", ""),
+                DecodingSettings.from_dict(d.get("decoding"), f"{where}.decoding"),
             )
         except ConfigError as err:
             if where != "curve":
@@ -93,8 +107,76 @@ class AcceptanceCurve:
             raise
 
 
-def parse_curve(text: str, field: str = "--curve") -> AcceptanceCurve:
-    """``"4:0.5,8:0.7,16:0.9"`` (exit:α pairs) → a curve."""
+@dataclass(frozen=True)
+class Measured:
+    """What a curve's numbers are when they are not ppsd's α: a measure of
+    ``SCALAR_MEASURES`` and the γ (or number of stages k) it was taken at."""
+
+    measured_as: str
+    gamma: int | None = None
+    stages: int | None = None
+
+    def __post_init__(self) -> None:
+        validate.choice("measured-as", self.measured_as, SCALAR_MEASURES)
+
+    def label(self) -> str:
+        at = (
+            f" at γ={self.gamma}"
+            if self.gamma is not None
+            else f" at k={self.stages}"
+            if self.stages is not None
+            else ""
+        )
+        return f"{describe(self.measured_as)}{at}"
+
+
+def curve_from_values(
+    exits: list[int] | tuple[int, ...],
+    values: list[float] | tuple[float, ...],
+    field: str,
+    measured: Measured | None = None,
+    source: str = "given",
+) -> AcceptanceCurve:
+    """A curve from α values, or from values in another tool's measure, converted per exit.
+    Errors name ``field`` (``--curve`` or the file) and, for a value, its exit."""
+    if measured is None:
+        try:
+            return AcceptanceCurve(tuple(exits), tuple(values), source)
+        except ConfigError as err:
+            raise ConfigError(field, err.message) from None
+    if len(values) != len(exits):
+        raise ConfigError(field, f"needs one value per exit ({len(exits)}), got {len(values)}")
+    alphas = []
+    for e, v in zip(exits, values, strict=True):
+        try:
+            a = alpha_from_measure(
+                v,
+                measured.measured_as,
+                gamma=measured.gamma,
+                stages=measured.stages,
+                field=f"{field}[E={e}]",
+            )
+        except ConfigError as err:
+            name = err.field
+            if name.startswith("measured-"):
+                name = "--" + name
+            raise ConfigError(name, err.message) from None
+        alphas.append(round(a, 6))
+    pts = ", ".join(
+        f"E={e}: {v:g} → {a:.3f}" for e, v, a in zip(exits, values, alphas, strict=True)
+    )
+    note = f"α (i.i.d., conditional per judged draft) derived from {measured.label()}: {pts}"
+    try:
+        return AcceptanceCurve(tuple(exits), tuple(alphas), source, note)
+    except ConfigError as err:
+        raise ConfigError(field, err.message) from None
+
+
+def parse_curve(
+    text: str, field: str = "--curve", measured: Measured | None = None
+) -> AcceptanceCurve:
+    """``"4:0.5,8:0.7,16:0.9"`` (exit:α pairs, or exit:value in ``measured``'s measure) →
+    a curve."""
     pairs = []
     for part in text.split(","):
         if not part.strip():
@@ -109,16 +191,40 @@ def parse_curve(text: str, field: str = "--curve") -> AcceptanceCurve:
     if not pairs:
         raise ConfigError(field, "needs at least one exit:alpha pair")
     pairs.sort()
-    try:
-        return AcceptanceCurve(tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))
-    except ConfigError as err:
-        raise ConfigError(field, err.message) from None
+    return curve_from_values([p[0] for p in pairs], [p[1] for p in pairs], field, measured)
 
 
-def read_curve(path: str | Path, field: str = "--curve-file") -> AcceptanceCurve:
-    """A JSON/YAML file with ``exits`` and ``alphas`` lists."""
+#: keys of a curve file measured in another tool's vocabulary
+MEASURED_FILE_KEYS = ("exits", "values", "measured_as", "gamma", "stages", "source", "note")
+
+
+def read_curve(
+    path: str | Path, field: str = "--curve-file", measured: Measured | None = None
+) -> AcceptanceCurve:
+    """A JSON/YAML file with ``exits`` and ``alphas`` lists (ppsd's α), or with ``exits``,
+    ``values`` and ``measured_as`` (+ ``gamma`` or ``stages``): a measure of another tool,
+    converted. ``measured`` (the command line's) applies to a file of ``alphas`` only."""
+    doc = load_document(path, field)
+    if isinstance(doc, dict) and "measured_as" in doc:
+        if measured is not None:
+            raise ConfigError(
+                "--measured-as", f"{path} says itself what it measured (measured_as); drop the flag"
+            )
+        d = validate.mapping(field, doc, MEASURED_FILE_KEYS, ("exits", "values", "measured_as"))
+        try:
+            m = Measured(d["measured_as"], d.get("gamma"), d.get("stages"))
+        except ConfigError as err:
+            raise ConfigError(f"{field}.measured_as", err.message) from None
+        exits = validate.sequence(f"{field}.exits", d["exits"], min_len=1)
+        values = validate.sequence(f"{field}.values", d["values"], min_len=1)
+        return curve_from_values(list(exits), list(values), field, m, d.get("source", "measured"))
+    if measured is not None:
+        d = validate.mapping(field, doc, ("exits", "alphas"), ("exits", "alphas"))
+        exits = validate.sequence(f"{field}.exits", d["exits"], min_len=1)
+        values = validate.sequence(f"{field}.alphas", d["alphas"], min_len=1)
+        return curve_from_values(list(exits), list(values), field, measured)
     try:
-        return AcceptanceCurve.from_dict(load_document(path, field), field)
+        return AcceptanceCurve.from_dict(doc, field)
     except ConfigError as err:
         if err.field.startswith(field):
             raise

@@ -6,7 +6,8 @@ A planner that ranks by speed alone would happily put a 70B model in bf16 (138 G
 - AR: every layer, the embedding and the final head on one device;
 - EESD: the same plus the early-exit head;
 - PPSD: stage 1 holds the embedding; the exit stage the early-exit head; the last stage the
-  final head; every stage its own layers.
+  final head; every stage its own layers. PP-AR: the same without an early-exit head;
+- TP-AR over k devices: 1/k of everything on each (Megatron-style shards).
 
 The early-exit head is counted as a separate LM-head-sized matrix (a trained head, as the
 project's own model ships; a shared head would need no second copy, so this is the
@@ -63,13 +64,13 @@ class WeightBudget:
             return (self.model_gb,)
         if scheme.kind == "eesd":
             return (self.model_gb + self.ee_head_gb,)
-        bounds, out, a = scheme.stage_boundaries, [], 0
-        for s, b in enumerate(bounds):
-            out.append(
-                self.stage_gb(a, b, first=s == 0, exit_=s == scheme.exit_stage - 1, last=b == n)
-            )
-            a = b
-        return tuple(out)
+        if scheme.kind == "tp_ar":  # every layer, the embedding and the head split k ways
+            k = int(scheme.tp_degree)
+            return (self.model_gb / k,) * k
+        return tuple(  # PPSD and PP-AR: each stage its layers and its role's parts
+            self.stage_gb(st.start, st.stop, first=st.first, exit_=st.exit, last=st.stop == n)
+            for st in scheme.stages()
+        )
 
     def fits(self, scheme: SchemeConfig) -> bool:
         return max(self.per_device_gb(scheme)) <= self.device_gb

@@ -98,13 +98,14 @@ class Candidate:
         )
         scheme = SchemeConfig.from_dict(d["scheme"], j(where, "scheme"))
         devices = validate.integer(j(where, "devices"), d["devices"], lo=1)
-        need = len(set(scheme.stage_devices())) if scheme.kind == "ppsd" else 1
+        need = scheme.n_devices
         if devices != need:
             raise ConfigError(j(where, "devices"), f"{scheme.label()} uses {need}, got {devices}")
         alpha = d.get("alpha")
-        if scheme.kind == "ar" and alpha is not None:
-            raise ConfigError(j(where, "alpha"), "AR has no acceptance; must be null")
-        if scheme.kind != "ar" and alpha is None:
+        speculative = scheme.draft_exit_layer is not None  # EESD, PPSD draft; AR, PP-AR, TP-AR not
+        if not speculative and alpha is not None:
+            raise ConfigError(j(where, "alpha"), f"{scheme.label()} drafts nothing; must be null")
+        if speculative and alpha is None:
             raise ConfigError(j(where, "alpha"), f"is required for {scheme.kind.upper()}")
         notes = validate.sequence(j(where, "notes"), d.get("notes", []))
         return cls(

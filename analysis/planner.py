@@ -130,7 +130,7 @@ def exit_of(scheme: SchemeConfig) -> int:
     return e
 
 
-def _alpha_status(curve: AcceptanceCurve, exit_layer: int) -> str:
+def alpha_status(curve: AcceptanceCurve, exit_layer: int) -> str:
     if exit_layer < curve.exits[0] or exit_layer > curve.exits[-1]:
         return "extrapolated"
     return "interpolated" if curve.interpolated(exit_layer) else "given"
@@ -147,7 +147,7 @@ def _candidate(
     verify = verify_extrapolation(profile, scheme)
     notes = (verify,) if verify else ()
     return Candidate(
-        scheme, scheme.n_stages, alpha, tps, tps / ar_tps, _alpha_status(curve, e), notes=notes
+        scheme, scheme.n_devices, alpha, tps, tps / ar_tps, alpha_status(curve, e), notes=notes
     )
 
 

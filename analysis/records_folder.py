@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.curves import AcceptanceCurve
+from analysis.load_plan_record import LoadPlan
 from analysis.plan_record import Plan
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records.calibration_report import CalibrationReport
@@ -46,6 +47,7 @@ class RecordSet:
     runs: list[tuple[str, RunRecord]] = field(default_factory=list)
     profiles: list[tuple[str, HardwareProfile]] = field(default_factory=list)
     plans: list[tuple[str, Plan]] = field(default_factory=list)
+    load_plans: list[tuple[str, LoadPlan]] = field(default_factory=list)
     calibrations: list[tuple[str, CalibrationReport]] = field(default_factory=list)
     curves: list[tuple[str, AcceptanceCurve]] = field(default_factory=list)
     timelines: list[Timeline] = field(default_factory=list)
@@ -112,6 +114,8 @@ def _add(rs: RecordSet, name: str, data: Any) -> None:
         rs.profiles.append((name, HardwareProfile.from_dict(data)))
     elif kind == "CapacityPlan":
         rs.plans.append((name, Plan.from_dict(data)))
+    elif kind == "LoadPlan":
+        rs.load_plans.append((name, LoadPlan.from_dict(data)))
     elif kind == "CalibrationReport":
         rs.calibrations.append((name, CalibrationReport.from_dict(data)))
     elif kind == "AcceptanceCurve":
@@ -134,7 +138,15 @@ def read_folder(folder: str | Path) -> RecordSet:
         one = RecordSet()  # all of a file or none of it
         try:
             _add(one, name, load_document(path, name))
-            for attr in ("runs", "profiles", "plans", "calibrations", "curves", "timelines"):
+            for attr in (
+                "runs",
+                "profiles",
+                "plans",
+                "load_plans",
+                "calibrations",
+                "curves",
+                "timelines",
+            ):
                 getattr(rs, attr).extend(getattr(one, attr))
         except ConfigError as err:
             rs.skipped.append(Skipped(name, str(err)))

@@ -21,6 +21,7 @@ from analysis.report_compare import (
     comparison_table,
     summary_text,
 )
+from analysis.report_load import load_section
 from analysis.report_model import TAGS, Cell, Fig, Num, Para, Report, Section, Table
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.examples import example_profile
@@ -605,6 +606,9 @@ def build_report(
     for i, (name, rep) in enumerate(rs.calibrations):
         sections.append(calibration_section(rep, name, f"calibration_{i + 1}"))
     sections.append(_plan_section(prof, curve, rs, devices, sim_tokens, seed)[0])
+    load = load_section(rs.load_plans)
+    if load is not None:
+        sections.append(load)
     sections.append(_synth_check(rs))
     sections.extend(extra_sections or [])
     sections.append(_reproduction())

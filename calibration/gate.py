@@ -30,6 +30,9 @@ spread, learnt from many repeats. The floor (5%; 10% for the quick CI variant) i
 A failing run is measured again before the gate fails (``decide``): a drop must reproduce.
 A speedup that needs two cores cannot be judged while other processes hold one, so when the
 confirming run saw a busy machine (``machine_load``) the verdict is "inconclusive", not "fail".
+``decide_runs`` holds that rule for every gate: where a baseline exists the model-relative gate
+(``model_gate.py``, no baseline needed) judges the same measurement, and a drop in either
+counts.
 """
 
 from __future__ import annotations
@@ -37,10 +40,10 @@ from __future__ import annotations
 import math
 import platform
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ppsd_real.machine_load import BUSY, MachineLoad
 from ppsd_sim.errors import ConfigError
@@ -163,7 +166,8 @@ class Baseline:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "baseline") -> Baseline:
+    def from_dict(cls, data: Any, where: str = "") -> Baseline:
+        """A record file (``where`` empty) must carry its tag; errors name the field."""
         d = open_record(
             data,
             "SpeedBaseline",
@@ -172,8 +176,10 @@ class Baseline:
             ("hardware", "model", "tokens", "cells"),
         )
         cells = []
-        for i, c in enumerate(validate.sequence(f"{where}.cells", d["cells"], min_len=1)):
-            w = f"{where}.cells[{i}]"
+        for i, c in enumerate(
+            validate.sequence(validate.join(where, "cells"), d["cells"], min_len=1)
+        ):
+            w = validate.join(where, f"cells[{i}]")
             c = validate.mapping(
                 w,
                 c,
@@ -203,7 +209,7 @@ class Baseline:
         return cls(
             str(d["hardware"]),
             str(d["model"]),
-            validate.integer(f"{where}.tokens", d["tokens"], lo=1),
+            validate.integer(validate.join(where, "tokens"), d["tokens"], lo=1),
             tuple(cells),
             str(d.get("created", "")),
             dict(d.get("provenance") or {}),
@@ -234,6 +240,24 @@ class Verdict:
     threshold: float
     ok: bool
 
+    def describe(self) -> str:
+        return (
+            f"{'ok  ' if self.ok else 'FAIL'} {self.label}: speedup {self.fresh:.3f} vs baseline "
+            f"{self.baseline:.3f} ({self.change:+.1%}; allowed drop {self.threshold:.1%})"
+        )
+
+
+class Judged(Protocol):
+    """One cell's verdict in either gate (``Verdict`` here, ``model_gate.ModelVerdict``)."""
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def ok(self) -> bool: ...
+
+    def describe(self) -> str: ...
+
 
 def judge(baseline: Baseline, fresh: dict[str, list[float]], floor: float = FLOOR) -> list[Verdict]:
     """One verdict per baseline cell; a cell missing from ``fresh`` is an error, not a pass."""
@@ -251,12 +275,24 @@ def judge(baseline: Baseline, fresh: dict[str, list[float]], floor: float = FLOO
 
 @dataclass(frozen=True)
 class GateRun:
-    verdicts: list[Verdict]
+    """One measurement judged by every gate that ran: ``sections`` maps a gate's name to its
+    verdicts (one gate: one section)."""
+
+    sections: dict[str, Sequence[Judged]]
     load: MachineLoad | None
+    notes: tuple[str, ...] = ()  # what a gate wants said about this run (printed with it)
+
+    @property
+    def verdicts(self) -> list[Judged]:
+        return [v for vs in self.sections.values() for v in vs]
 
     @property
     def ok(self) -> bool:
         return all(v.ok for v in self.verdicts)
+
+
+def describe_load(load: MachineLoad | None) -> str:
+    return "machine load unknown" if load is None else load.describe()
 
 
 @dataclass(frozen=True)
@@ -277,18 +313,28 @@ def decide(
     confirm_repeats: int,
     floor: float = FLOOR,
 ) -> Decision:
+    """The baseline gate alone: ``decide_runs`` over ``judge`` of each measurement."""
+
+    def run(n: int) -> GateRun:
+        fresh, load = measure(n)
+        return GateRun({"baseline": judge(baseline, fresh, floor)}, load)
+
+    return decide_runs(run, repeats, confirm_repeats)
+
+
+def decide_runs(run: Callable[[int], GateRun], repeats: int, confirm_repeats: int) -> Decision:
     """Measure and judge; a failing run is measured again with ``confirm_repeats`` and only a
     drop that reproduces fails. If the confirming run saw a busy machine the gate cannot tell
-    slower code from a busy machine and says so ("inconclusive") instead of failing."""
-    fresh, load = measure(repeats)
-    first = GateRun(judge(baseline, fresh, floor), load)
+    slower code from a busy machine and says so ("inconclusive") instead of failing. Every
+    gate that ran judges the same measurement; the decision covers all their cells."""
+    first = run(repeats)
     if first.ok:
         return Decision("pass", [first], "no cell dropped beyond its threshold")
-    fresh, load = measure(confirm_repeats)
-    second = GateRun(judge(baseline, fresh, floor), load)
+    second = run(confirm_repeats)
     runs = [first, second]
     if second.ok:
         return Decision("pass", runs, "the first run's drop did not reproduce in a second run")
+    load = second.load
     if load is not None and load.busy:
         return Decision(
             "inconclusive",

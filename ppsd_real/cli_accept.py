@@ -1,4 +1,4 @@
-"""``ppsd accept``: measured greedy acceptance per exit layer of a local model on your prompts.
+"""``ppsd accept``: measured acceptance (greedy, or sampled at the settings given) per exit layer of a local model on your prompts.
 
 Everything the command can check is checked before the model's weights load: the outputs are
 writable, the folder is a model of a supported architecture, the exits lie in 1..L-1, the
@@ -58,6 +58,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="also write one exit's 0/1 trace for `ppsd sim --acceptance-trace` (--trace-exit)",
     )
     a("--trace-exit", type=int, default=None, help="exit layer of --trace-out")
+    d = parser.add_argument_group(
+        "decoding (default greedy; each temperature × top-k × top-p is measured, expected and "
+        "realised acceptance of the exact sampling rule)"
+    )
+    d.add_argument(
+        "--temperature",
+        "--temperatures",
+        dest="temperatures",
+        action="append",
+        help="sampling temperature(s), repeatable or comma-separated, e.g. 0,0.7,1.0 (0 = greedy)",
+    )
+    d.add_argument(
+        "--top-k", "--top-ks", dest="top_ks", action="append", help="top-k value(s) (default off)"
+    )
+    d.add_argument(
+        "--top-p", "--top-ps", dest="top_ps", action="append", help="top-p value(s) (default 1.0)"
+    )
+    d.add_argument(
+        "--seed", type=int, default=None, help="sampling seed (default 0): same seed, same record"
+    )
     a("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     a("--no-progress", action="store_true", help="no progress bar")
     from ppsd_real.device import add_device_args
@@ -111,6 +131,15 @@ def run(args: argparse.Namespace) -> int:
     if args.tokens < 1:
         raise ConfigError("--tokens", f"must be >= 1, got {args.tokens}")
     gammas = _ints("--gammas", args.gammas)
+    settings = accept.decoding_grid(args.temperatures, args.top_ks, args.top_ps, args.seed)
+    if len(settings) > 1:
+        for flag in ("--curve-out", "--trace-out"):
+            if getattr(args, flag[2:].replace("-", "_")):
+                raise ConfigError(
+                    flag,
+                    f"writes one decoding setting's data; {len(settings)} are measured "
+                    f"({', '.join(s.label() for s in settings)}): give one, or read --out",
+                )
     outs = {}
     for flag, path in (
         ("--out", args.out),
@@ -168,25 +197,32 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             provenance=provenance(spec, torch.get_num_threads()),
             on_continuation=show,
+            settings=settings,
         )
         print(render(rec))
         files: dict[Any, str] = {}
         if "--out" in outs:
             files[outs["--out"]] = rec.to_json()
+        dec = accept.decoding_of(settings[0])
         if "--curve-out" in outs:
-            ex, al = rec.curve(args.curve_head)
-            files[outs["--curve-out"]] = dumps(
-                {
-                    "record": "AcceptanceCurve",
-                    "exits": list(ex),
-                    "alphas": list(al),
-                    "source": "measured",
-                    "note": f"ppsd accept, {args.curve_head} head, {rec.model['name']}, {source}",
-                }
-            )
+            ex, al = rec.curve(args.curve_head, decoding=dec)
+            at = "" if dec.greedy else f", {settings[0].label()} (expected α)"
+            curve = {
+                "record": "AcceptanceCurve",
+                "exits": list(ex),
+                "alphas": list(al),
+                "source": "measured",
+                "note": f"ppsd accept, {args.curve_head} head, {rec.model['name']}, {source}{at}",
+            }
+            if not dec.greedy:
+                curve["decoding"] = dec.to_dict()
+            files[outs["--curve-out"]] = dumps(curve)
         if "--trace-out" in outs:
             head = "trained" if args.trace_exit in heads else "shared"
-            files[outs["--trace-out"]] = dumps({"trace": rec.trace(args.trace_exit, head)})
+            trace: dict[str, Any] = {"trace": rec.trace(args.trace_exit, head, decoding=dec)}
+            if not dec.greedy:
+                trace["decoding"] = dec.to_dict()
+            files[outs["--trace-out"]] = dumps(trace)
         if files:
             for p in write_all(files):
                 print(f"wrote {p}")
@@ -194,27 +230,50 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(rec: Any) -> str:
-    """The record as a table: α ± standard error, ρ, and per γ the marginal rate and τ."""
+    """The record as a table: α ± standard error, ρ, and per γ the marginal rate and τ; one
+    table per decoding setting, sampled ones with the expected α ± se before the realised."""
     g = rec.gammas
-    head = f"{'exit':>4} {'head':8} {'α':>6} {'± se':>6} {'ρ':>6}" + "".join(
-        f" {'rate γ=' + str(x):>9} {'τ γ=' + str(x):>7}" for x in g
-    )
+    decs = rec.decodings()
+    only_greedy = all(d.greedy for d in decs)
     lines = [
         f"model {rec.model['name']} ({rec.model['model_type']}, L={rec.model['n_layers']}); "
         f"{len(rec.prompts['prompt_tokens'])} prompts × {rec.prompts['new_tokens']} tokens "
-        f"({rec.prompts['source']}); greedy",
-        head,
+        f"({rec.prompts['source']}); "
+        + ("greedy" if only_greedy else f"{len(decs)} decoding settings"),
     ]
 
     def f(x: float | None, nd: int = 3) -> str:
         return "-" if x is None else f"{x:.{nd}f}"
 
-    for e in rec.exits:
-        row = f"{e.exit:>4} {e.head:8} {f(e.alpha):>6} {f(e.alpha_se):>6} {f(e.burstiness):>6}"
-        for x in g:
-            s = e.gamma_stats(x)
-            row += f" {f(s.marginal_rate):>9} {f(s.tau, 2):>7}"
-        lines.append(row)
+    for dec in decs:
+        sampled = not dec.greedy
+        head = (
+            f"{'exit':>4} {'head':8}"
+            + (f" {'E[α]':>6} {'± se':>6}" if sampled else "")
+            + f" {'α':>6} {'± se':>6} {'ρ':>6}"
+            + "".join(f" {'rate γ=' + str(x):>9} {'τ γ=' + str(x):>7}" for x in g)
+        )
+        if not only_greedy:
+            lines.append(
+                f"decoding {dec.label()}: "
+                + (
+                    "E[α] = mean Σ min(p, q); α realised (exact rule)"
+                    if sampled
+                    else "α = argmax agreement"
+                )
+            )
+        lines.append(head)
+        for e in rec.exits:
+            if e.decoding != dec:
+                continue
+            row = f"{e.exit:>4} {e.head:8}"
+            if sampled:
+                row += f" {f(e.expected_alpha):>6} {f(e.expected_se):>6}"
+            row += f" {f(e.alpha):>6} {f(e.alpha_se):>6} {f(e.burstiness):>6}"
+            for x in g:
+                s = e.gamma_stats(x)
+                row += f" {f(s.marginal_rate):>9} {f(s.tau, 2):>7}"
+            lines.append(row)
     if rec.notes:
         lines.append(f"note: {rec.notes}")
     return "\n".join(lines)

@@ -6,14 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from ppsd_real import runner
+from ppsd_real import prompts, runner
 from ppsd_real.backends.distributed import StageFailure
 from ppsd_real.backends.transport import TRANSPORTS
 from ppsd_real.device import add_device_args, resolve
-from ppsd_real.drafters import DrafterSpec
-from ppsd_real.model_loading import ModelSpec
+from ppsd_real.drafters import DrafterSpec, heads_dir_head, load_ee_head
+from ppsd_real.model_loading import ModelSpec, model_fingerprint
 from ppsd_real.presets import DEFAULT_CPU_PRESET, PRESETS
 from ppsd_real.profiler import profile
+from ppsd_real.prompts import add_prompt_args
 from ppsd_real.threads import check_threads, torch_threads
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import SchemeConfig, validate
@@ -81,6 +82,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"where to write the profile JSON (default: ./{DEFAULT_OUTPUT}, which is never "
         "replaced: an existing one needs --output named explicitly)",
     )
+    a(
+        "--context",
+        type=int,
+        default=None,
+        help="cached tokens the latencies are measured at (default: the --prompt's length, "
+        "else 64)",
+    )
+    a(
+        "--heads",
+        default=None,
+        help="a heads folder from `ppsd heads train` for this model: checked, and its head at "
+        "L/2 timed as the early-exit head (default: the LM head's timing)",
+    )
+    add_prompt_args(parser)
     add_device_args(parser)
 
 
@@ -104,6 +119,18 @@ def run(args: argparse.Namespace) -> int:
     validate.integer("--repeats", args.repeats, lo=5, hi=100_000)
     if args.preset and args.model_dir:
         raise ConfigError("model", "give --preset or --model-dir, not both")
+    if args.show_text:
+        raise ConfigError("--show-text", "ppsd profile decodes no continuation to show")
+    if args.context is not None:
+        validate.integer("--context", args.context, lo=1, hi=1_000_000)
+    given = prompts.from_args(args, args.model_dir, 1)
+    if given is not None and args.context is not None:
+        raise ConfigError("--context", "give --context or --prompt/--prompt-file, not both")
+    if given is not None and len(given) != 1:
+        raise ConfigError(
+            "--prompt-file", f"holds {len(given)} prompts; ppsd profile measures at one context"
+        )
+    context = len(given[0].ids) if given is not None else (args.context or 64)
     out = output_path(args.output)
     device, dtype = resolve(args.device, args.dtype)
     spec = ModelSpec(
@@ -115,16 +142,23 @@ def run(args: argparse.Namespace) -> int:
     )
     with torch_threads(args.threads):
         m = runner.load(spec)
+        e = m.n_layers // 2
+        ee, path = None, None
+        if args.heads is not None:
+            path = heads_dir_head(args.heads, e, model_fingerprint(spec), "--heads")
+            ee = load_ee_head(DrafterSpec(head_path=path), m.driver.parts.lm_head)
         if args.no_stages:
-            prof = profile(m, args.repeats, threads=args.threads)
+            prof = profile(m, args.repeats, context, threads=args.threads, ee_head=ee)
         else:
-            e = m.n_layers // 2
             scheme = SchemeConfig.ppsd_split(m.n_layers, args.stages, e, stages_field="--stages")
             try:
+                drafter = DrafterSpec(head_path=path) if args.heads is not None else DrafterSpec()
                 with runner.open_distributed(
-                    spec, scheme, m.n_layers, DrafterSpec(), transport=args.transport
+                    spec, scheme, m.n_layers, drafter, transport=args.transport
                 ) as be:
-                    prof = profile(m, args.repeats, backend=be, threads=args.threads)
+                    prof = profile(
+                        m, args.repeats, context, backend=be, threads=args.threads, ee_head=ee
+                    )
             except StageFailure as err:
                 print(f"ppsd: error: {err}", file=sys.stderr)
                 return 1

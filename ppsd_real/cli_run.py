@@ -9,17 +9,18 @@ from pathlib import Path
 
 import torch
 
-from ppsd_real import runner
+from ppsd_real import prompts, runner
 from ppsd_real.backends import BACKENDS
 from ppsd_real.backends.distributed import StageFailure
 from ppsd_real.backends.transport import TRANSPORTS
 from ppsd_real.bench import Bench, Measurement, NotLossless, Variant, measure, timed
 from ppsd_real.decoders import ARDecoder, DecodeResult
 from ppsd_real.device import add_device_args, resolve
-from ppsd_real.drafters import DRAFTERS, DrafterSpec
+from ppsd_real.drafters import DRAFTERS, DrafterSpec, heads_dir_head
 from ppsd_real.measure import observed, to_record
-from ppsd_real.model_loading import ModelSpec
+from ppsd_real.model_loading import ModelSpec, model_fingerprint
 from ppsd_real.presets import DEFAULT_CPU_PRESET, PRESETS
+from ppsd_real.prompts import add_prompt_args
 from ppsd_real.sampling import SamplingSpec
 from ppsd_real.threads import all_cores, torch_threads
 from ppsd_sim.errors import ConfigError
@@ -87,6 +88,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="early-exit: draft with the model's own LM head even when a trained EE head "
         "(ee_head_exit<E>.safetensors) is shipped beside the model (default: the trained one)",
+    )
+    a(
+        "--heads",
+        default=None,
+        help="early-exit: a heads folder from `ppsd heads train` (its manifest must name this "
+        "model and hold the exit's head) (default: a head shipped beside the model, if any)",
     )
     a(
         "--backend",
@@ -158,6 +165,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="a folder: write every measured scheme's RunRecord there (ar.json, eesd.json, "
         "ppsd.json) (default: none)",
     )
+    add_prompt_args(parser)
     add_device_args(parser)
 
 
@@ -196,6 +204,8 @@ def _check_flags(args: argparse.Namespace) -> SamplingSpec:
         check_writable(args.output, "--output")
     if args.records is not None:
         check_writable_dir(args.records, "--records")
+    if args.heads is not None and args.shared_head:
+        raise ConfigError("--heads", "drafts with trained heads; --shared-head with the LM head")
     return spec
 
 
@@ -237,6 +247,18 @@ def _run(args: argparse.Namespace, sampling: SamplingSpec) -> int:
             f"{kind} head, whose acceptance is measured (use --drafter oracle to set it)",
         )
     alpha = (ORACLE_ALPHA if args.alpha is None else args.alpha) if kind == "oracle" else None
+    if args.heads is not None and kind == "oracle":
+        raise ConfigError(
+            "--heads",
+            "the oracle drafter uses no head (a model directory drafts "
+            "with its early-exit head by default)",
+        )
+    given = prompts.from_args(args, model_dir, args.tokens)
+    if given is not None and len(given) != 1:
+        raise ConfigError(
+            "--prompt-file",
+            f"holds {len(given)} prompts; ppsd run times one (ppsd accept measures many)",
+        )
     spec = ModelSpec(
         preset=None if model_dir else (args.preset or DEFAULT_CPU_PRESET),
         path=model_dir,
@@ -250,7 +272,9 @@ def _run(args: argparse.Namespace, sampling: SamplingSpec) -> int:
     if not 1 <= e < n_layers:
         raise ConfigError("--exit", f"must satisfy 1 <= E < L = {n_layers}, got {e}")
     head = None
-    if kind == "early-exit" and model_dir and not args.shared_head:
+    if args.heads is not None:
+        head = heads_dir_head(args.heads, e, model_fingerprint(spec), "--heads")
+    elif kind == "early-exit" and model_dir and not args.shared_head:
         trained = Path(model_dir) / f"ee_head_exit{e}.safetensors"
         head = str(trained) if trained.is_file() else None
     drafter = DrafterSpec(kind, alpha, args.seed, head)
@@ -262,9 +286,12 @@ def _run(args: argparse.Namespace, sampling: SamplingSpec) -> int:
         ),
     }
     wanted = ["eesd", "ppsd"] if args.scheme == "all" else [args.scheme]
-    prompt = text_prompt(model_dir) or [
-        1 + (args.seed * 7 + i * 13) % (m.vocab - 1) for i in range(8)
-    ]
+    if given is not None:
+        prompt = list(given[0].ids)
+    else:
+        prompt = text_prompt(model_dir) or [
+            1 + (args.seed * 7 + i * 13) % (m.vocab - 1) for i in range(8)
+        ]
     _check_length(m.model, prompt, args.tokens)
     n, cores = args.tokens, all_cores()
     # greedy: the AR output every speculative run must equal; sampled: none (each scheme's
@@ -349,6 +376,14 @@ def _run(args: argparse.Namespace, sampling: SamplingSpec) -> int:
             "by exact speculative sampling, so their output is distributed as AR's (not "
             "token-equal to it); expected = mean Σ min(p, q) over the judged drafts"
         )
+    if args.show_text:
+        tok = prompts.load_tokenizer(model_dir, "--show-text")
+        source = given[0].source if given is not None else "the default prompt"
+        print(
+            f"--- {source}: {len(prompt)} prompt tokens, continuation (AR"
+            + (", checked equal):" if sampling.greedy else f", sampled {sampling.label()}):")
+        )
+        print(prompts.decode(tok, ar_out))
     records = {
         name: _record(got, name, schemes[name], args, spec, alpha, cores, ar_out, sampling)
         for name in ["ar", *wanted]

@@ -134,13 +134,16 @@ def profile(
     threads: int = 1,
     window_s: float = 0.5,
     rounds: int = 2,
+    ee_head: Any = None,
 ) -> HardwareProfile:
     """Latencies at a cache of ``context_len`` tokens; warm-up excluded, raw samples kept.
     With ``backend`` the pipeline's latencies are per-stage (see the module docstring). The
     full-model timings run with ``threads`` torch threads (set here, restored after), so the
-    provenance's thread count is the one measured with."""
+    provenance's thread count is the one measured with. ``ee_head`` (a trained head) is timed
+    as the early-exit head without stage processes; with them, the stages' own drafter head
+    is (open the backend with its ``DrafterSpec``)."""
     with torch_threads(threads):
-        return _profile(m, repeats, context_len, backend, threads, window_s, rounds)
+        return _profile(m, repeats, context_len, backend, threads, window_s, rounds, ee_head)
 
 
 def _profile(
@@ -151,6 +154,7 @@ def _profile(
     threads: int,
     window_s: float,
     rounds: int,
+    ee_head: Any,
 ) -> HardwareProfile:
     d, n_layers = m.driver, m.n_layers
     cache = d.new_cache()
@@ -169,6 +173,10 @@ def _profile(
     }
     head = Timing.of_samples(step_heads)
     hot_head = _med(_samples(lambda: d.head(x1), repeats, sync=d.sync))
+    hot_ee = hot_head
+    if ee_head is not None:
+        hot_ee = _med(_samples(lambda: d.head(x1, ee_head), repeats, sync=d.sync))
+        hot_head = _med(_samples(lambda: d.head(x1), repeats, sync=d.sync))
     embed = Timing.of_samples(_samples(lambda: d.embed([5]), repeats, sync=d.sync))
     crops: list[float] = []
     for _ in range(repeats // 3 + 2):
@@ -180,6 +188,7 @@ def _profile(
         crops.append(time.perf_counter() - t0)
     full_t = embed.median + sum(_med(xs) for xs in full_layers) + head.median
     notes: dict[str, Any] = {
+        "cached_tokens": context_len,
         "full_model_layer_median_s": [round(_med(xs), 7) for xs in full_layers],
         "full_model_T_s": round(full_t, 7),
         "head": "norm + LM head timed inside full-model steps (as AR pays it); in a tight "
@@ -194,9 +203,14 @@ def _profile(
     }
     if backend is None:
         notes["tick"] = "not measured without stage processes (0)"
+        if ee_head is not None:
+            notes["ee_head"] = (
+                "the trained head (--heads): the in-step LM head's timing × (trained head ÷ LM "
+                f"head, each in a loop of its own: {hot_ee:.6f} s ÷ {hot_head:.6f} s)"
+            )
         return HardwareProfile(
             layer_decode=tuple(Timing.of_samples(xs) for xs in full_layers),
-            ee_head=head,
+            ee_head=head if ee_head is None else head.scaled(hot_ee / hot_head),
             final_head=head,
             embed=embed,
             **common,

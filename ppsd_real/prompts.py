@@ -180,20 +180,25 @@ def add_prompt_args(parser: argparse.ArgumentParser) -> None:
     commands that decode a user's prompts)."""
     g = parser.add_argument_group("prompts")
     g.add_argument(
-        "--prompt", default=None, help="prompt text (tokenised by the model's tokenizer)"
+        "--prompt",
+        default=None,
+        help="prompt text (tokenised by the model's tokenizer) (default: none)",
     )
     g.add_argument(
         "--prompt-file",
         default=None,
-        help="plain text (one prompt) or .jsonl: one {'prompt': ...} or {'messages': [...]} a line",
+        help="plain text (one prompt) or .jsonl: one {'prompt': ...} or {'messages': [...]} a "
+        "line (default: none)",
     )
     g.add_argument(
         "--chat",
         default="auto",
         choices=CHAT_MODES,
-        help="chat template: auto (for 'messages'), on (plain prompts too), off",
+        help="chat template: auto (for 'messages'), on (plain prompts too), off (default: auto)",
     )
-    g.add_argument("--show-text", action="store_true", help="print each decoded continuation")
+    g.add_argument(
+        "--show-text", action="store_true", help="print each decoded continuation (default: off)"
+    )
 
 
 def from_args(

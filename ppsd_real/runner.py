@@ -42,7 +42,14 @@ def load(spec: ModelSpec) -> Loaded:
 
 
 def check_scheme(scheme: SchemeConfig, n_layers: int) -> None:
-    """Refuse a scheme that does not fit the model (ConfigError naming the field)."""
+    """Refuse a scheme that does not fit the model or that the real runner does not run
+    (ConfigError naming the field): PP-AR and TP-AR are serving-simulator baselines only."""
+    if scheme.kind in ("pp_ar", "tp_ar"):
+        raise ConfigError(
+            "scheme.kind",
+            f"the real runner runs AR, EESD and PPSD, not {scheme.kind!r} (PP-AR and TP-AR "
+            "are simulated by `ppsd serving` only)",
+        )
     scheme.check_layers(n_layers)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ppsd_sim.errors import ConfigError
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.scheme import SchemeConfig
 
@@ -97,6 +98,8 @@ def ar_costs(profile: HardwareProfile) -> ArCosts:
 def eesd_costs(profile: HardwareProfile, scheme: SchemeConfig) -> EesdCosts:
     scheme.check_layers(profile.n_layers)
     e, g, n_layers = scheme.exit_layer, scheme.gamma, profile.n_layers
+    if e is None or g is None:
+        raise ConfigError("scheme", f"EESD costs need an EESD scheme, not {scheme.kind!r}")
     tick, embed = profile.tick.median, profile.embed.median
     draft = embed + profile.layers_time(0, e) + profile.ee_head.median + tick
     f = profile.factor(g + 1)

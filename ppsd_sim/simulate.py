@@ -16,11 +16,12 @@ from ppsd_sim.engines import fast, simpy_ppsd, simpy_sequential
 from ppsd_sim.engines.result import EngineResult
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import validate
-from ppsd_sim.records.acceptance_spec import AcceptanceSpec
+from ppsd_sim.records.acceptance_spec import HISTOGRAM_TAILS, AcceptanceSpec
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.run_record import RunRecord
 from ppsd_sim.records.scheme import SchemeConfig
 from ppsd_sim.records.span import Span
+from ppsd_sim.schedule import bound_binds
 
 ENGINES = ("simpy", "fast", "auto")
 BASELINE = "ar_same_profile"
@@ -48,6 +49,51 @@ def choose_engine(scheme: SchemeConfig, profile: HardwareProfile, engine: str) -
     return engine
 
 
+def check_inputs(
+    profile: HardwareProfile,
+    scheme: SchemeConfig,
+    acceptance: AcceptanceSpec | None,
+    engine: str = "simpy",
+    *,
+    timeline: bool = False,
+) -> str:
+    """Refuse, before any work, what cannot be simulated; returns the engine that will run.
+    A histogram used past its γ (PPSD runs, EESD with a larger γ) needs its tail rule."""
+    if not isinstance(profile, HardwareProfile):
+        raise ConfigError("profile", "must be a HardwareProfile")
+    if not isinstance(scheme, SchemeConfig):
+        raise ConfigError("scheme", "must be a SchemeConfig")
+    scheme.check_layers(profile.n_layers)
+    if scheme.kind in ("pp_ar", "tp_ar"):
+        raise ConfigError(
+            "scheme.kind",
+            f"{scheme.label()} is modelled under load only: use ppsd_sim.serving.simulate_serving "
+            "(`ppsd serving`)",
+        )
+    if ar_costs(profile).token <= 0:
+        raise ConfigError(
+            "profile", "its AR token time is 0 (no latency at all): no speedup can be measured"
+        )
+    if scheme.kind != "ar" and acceptance is None:
+        raise ConfigError("acceptance", f"is required for {scheme.kind.upper()}")
+    if acceptance is not None and not isinstance(acceptance, AcceptanceSpec):
+        raise ConfigError("acceptance", "must be an AcceptanceSpec")
+    if acceptance is not None and scheme.kind != "ar":
+        drafts = scheme.gamma if scheme.kind == "eesd" else None
+        if acceptance.needs_tail(drafts) and acceptance.tail is None:
+            g = acceptance.gamma
+            past = "judges runs of any length" if drafts is None else f"drafts γ={drafts}"
+            raise ConfigError(
+                "acceptance.tail",
+                f"the histogram counts rounds of γ={g} and says nothing past position {g}, "
+                f"while {scheme.label()} {past}; choose a tail rule: " + ", ".join(HISTOGRAM_TAILS),
+            )
+    used = choose_engine(scheme, profile, engine)
+    if timeline and used != "simpy":
+        raise ConfigError("engine", "a timeline needs the SimPy engine")
+    return used
+
+
 def simulate(
     profile: HardwareProfile,
     scheme: SchemeConfig,
@@ -59,39 +105,22 @@ def simulate(
     timeline: bool = False,
 ) -> Simulation:
     """Simulate ``tokens`` committed tokens. Same inputs and seed → identical record."""
-    if not isinstance(profile, HardwareProfile):
-        raise ConfigError("profile", "must be a HardwareProfile")
-    if not isinstance(scheme, SchemeConfig):
-        raise ConfigError("scheme", "must be a SchemeConfig")
     tokens = validate.integer("tokens", tokens, lo=1, hi=MAX_TOKENS)
     seed = validate.integer("seed", seed, lo=0)
-    scheme.check_layers(profile.n_layers)
-    if scheme.kind in ("pp_ar", "tp_ar"):
-        raise ConfigError(
-            "scheme.kind",
-            f"{scheme.label()} is modelled under load only: use ppsd_sim.serving.simulate_serving "
-            "(`ppsd serving`)",
-        )
-    if scheme.kind != "ar" and acceptance is None:
-        raise ConfigError("acceptance", f"is required for {scheme.kind.upper()}")
-    if acceptance is not None and not isinstance(acceptance, AcceptanceSpec):
-        raise ConfigError("acceptance", "must be an AcceptanceSpec")
-    used = choose_engine(scheme, profile, engine)
-    if timeline and used != "simpy":
-        raise ConfigError("engine", "a timeline needs the SimPy engine")
-
+    used = check_inputs(profile, scheme, acceptance, engine, timeline=timeline)
     res = _run(profile, scheme, acceptance, tokens, seed, used, timeline)
     ar_time = tokens * ar_costs(profile).token
     speed = ar_time / res.time_s if res.time_s > 0 else float("inf")
     notes = dict(res.notes)
-    iid = acceptance is not None and acceptance.kind == "iid"
-    if iid and (
+    iid_alpha = acceptance.alpha if acceptance is not None and acceptance.kind == "iid" else None
+    if iid_alpha is not None and (
         scheme.kind == "eesd" or (scheme.kind == "ppsd" and ppsd_costs(profile, scheme).dedicated)
     ):
-        notes["closed_form_speedup"] = analytic.speedup(profile, scheme, acceptance.alpha)
+        notes["closed_form_speedup"] = analytic.speedup(profile, scheme, iid_alpha)
     if scheme.kind == "eesd" and eesd_costs(profile, scheme).verify_extrapolated:
         notes["extrapolated"] = (
-            f"verify latency for {scheme.gamma + 1} tokens lies beyond the profiled sizes"
+            f"verify latency for {eesd_costs(profile, scheme).gamma + 1} tokens lies beyond "
+            "the profiled sizes"
         )
     record = RunRecord(
         origin="simulated",
@@ -124,19 +153,24 @@ def _run(
     timeline: bool,
 ) -> EngineResult:
     if scheme.kind == "ar":
-        costs = ar_costs(profile)
+        ar = ar_costs(profile)
         return (
-            simpy_sequential.run_ar(costs, tokens, timeline=timeline)
+            simpy_sequential.run_ar(ar, tokens, timeline=timeline)
             if engine == "simpy"
-            else fast.run_ar(costs, tokens)
+            else fast.run_ar(ar, tokens)
         )
+    assert acceptance is not None  # checked by check_inputs
     sampler = AcceptanceSampler(acceptance, seed)
     if scheme.kind == "eesd":
-        costs = eesd_costs(profile, scheme)
+        eesd = eesd_costs(profile, scheme)
         if engine == "simpy":
-            return simpy_sequential.run_eesd(costs, sampler, tokens, timeline=timeline)
-        return fast.run_eesd(costs, sampler, tokens)
+            return simpy_sequential.run_eesd(eesd, sampler, tokens, timeline=timeline)
+        return fast.run_eesd(eesd, sampler, tokens)
     costs = ppsd_costs(profile, scheme)
+    bound = scheme.inflight_limit
+    limit: int | None = bound
+    if costs.dedicated and not bound_binds(costs, bound, tokens + bound + 1):
+        limit = None  # provably slack for every token of this run: skip its bookkeeping
     if engine == "simpy":
-        return simpy_ppsd.run_ppsd(costs, sampler, tokens, timeline=timeline)
-    return fast.run_ppsd(costs, sampler, tokens)
+        return simpy_ppsd.run_ppsd(costs, sampler, tokens, timeline=timeline, limit=limit)
+    return fast.run_ppsd(costs, sampler, tokens, limit)

@@ -25,6 +25,9 @@ from ppsd_sim.records import RunRecord, SchemeConfig, read_record
     [
         (lambda: check_scheme(SchemeConfig.eesd(4, 3), 4), "scheme.exit_layer"),
         (lambda: check_scheme(SchemeConfig.ppsd((1, 3)), 4), "scheme.stage_boundaries"),
+        # simulator-only baselines: without the refusal PP-AR would run as PPSD, mislabelled
+        (lambda: check_scheme(SchemeConfig.pp_ar((2, 4)), 4), "scheme.kind"),
+        (lambda: check_scheme(SchemeConfig.tp_ar(2), 4), "scheme.kind"),
         (lambda: DrafterSpec("oracle", 1.5), "drafter.alpha"),
         (lambda: DrafterSpec("oracle", -0.1), "drafter.alpha"),
         (lambda: ModelSpec(preset=None, path="/nonexistent/model"), "model.path"),

@@ -80,7 +80,10 @@ def test_a_stage_killed_between_runs_gives_a_stage_failure_naming_it() -> None:
         time.sleep(0.02)
     with pytest.raises(StageFailure, match=r"^stage 1 \(pid \d+\) was killed by signal 9") as err:
         be.run(list(PROMPT), 8, DrafterSpec("oracle", 0.8, 0), ref)
-    assert err.value.stages == (1,) and "idle between jobs" in str(err.value)
+    # whether the death is seen before the next job is sent or while it runs is a race
+    # between the reaper and the send; either way the message says which it was
+    assert err.value.stages == (1,)
+    assert "idle between jobs" in str(err.value) or "while generating" in str(err.value)
     be.close()
     assert not any(_alive(p) for p in pids)
 

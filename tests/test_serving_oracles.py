@@ -102,8 +102,15 @@ def test_one_request_at_batch_1_is_the_batch_1_model(profile, acc, scheme):
             wasted = [f * r.duration_s for f in r.stage_wasted_fraction]
             if scheme.kind == "eesd":
                 assert wasted == pytest.approx(list(ref.stage_wasted_s), rel=1e-9, abs=1e-12)
-            else:  # it never drafts past the request's end and keeps the in-flight limit
-                assert all(w <= x + 1e-12 for w, x in zip(wasted, ref.stage_wasted_s, strict=True))
+            elif scheme.kind == "ppsd":
+                # it never drafts past the request's end and keeps the in-flight limit: no more
+                # waste than the batch-1 model without a limit. (Not ``ref`` itself: the serving
+                # model frees a slot at the verdict, simulate and the real runner one hop later,
+                # when the verdict is back at stage 1, so here it can waste a little more.)
+                free = simulate(
+                    profile, replace(scheme, max_inflight=10**6), acc, tokens=out - 1, seed=4
+                ).record
+                assert all(w <= x + 1e-12 for w, x in zip(wasted, free.stage_wasted_s, strict=True))
             if scheme.kind != "ar":
                 assert r.acceptance_observed.judged == ref.acceptance_observed.judged
                 assert r.acceptance_observed.accepted == ref.acceptance_observed.accepted

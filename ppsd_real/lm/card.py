@@ -7,8 +7,17 @@
   exit's greedy token with the full model's, (a) teacher-forced on the held-out text and
   (b) along the model's own greedy continuations of held-out prompts — the acceptance a
   greedy drafter really meets, since every draft is made from a prefix equal to AR output;
-- from (b): mean accepted drafts per EESD round of γ = 4 (τ, bonus excluded) and the
-  burstiness of rejections (lag-1 correlation of the 0/1 sequence, the Markov model's ρ).
+- from (b), with the simulator's own definitions (``ppsd_sim.records.acceptance_math``), each
+  stating the 0/1 sequence ("chain") it is measured over:
+  * over OUTPUT POSITIONS (one outcome per generated token: does the exit's token equal the
+    full model's, given the AR prefix). PPSD judges a draft at every position, so these are
+    also PPSD's judged drafts: α and ρ here are ``ppsd sim --alpha A --burstiness R
+    --burstiness-over positions`` (the simulator's position chain, exact for EESD too);
+  * EESD rounds of γ = 4 met along those positions: τ = mean accepted drafts per round (bonus
+    excluded; after 4 accepts the bonus token takes the next position, which is not drafted);
+  * over EESD's JUDGED DRAFTS at γ = 4 (the bonus positions left out): α and ρ of that
+    sequence, i.e. ``--alpha A --burstiness R --burstiness-over judged`` for EESD(γ = 4).
+  Correlations are taken inside each continuation, never across two of them.
 Writes ``card.json``; ``model_card.md`` is written from it (``render_card``).
 """
 
@@ -17,15 +26,23 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from ppsd_real.lm import card_sampling
 from ppsd_real.lm.corpus import HELD_OUT, load_corpus
 from ppsd_real.lm.heads import exit_hidden, head_file
 from ppsd_real.lm.train import SEQ_LEN, encode_stream, windows
+from ppsd_sim.records.acceptance_math import (
+    judged_outcomes,
+    pooled_lag1_correlation,
+    rounds_from_positions,
+)
 
 
 def load(model_dir: Path):
@@ -60,26 +77,62 @@ def agreement(model, ids: torch.Tensor, heads: dict[int, torch.Tensor]) -> dict[
     return out
 
 
-def lag1(x: np.ndarray) -> float | None:
-    """Lag-1 autocorrelation of a 0/1 sequence (rows concatenated; None if constant)."""
-    x = np.asarray(x, dtype=float).ravel()
-    if x.size < 3 or x.std() == 0:
-        return None
-    d = x - x.mean()
-    return float((d[1:] * d[:-1]).mean() / d.var())
+#: the EESD round length the card's τ and judged-draft figures are for
+CARD_GAMMA = 4
+#: what every acceptance figure of card.json means (written into it)
+DEFINITIONS = {
+    "alpha_greedy": "accepted / output positions along greedy continuations (chain: output "
+    "positions = PPSD's judged drafts)",
+    "burstiness_lag1": "lag-1 correlation of that 0/1 sequence inside each continuation "
+    "(chain: output positions; ppsd sim --burstiness-over positions)",
+    "tau_gamma4": "mean accepted drafts per EESD round of 4 along the positions, bonus "
+    "excluded (the bonus token's position is not drafted)",
+    "eesd_gamma4_judged": "alpha and burstiness of EESD's judged drafts at gamma = 4 (chain: "
+    "judged drafts, bonus positions left out; ppsd sim --burstiness-over judged)",
+}
 
 
-def tau_from_trace(bits: np.ndarray, gamma: int = 4) -> float | None:
-    """Mean accepted drafts per EESD round of γ along a 0/1 trace (bonus excluded)."""
-    acc, rounds, run = 0, 0, 0
-    for b in np.asarray(bits).ravel():
-        if b:
-            run += 1
-            if run == gamma:
-                acc, rounds, run = acc + gamma, rounds + 1, 0
-        else:
-            acc, rounds, run = acc + run, rounds + 1, 0
-    return acc / rounds if rounds else None
+@dataclass(frozen=True)
+class PositionStatistics:
+    """The card's acceptance figures of 0/1 sequences over output positions (see
+    ``DEFINITIONS``); None where a sequence gives no estimate (too short, or constant)."""
+
+    alpha: float | None  # over output positions
+    burstiness: float | None  # over output positions
+    tau: float | None  # EESD rounds of γ along the positions, bonus excluded
+    judged_alpha: float | None  # EESD's judged drafts at γ
+    judged_burstiness: float | None
+
+    def card_fields(self) -> dict[str, Any]:
+        return {
+            "alpha_greedy": _round(self.alpha, 4),
+            "tau_gamma4": _round(self.tau, 3),
+            "burstiness_lag1": _round(self.burstiness, 3),
+            "eesd_gamma4_judged": {
+                "alpha": _round(self.judged_alpha, 4),
+                "burstiness": _round(self.judged_burstiness, 3),
+            },
+        }
+
+
+def position_statistics(sequences: list[np.ndarray], gamma: int = CARD_GAMMA) -> PositionStatistics:
+    """α and ρ over output positions (one sequence per continuation), τ of the EESD rounds of
+    γ a greedy drafter meets along them, and α and ρ of those rounds' judged drafts."""
+    seqs = [np.asarray(x, dtype=np.int64).ravel() for x in sequences]
+    rounds = [rounds_from_positions(x, gamma) for x in seqs]
+    judged = [judged_outcomes(r, gamma) for r in rounds]
+    return PositionStatistics(
+        alpha=_mean(seqs),
+        burstiness=pooled_lag1_correlation(seqs),
+        tau=_mean(rounds),
+        judged_alpha=_mean(judged),
+        judged_burstiness=pooled_lag1_correlation(judged),
+    )
+
+
+def _mean(parts: list[np.ndarray]) -> float | None:
+    x = np.concatenate(parts) if parts else np.zeros(0)
+    return float(x.mean()) if x.size else None
 
 
 @torch.no_grad()
@@ -93,7 +146,8 @@ def held_out_windows(tok, max_windows: int = 200) -> torch.Tensor:
 @torch.no_grad()
 def score_held_out(model, batch: torch.Tensor, heads: dict[int, torch.Tensor]):
     """Mean next-token loss (nats) over ``batch``, and per-exit agreement arrays."""
-    total, forced = 0.0, {}
+    total = 0.0
+    forced: dict[str, list[np.ndarray]] = {}
     for chunk in batch.split(16):
         logits = model(input_ids=chunk[:, :-1]).logits.float()
         total += torch.nn.functional.cross_entropy(
@@ -135,22 +189,21 @@ def measure(
         bits = agreement(model, seq[:, :-1], heads)
         for k, v in bits.items():  # judge only the generated positions' next tokens
             gen_bits.setdefault(k, []).append(v[0, prompt_len - 1 :])
-    exits = []
+    exits: list[dict] = []
     for e in range(1, model.config.num_hidden_layers):
-        row = {"exit": e}
+        row: dict = {"exit": e}
         for kind in ("shared", "trained"):
             key = f"{kind}/{e}"
             if key not in forced:
                 continue
-            g = np.concatenate(gen_bits[key])
+            teacher = round(float(np.concatenate(forced[key], axis=None).mean()), 4)
             row[kind] = {
-                "alpha_held_out": round(float(np.concatenate(forced[key], axis=None).mean()), 4),
-                "alpha_greedy": round(float(g.mean()), 4),
-                "tau_gamma4": _round(tau_from_trace(g), 3),
-                "burstiness_lag1": _round(lag1(g), 3),
+                "alpha_held_out": teacher,
+                **position_statistics(gen_bits[key]).card_fields(),
             }
         exits.append(row)
     return {
+        "definitions": DEFINITIONS,
         "held_out_loss_nats": round(loss, 4),
         "held_out_perplexity": round(math.exp(loss), 2),
         "held_out_tokens_scored": batch.shape[0] * SEQ_LEN,
@@ -172,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     card = measure(args.model, threads=args.threads)
+    card_sampling.add_to(card, args.model, args.threads)
     (args.model / "card.json").write_text(
         json.dumps(card, indent=1, allow_nan=False) + "\n", encoding="utf-8"
     )
@@ -236,24 +290,39 @@ def render_card(model_dir: Path) -> str:
         "",
         "α is the agreement of the exit's greedy token with the full model's: teacher-forced on held-out",
         f"text, and along the model's own greedy continuations of {g['prompts']} held-out prompts "
-        f"({g['prompt_len']} + {g['new_tokens']} tokens) — the acceptance a greedy drafter meets. τ: mean",
-        "accepted drafts per EESD round of γ = 4 (bonus excluded); ρ: lag-1 correlation of the 0/1",
-        "acceptance sequence (0 = independent; > 0 = rejections cluster; the Markov model's burstiness).",
+        f"({g['prompt_len']} + {g['new_tokens']} tokens) — the acceptance a greedy drafter meets.",
+        "Each figure says which 0/1 sequence (chain) it is measured over:",
         "",
-        "| exit E | head | α held-out | α greedy | τ (γ=4) | ρ |",
-        "|---|---|---|---|---|---|",
+        "- **positions**: one outcome per generated token. PPSD judges a draft at every position, so",
+        "  these are PPSD's judged drafts too. ρ is the lag-1 correlation inside each continuation",
+        "  (0 = independent; > 0 = rejections cluster; < 0 = they alternate).",
+        "- **τ (γ=4)**: mean accepted drafts per EESD round of 4 met along the positions, bonus",
+        "  excluded (after 4 accepts the bonus token takes the next position, which is not drafted).",
+        "- **judged (EESD γ=4)**: α and ρ of the drafts EESD at γ = 4 judges (bonus positions left out).",
+        "",
+        "The simulator takes them as they are: `ppsd sim --alpha <α positions> --burstiness <ρ positions>",
+        "--burstiness-over positions` (any scheme, any γ), or for EESD at γ = 4 alone",
+        "`--alpha <α judged> --burstiness <ρ judged> --burstiness-over judged`.",
+        "",
+        "| exit E | head | α held-out | α positions | ρ positions | τ (γ=4) | α judged (γ=4) | ρ judged (γ=4) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in card["exits"]:
         for kind in ("shared", "trained"):
             if kind in row:
                 r = row[kind]
-                rho = "-" if r["burstiness_lag1"] is None else f"{r['burstiness_lag1']:.3f}"
-                tau = "-" if r["tau_gamma4"] is None else f"{r['tau_gamma4']:.2f}"
+                j = r.get("eesd_gamma4_judged", {})
                 lines.append(
-                    f"| {row['exit']} | {kind} | {r['alpha_held_out']:.3f} | {r['alpha_greedy']:.3f} "
-                    f"| {tau} | {rho} |"
+                    f"| {row['exit']} | {kind} | {r['alpha_held_out']:.3f} | {_fmt(r['alpha_greedy'])} "
+                    f"| {_fmt(r['burstiness_lag1'])} | {_fmt(r['tau_gamma4'], 2)} "
+                    f"| {_fmt(j.get('alpha'))} | {_fmt(j.get('burstiness'))} |"
                 )
+    lines += card_sampling.render(card)
     return "\n".join(lines) + "\n"
+
+
+def _fmt(x: float | None, nd: int = 3) -> str:
+    return "-" if x is None else f"{x:.{nd}f}"
 
 
 if __name__ == "__main__":

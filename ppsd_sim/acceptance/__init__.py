@@ -1,9 +1,11 @@
-"""Acceptance: samplers that realise an AcceptanceSpec, and converters between semantics."""
+"""Acceptance: samplers that realise an AcceptanceSpec, converters between semantics, and the
+vocabularies other tools report acceptance in."""
 
 from ppsd_sim.acceptance.sampler import INFINITE_RUN, AcceptanceSampler, RunCursor
 from ppsd_sim.acceptance.semantics import (
     histogram_from_alphas,
     iid_alpha_from_tau,
+    judged_chain_of_positions,
     marginal_rate,
     marginal_rate_eesd,
     per_position_from_histogram,
@@ -17,6 +19,7 @@ __all__ = [
     "RunCursor",
     "histogram_from_alphas",
     "iid_alpha_from_tau",
+    "judged_chain_of_positions",
     "marginal_rate",
     "marginal_rate_eesd",
     "per_position_from_histogram",

@@ -5,6 +5,10 @@ Every scheme consumes acceptance through one of two views:
   of EESD for the i.i.d., Markov and trace models);
 - ``rounds``: accepted drafts per EESD round of γ (a == γ means no rejection in that round).
 
+A Markov chain over output positions (``chain="positions"``) gives the same runs (PPSD judges
+every position), while its EESD rounds skip the bonus position after γ accepts: the chain
+steps through it, but nothing is drafted there.
+
 Each variate is drawn from a fixed number of uniforms by inverse CDF, so the sequence does not
 depend on how a caller chunks its requests: the SimPy model and the fast path see exactly the
 same acceptance for the same seed.
@@ -14,7 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ppsd_sim.acceptance.semantics import alphas_of
+from ppsd_sim.acceptance.semantics import alphas_of, markov_transitions
+from ppsd_sim.errors import ConfigError
+from ppsd_sim.records.acceptance_spec import HISTOGRAM_TAILS as _TAILS
 from ppsd_sim.records.acceptance_spec import AcceptanceSpec
 
 #: A run that never ends (α = 1): longer than any simulation.
@@ -38,6 +44,8 @@ class AcceptanceSampler:
     """
 
     def __init__(self, spec: AcceptanceSpec, seed: int | None = 0) -> None:
+        if not isinstance(spec, AcceptanceSpec):
+            raise ConfigError("acceptance", "must be an AcceptanceSpec")
         self.spec = spec
         self._rng = np.random.default_rng(seed)
         self._first = True
@@ -55,6 +63,12 @@ class AcceptanceSampler:
         """The next ``count`` run lengths (accepted drafts before each rejection)."""
         if count <= 0:
             return np.zeros(0, dtype=np.int64)
+        if self.spec.needs_tail(None) and self.spec.tail is None:
+            raise _tail_error(self.spec, "runs of judged drafts (PPSD) go")
+        return self._runs_unchecked(count)
+
+    def _runs_unchecked(self, count: int) -> np.ndarray:
+        """``runs`` without the histogram check (rounds capped at γ never need the tail)."""
         if len(self._buffer):
             head, self._buffer = self._buffer[:count], self._buffer[count:]
             return np.concatenate((head, self._draw_runs(count - len(head))))
@@ -66,7 +80,7 @@ class AcceptanceSampler:
             return np.zeros(0, dtype=np.int64)
         if kind == "iid":
             u = 1.0 - self._rng.random(count)
-            return _geometric_count(u, self.spec.alpha)
+            return _geometric_count(u, float(self.spec.mean_alpha))
         if kind == "markov":
             return self._markov_runs(count)
         if kind == "trace":
@@ -74,9 +88,8 @@ class AcceptanceSampler:
         return self._position_runs(count)
 
     def _markov_runs(self, count: int) -> np.ndarray:
-        a, rho = self.spec.alpha, self.spec.burstiness
-        p_aa = a + rho * (1.0 - a)  # accept after an accept
-        p_ra = a * (1.0 - rho)  # accept after a reject
+        a, rho = float(self.spec.alpha or 0.0), self.spec.burstiness
+        p_aa, p_ra = markov_transitions(a, rho)  # accept after an accept / after a reject
         u = self._rng.random((count, 2))
         start = np.full(count, p_ra)
         if self._first:
@@ -119,39 +132,46 @@ class AcceptanceSampler:
         """The next ``count`` EESD rounds: accepted drafts in each, 0..γ."""
         if count <= 0:
             return np.zeros(0, dtype=np.int64)
+        if self.spec.needs_tail(gamma) and self.spec.tail is None:
+            raise _tail_error(self.spec, f"rounds of γ={gamma} go")
         if self.spec.kind in ("per_position", "histogram"):
             # Position restarts at every round: a = min(γ, run drawn from the per-position law).
             return np.minimum(self._position_runs(count), gamma)
         return self._rounds_from_runs(count, gamma)
 
     def _rounds_from_runs(self, count: int, gamma: int) -> np.ndarray:
-        """Split the judged-draft stream into rounds: a run of r accepts then a rejection gives
-        r // γ full rounds and one round with r % γ accepts that ends in the rejection. A run
-        cut by ``count`` leaves its remaining accepts for the next call, and unused runs go back
-        to the buffer, so the result does not depend on how calls are chunked."""
+        """Split the stream of runs into rounds. Over judged drafts a run of r accepts then a
+        rejection gives r // γ full rounds and one round with r % γ accepts that ends in the
+        rejection. Over output positions each full round also uses the bonus position after
+        it (period γ + 1), and a bonus that falls on the rejection ends the run with no
+        partial round. A run cut by ``count`` leaves its remaining accepts for the next call,
+        and unused runs go back to the buffer, so the result does not depend on how calls are
+        chunked."""
+        period = gamma + 1 if self.spec.chain == "positions" else gamma
         parts: list[np.ndarray] = []
         need = count
         while need > 0:
-            runs = self.runs(max(need, 16))
+            runs = self._runs_unchecked(max(need, 16))
             if self._round_carry is not None:
                 runs = np.concatenate((np.array([self._round_carry], dtype=np.int64), runs))
                 self._round_carry = None
-            full = np.minimum(runs // gamma, need)  # capped: α = 1 gives endless runs
-            per_run = full + 1
+            # full rounds per run, capped: α = 1 gives endless runs
+            full = np.minimum((runs + period - gamma) // period, need)
+            per_run = full + (runs - full * period >= 0)
             cum = np.cumsum(per_run)
             idx = int(np.searchsorted(cum, need))
             if idx >= len(runs):
-                parts.append(_expand(runs, full, gamma))
+                parts.append(_expand(runs, full, gamma, period))
                 need -= int(cum[-1])
                 continue
             before = int(cum[idx - 1]) if idx else 0
             m = need - before  # rounds taken from run idx (1 .. per_run[idx])
-            parts.append(_expand(runs[:idx], full[:idx], gamma))
+            parts.append(_expand(runs[:idx], full[:idx], gamma, period))
             if m == per_run[idx]:
-                parts.append(_expand(runs[idx : idx + 1], full[idx : idx + 1], gamma))
+                parts.append(_expand(runs[idx : idx + 1], full[idx : idx + 1], gamma, period))
             else:
                 parts.append(np.full(m, gamma, dtype=np.int64))
-                self._round_carry = int(runs[idx]) - m * gamma
+                self._round_carry = int(runs[idx]) - m * period
             self._unget(runs[idx + 1 :])
             need = 0
         return np.concatenate(parts)
@@ -161,12 +181,24 @@ class AcceptanceSampler:
             self._buffer = np.concatenate((runs, self._buffer))
 
 
-def _expand(runs: np.ndarray, full: np.ndarray, gamma: int) -> np.ndarray:
-    """Rounds of a sequence of complete runs: ``full`` rounds of γ, then r % γ."""
-    per_run = full + 1
+def _expand(runs: np.ndarray, full: np.ndarray, gamma: int, period: int) -> np.ndarray:
+    """Rounds of a sequence of complete runs: ``full`` rounds of γ each, then the partial
+    round r − full·period where that is >= 0 (over judged drafts, period = γ: always)."""
+    rest = runs - full * period
+    partial = rest >= 0
+    per_run = full + partial
     out = np.full(int(per_run.sum()), gamma, dtype=np.int64)
-    out[np.cumsum(per_run) - 1] = runs % gamma
+    out[(np.cumsum(per_run) - 1)[partial]] = rest[partial]
     return out
+
+
+def _tail_error(spec: AcceptanceSpec, where: str) -> ConfigError:
+    g = spec.gamma
+    return ConfigError(
+        "acceptance.tail",
+        f"a histogram of rounds of γ={g} says nothing about drafts past position {g}, and "
+        f"{where} beyond it; choose a tail rule: {', '.join(_TAILS)}",
+    )
 
 
 class RunCursor:

@@ -35,7 +35,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "accept": (
         "ppsd_real.cli_accept",
-        "measure greedy acceptance per exit layer of a local model on your prompts",
+        "measure acceptance (greedy or sampled) per exit layer of a local model on your prompts",
     ),
     "heads": ("ppsd_real.cli_heads", "train early-exit heads for a local model (heads train)"),
 }

@@ -1,29 +1,49 @@
-"""``ppsd sim``: simulate schemes from flags or a config file and print them side by side."""
+"""``ppsd sim``: simulate schemes from flags or a config file and print them side by side.
+
+Nothing is chosen silently: flags that contradict each other are refused by name (one line,
+exit 2), every error names the flag the user typed, and acceptance given in another tool's
+vocabulary is converted with the line saying which α it became.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ppsd_sim import examples
+from ppsd_sim.acceptance.vocabulary import (
+    LIST_MEASURES,
+    SCALAR_MEASURES,
+    conditional_from_unconditional,
+    derive_alpha,
+)
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import validate
-from ppsd_sim.records.acceptance_spec import AcceptanceSpec
-from ppsd_sim.records.io import atomic_write_text, dumps, load_document
+from ppsd_sim.records import decoding, validate
+from ppsd_sim.records.acceptance_spec import HISTOGRAM_TAILS, MARKOV_CHAINS, AcceptanceSpec
+from ppsd_sim.records.io import check_writable, dumps, load_document, write_all
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.scheme import SchemeConfig
-from ppsd_sim.simulate import ENGINES, Simulation, simulate
+from ppsd_sim.simulate import ENGINES, MAX_TOKENS, Simulation, check_inputs, simulate
 from ppsd_sim.trace_export import chrome_trace
 
 CONFIG_KEYS = ("profile", "schemes", "scheme", "acceptance", "tokens", "seed", "engine")
+_MEASURED_KEYS = ("measured_as", "value", "gamma", "stages")
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.epilog = (
         "With no arguments: the embedded example (32 layers, exit after 8, 4 stages, iid α=0.8, "
-        "illustrative latencies), AR/EESD/PPSD side by side. Times are in seconds."
+        "illustrative latencies), AR/EESD/PPSD side by side. Times are in seconds. Flags "
+        "override the config file; flags that contradict each other are refused. Acceptance "
+        "measured by another tool: --acceptance-rate R --measured-as "
+        + "|".join(SCALAR_MEASURES)
+        + " with --measured-gamma G (or --measured-stages K): the α it converts to is printed "
+        "(definitions in GLOSSARY.md)."
     )
     g = p.add_argument_group("inputs")
     g.add_argument("--config", help="YAML/JSON file with keys: " + ", ".join(CONFIG_KEYS))
@@ -33,46 +53,97 @@ def configure(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--head-fraction",
         type=float,
-        default=1.0,
-        help="uniform profile: head latency / layer latency",
+        help="uniform profile: head latency / layer latency (default 1.0)",
     )
     g.add_argument("--hop", type=float, help="inter-stage hop latency (s)")
     g.add_argument("--tick", type=float, help="per-step control cost (s)")
     g.add_argument("--flush", type=float, help="flush / KV-crop cost (s)")
     s = p.add_argument_group("scheme")
     s.add_argument("--scheme", choices=("ar", "eesd", "ppsd", "all"), help="default: all three")
-    s.add_argument("--exit", type=int, dest="exit_layer", help="EESD exit layer E (default L/4)")
+    s.add_argument(
+        "--exit",
+        type=int,
+        dest="exit_layer",
+        help="exit layer E: EESD drafts with the first E layers (default L/4); PPSD with "
+        "--stages: stage 1 = layers [0, E), the rest split evenly, as `ppsd run` cuts them "
+        "(default: k equal stages)",
+    )
     s.add_argument("--gamma", type=int, help="EESD drafts per round (default 4)")
     s.add_argument(
         "--no-cache-reuse",
         action="store_true",
         help="EESD verification recomputes the early layers",
     )
-    s.add_argument("--stages", type=int, help="PPSD: k equal stages (default 4)")
+    s.add_argument("--stages", type=int, help="PPSD: k stages (default 4; see --exit)")
     s.add_argument(
         "--boundaries", help="PPSD: comma-separated end layer of each stage, e.g. 8,16,24,32"
     )
     s.add_argument(
-        "--exit-stage", type=int, default=1, help="PPSD: stage (1-based) whose output drafts"
+        "--exit-stage", type=int, help="PPSD: stage (1-based) whose output drafts (default 1)"
     )
     s.add_argument(
         "--devices", help="PPSD: comma-separated device per stage; shared devices contend"
     )
-    a = p.add_argument_group("acceptance")
-    a.add_argument("--alpha", type=float, help="i.i.d. acceptance (default 0.8)")
+    s.add_argument(
+        "--max-inflight",
+        type=int,
+        help="PPSD: most tokens in flight at once (entered into stage 1, verdict not yet back "
+        "there); default k + 1, what `ppsd run`'s controller allows",
+    )
+    a = p.add_argument_group("acceptance (one source; default iid α=0.8)")
+    a.add_argument("--alpha", type=float, help="i.i.d. conditional acceptance per judged draft")
     a.add_argument(
         "--burstiness",
         type=float,
-        help="two-state Markov model with mean --alpha and this lag-1 correlation",
+        help="with --alpha: two-state Markov model with that mean and this lag-1 correlation",
     )
-    a.add_argument("--alphas", help="per-position α, comma-separated")
+    a.add_argument(
+        "--burstiness-over",
+        choices=MARKOV_CHAINS,
+        help="the 0/1 sequence the Markov chain runs over: judged drafts (default) or output "
+        "positions (the model card's ρ; EESD's bonus positions are then not drafted)",
+    )
+    a.add_argument(
+        "--alphas",
+        help="per-position α, comma-separated (conditional unless --measured-as unconditional; "
+        "the last repeats past the list)",
+    )
     a.add_argument(
         "--histogram", help="counts of rounds with 0..γ accepted drafts, comma-separated"
     )
     a.add_argument(
-        "--acceptance-trace",
-        help="file of recorded 0/1 outcomes (JSON list or whitespace-separated)",
+        "--histogram-tail",
+        choices=HISTOGRAM_TAILS,
+        help="what a histogram means past its γ (needed for PPSD, or EESD with a larger γ): "
+        "zero (no draft accepted), repeat-last (the last position's α repeats), marginal "
+        "(the histogram's accepted/judged rate)",
     )
+    a.add_argument(
+        "--acceptance-trace",
+        help="file of recorded 0/1 outcomes per judged draft (JSON list or whitespace-separated)",
+    )
+    a.add_argument(
+        "--acceptance-rate",
+        type=float,
+        help="a rate measured by another tool; --measured-as says what it is",
+    )
+    a.add_argument(
+        "--measured-as",
+        choices=(*SCALAR_MEASURES, *LIST_MEASURES),
+        help="with --acceptance-rate: "
+        + ", ".join(SCALAR_MEASURES)
+        + "; with --alphas: conditional (default) or unconditional (vLLM's per-position "
+        "rates: accepted at position i ÷ rounds)",
+    )
+    a.add_argument(
+        "--measured-gamma", type=int, help="the γ (drafts per round) the rate was measured at"
+    )
+    a.add_argument(
+        "--measured-stages",
+        type=int,
+        help="the pipeline stages k a theoretical speedup was measured at",
+    )
+    decoding.add_args(a)
     r = p.add_argument_group("run")
     r.add_argument(
         "--tokens", type=int, help=f"tokens to commit (default {examples.EXAMPLE_TOKENS})"
@@ -96,18 +167,37 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _ints(field: str, text: str) -> list[int]:
+@dataclass
+class Inputs:
+    """Everything a ``ppsd sim`` run needs, resolved from flags, config and the example."""
+
+    profile: HardwareProfile
+    schemes: list[SchemeConfig]
+    acceptance: AcceptanceSpec
+    run: dict[str, Any]
+    notes: list[str] = field(default_factory=list)  # what was derived (printed)
+
+
+def _ints(flag: str, text: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ConfigError(field, f"must be comma-separated integers, got {text!r}") from None
+        raise ConfigError(flag, f"must be comma-separated integers, got {text!r}") from None
 
 
-def _floats(field: str, text: str) -> list[float]:
+def _floats(flag: str, text: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ConfigError(field, f"must be comma-separated numbers, got {text!r}") from None
+        raise ConfigError(flag, f"must be comma-separated numbers, got {text!r}") from None
+
+
+def _as_flag(err: ConfigError, names: dict[str, str]) -> ConfigError:
+    """A record's error (``acceptance.alpha``) renamed to the flag the user typed."""
+    for prefix, flag in names.items():
+        if err.field == prefix or err.field.startswith((prefix + "[", prefix + ".")):
+            return ConfigError(flag + err.field[len(prefix) :], err.message)
+    return err
 
 
 def _read_trace(path: str) -> list[int]:
@@ -119,8 +209,12 @@ def _read_trace(path: str) -> list[int]:
         return validate.sequence("--acceptance-trace", data)
     try:
         text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(
+            "--acceptance-trace", f"{p} is not UTF-8 text (a list of 0 and 1 is expected)"
+        ) from None
     except OSError as err:
-        raise ConfigError("--acceptance-trace", f"cannot read {p}: {err}") from None
+        raise ConfigError("--acceptance-trace", f"cannot read {p}: {err.strerror}") from None
     tokens = text.replace(",", " ").split()
     bad = [t for t in tokens if t not in ("0", "1")]
     if bad:
@@ -128,13 +222,13 @@ def _read_trace(path: str) -> list[int]:
     return [int(t) for t in tokens]
 
 
-def _profile_from(value: Any, field: str) -> HardwareProfile:
+def _profile_from(value: Any, where: str) -> HardwareProfile:
     if isinstance(value, str):
-        return HardwareProfile.from_dict(load_document(value, field))
+        return HardwareProfile.from_dict(load_document(value, where))
     if isinstance(value, dict) and "uniform" in value:
-        validate.mapping(field, value, ("uniform",))
+        validate.mapping(where, value, ("uniform",))
         u = validate.mapping(
-            f"{field}.uniform",
+            f"{where}.uniform",
             value["uniform"],
             ("layers", "t_layer", "head_fraction", "hop", "tick", "flush"),
             ("layers", "t_layer"),
@@ -149,31 +243,35 @@ def _profile_from(value: Any, field: str) -> HardwareProfile:
                 flush=u.get("flush", 0.0),
             )
         except ConfigError as err:
-            raise err.within(f"{field}.uniform") from None
-    return HardwareProfile.from_dict(value, field)
+            raise err.within(f"{where}.uniform") from None
+    return HardwareProfile.from_dict(value, where)
 
 
-def resolve(
-    args: argparse.Namespace,
-) -> tuple[HardwareProfile, list[SchemeConfig], AcceptanceSpec, dict[str, Any]]:
-    """Flags override the config file, which overrides the embedded example."""
-    cfg: dict[str, Any] = {}
-    if args.config:
-        doc = load_document(args.config, "--config")
-        cfg = validate.mapping("config", doc if doc is not None else {}, CONFIG_KEYS)
-        if "scheme" in cfg and "schemes" in cfg:
-            raise ConfigError("config.scheme", "give either scheme or schemes, not both")
+def _uniform_from_flags(args: argparse.Namespace) -> HardwareProfile:
+    if args.layers is None or args.t_layer is None:
+        raise ConfigError(
+            "--layers" if args.layers is None else "--t-layer",
+            "a uniform profile needs both --layers and --t-layer",
+        )
+    validate.integer("--layers", args.layers, lo=1)
+    validate.number("--t-layer", args.t_layer, lo=0.0, lo_open=True)
+    hf = 1.0 if args.head_fraction is None else args.head_fraction
+    validate.number("--head-fraction", hf, lo=0.0)
+    return HardwareProfile.uniform(args.layers, args.t_layer, hf)
 
-    # profile
+
+def _resolve_profile(args: argparse.Namespace, cfg: dict[str, Any]) -> HardwareProfile:
+    uniform = [
+        f for f, v in (("--layers", args.layers), ("--t-layer", args.t_layer)) if v is not None
+    ]
+    if args.head_fraction is not None:
+        uniform.append("--head-fraction")
     if args.profile:
+        if uniform:
+            raise ConfigError(uniform[0], "describes a uniform profile; --profile gives one")
         profile = _profile_from(args.profile, "--profile")
-    elif args.layers is not None or args.t_layer is not None:
-        if args.layers is None or args.t_layer is None:
-            raise ConfigError(
-                "--layers" if args.layers is None else "--t-layer",
-                "a uniform profile needs both --layers and --t-layer",
-            )
-        profile = HardwareProfile.uniform(args.layers, args.t_layer, args.head_fraction)
+    elif uniform:
+        profile = _uniform_from_flags(args)
     elif "profile" in cfg:
         profile = _profile_from(cfg["profile"], "config.profile")
     else:
@@ -183,53 +281,263 @@ def resolve(
     }
     for k, v in overrides.items():
         validate.number(f"--{k}", v, lo=0.0)
-    if overrides:
-        profile = profile.with_costs(**overrides)
-    n_layers = profile.n_layers
+    return profile.with_costs(**overrides) if overrides else profile
 
-    # schemes
-    if (
-        args.scheme is not None
-        or args.exit_layer is not None
-        or args.boundaries
-        or args.stages
-        or args.gamma
-    ):
+
+_PPSD_FLAGS = {
+    "stages": "--stages",
+    "boundaries": "--boundaries",
+    "exit_stage": "--exit-stage",
+    "devices": "--devices",
+    "max_inflight": "--max-inflight",
+}
+_EESD_FLAGS = {"gamma": "--gamma", "no_cache_reuse": "--no-cache-reuse"}
+
+
+def _given(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:
+    return [flag for name, flag in flags.items() if getattr(args, name) not in (None, False)]
+
+
+def _resolve_schemes(
+    args: argparse.Namespace, cfg: dict[str, Any], n_layers: int
+) -> list[SchemeConfig]:
+    from_flags = args.scheme is not None or args.exit_layer is not None
+    from_flags = from_flags or bool(_given(args, {**_PPSD_FLAGS, **_EESD_FLAGS}))
+    if from_flags:
         kinds = ["ar", "eesd", "ppsd"] if args.scheme in (None, "all") else [args.scheme]
-        schemes = [_scheme_from_flags(kind, args, n_layers) for kind in kinds]
     elif "schemes" in cfg or "scheme" in cfg:
         items = cfg.get("schemes", [cfg.get("scheme")])
         items = validate.sequence("config.schemes", items, min_len=1)
         schemes = [SchemeConfig.from_dict(x, f"config.schemes[{i}]") for i, x in enumerate(items)]
+        for sch in schemes:
+            sch.check_layers(n_layers)
+        return schemes
     else:
-        schemes = [_scheme_from_flags(kind, args, n_layers) for kind in ("ar", "eesd", "ppsd")]
-    for sch in schemes:
-        sch.check_layers(n_layers)
-
-    # acceptance
-    flags = [n for n in ("alphas", "histogram", "acceptance_trace") if getattr(args, n)]
-    if len(flags) > 1:
+        kinds = ["ar", "eesd", "ppsd"]
+    if "ppsd" not in kinds and _given(args, _PPSD_FLAGS):
+        raise ConfigError(_given(args, _PPSD_FLAGS)[0], f"is a PPSD flag; --scheme is {kinds[0]}")
+    if "eesd" not in kinds and _given(args, _EESD_FLAGS):
+        raise ConfigError(_given(args, _EESD_FLAGS)[0], f"is an EESD flag; --scheme is {kinds[0]}")
+    if kinds == ["ar"] and args.exit_layer is not None:
+        raise ConfigError("--exit", "AR has no exit layer")
+    if n_layers < 2 and kinds != ["ar"]:
         raise ConfigError(
-            "--" + flags[1].replace("_", "-"), f"conflicts with --{flags[0].replace('_', '-')}"
+            "--layers" if args.layers is not None else "profile",
+            f"EESD and PPSD need a model of at least 2 layers, this one has {n_layers} "
+            "(--scheme ar simulates it)",
         )
-    if args.alphas:
-        acc = AcceptanceSpec.per_position(_floats("--alphas", args.alphas))
-    elif args.histogram:
-        acc = AcceptanceSpec.histogram(_ints("--histogram", args.histogram))
-    elif args.acceptance_trace:
-        acc = AcceptanceSpec.from_trace(_read_trace(args.acceptance_trace))
-    elif args.alpha is not None or args.burstiness is not None:
-        alpha = examples.EXAMPLE_ALPHA if args.alpha is None else args.alpha
-        acc = (
-            AcceptanceSpec.markov(alpha, args.burstiness)
-            if args.burstiness is not None
-            else AcceptanceSpec.iid(alpha)
-        )
-    elif "acceptance" in cfg:
-        acc = AcceptanceSpec.from_dict(cfg["acceptance"], "config.acceptance")
-    else:
-        acc = examples.example_acceptance()
+    return [_scheme_from_flags(kind, args, n_layers) for kind in kinds]
 
+
+def _scheme_from_flags(kind: str, args: argparse.Namespace, n_layers: int) -> SchemeConfig:
+    if kind == "ar":
+        return SchemeConfig.ar()
+    names = {
+        "scheme.exit_layer": "--exit",
+        "scheme.gamma": "--gamma",
+        "scheme.stage_boundaries": "--boundaries" if args.boundaries else "--stages",
+        "scheme.exit_stage": "--exit-stage",
+        "scheme.devices": "--devices",
+        "scheme.max_inflight": "--max-inflight",
+    }
+    try:
+        if kind == "eesd":
+            default = max(1, n_layers // 4)
+            exit_layer = args.exit_layer if args.exit_layer is not None else default
+            validate.integer("--exit", exit_layer, lo=1, hi=n_layers - 1)
+            sch = SchemeConfig.eesd(
+                exit_layer,
+                args.gamma if args.gamma is not None else examples.EXAMPLE_GAMMA,
+                cache_reuse=not args.no_cache_reuse,
+            )
+        else:
+            sch = _ppsd_from_flags(args, n_layers)
+        sch.check_layers(n_layers)
+    except ConfigError as err:
+        raise _as_flag(err, names) from None
+    return sch
+
+
+def _ppsd_from_flags(args: argparse.Namespace, n_layers: int) -> SchemeConfig:
+    devices = _ints("--devices", args.devices) if args.devices else None
+    if args.boundaries:
+        if args.stages is not None:
+            raise ConfigError("--stages", "conflicts with --boundaries (they count the stages)")
+        bounds = _ints("--boundaries", args.boundaries)
+        exit_stage = 1 if args.exit_stage is None else args.exit_stage
+        sch = SchemeConfig.ppsd(bounds, exit_stage, devices, args.max_inflight)
+        if args.exit_layer is not None and args.exit_layer != sch.draft_exit_layer:
+            raise ConfigError(
+                "--exit",
+                f"{args.exit_layer} disagrees with --boundaries, whose exit stage "
+                f"{exit_stage} ends at layer {sch.draft_exit_layer}",
+            )
+        return sch
+    k = args.stages if args.stages is not None else min(examples.EXAMPLE_STAGES, n_layers)
+    if args.exit_layer is not None and args.exit_stage not in (None, 1):
+        raise ConfigError(
+            "--exit-stage", "with --exit, stage 1 ends at the exit and drafts; use --boundaries"
+        )
+    if args.exit_layer is None and args.exit_stage not in (None, 1):
+        validate.integer("--stages", k, lo=2, hi=n_layers)
+        base = SchemeConfig.ppsd_even(n_layers, k, args.exit_stage)
+        return SchemeConfig.ppsd(base.stage_boundaries, args.exit_stage, devices, args.max_inflight)
+    split = SchemeConfig.ppsd_split(
+        n_layers, k, args.exit_layer, devices, stages_field="--stages", exit_field="--exit"
+    )
+    return SchemeConfig.ppsd(split.stage_boundaries, 1, split.devices, args.max_inflight)
+
+
+_ACC_FLAGS = {
+    "alpha": "--alpha",
+    "alphas": "--alphas",
+    "histogram": "--histogram",
+    "acceptance_trace": "--acceptance-trace",
+    "acceptance_rate": "--acceptance-rate",
+}
+
+
+def _resolve_acceptance(
+    args: argparse.Namespace, cfg: dict[str, Any], notes: list[str]
+) -> AcceptanceSpec:
+    given = _given(args, _ACC_FLAGS)
+    if len(given) > 1:
+        raise ConfigError(given[1], f"conflicts with {given[0]}: give one acceptance source")
+    src = given[0] if given else None
+    _check_acceptance_companions(args, src)
+    names = {
+        "acceptance.alpha": "--alpha",
+        "acceptance.burstiness": "--burstiness",
+        "acceptance.alphas": "--alphas",
+        "acceptance.counts": "--histogram",
+        "acceptance.trace": "--acceptance-trace",
+        "acceptance.tail": "--histogram-tail",
+    }
+    try:
+        if src == "--alpha":
+            if args.burstiness is not None:
+                return AcceptanceSpec.markov(
+                    args.alpha, args.burstiness, args.burstiness_over or "judged"
+                )
+            return AcceptanceSpec.iid(args.alpha)
+        if src == "--alphas":
+            alphas = _floats("--alphas", args.alphas)
+            if args.measured_as == "unconditional":
+                cond = conditional_from_unconditional(alphas, "--alphas")
+                notes.append(
+                    "per-position α_i = "
+                    + ",".join(f"{a:.4f}" for a in cond)
+                    + " (conditional) derived from unconditional per-position rates "
+                    + ",".join(f"{a:g}" for a in alphas)
+                )
+                alphas = cond
+            return AcceptanceSpec.per_position(alphas)
+        if src == "--histogram":
+            return AcceptanceSpec.histogram(
+                _ints("--histogram", args.histogram), args.histogram_tail
+            )
+        if src == "--acceptance-trace":
+            return AcceptanceSpec.from_trace(_read_trace(args.acceptance_trace)).with_decoding(
+                decoding.of_trace_file(args.acceptance_trace)
+            )
+        if src == "--acceptance-rate":
+            d = derive_alpha(
+                args.acceptance_rate,
+                args.measured_as,
+                gamma=args.measured_gamma,
+                stages=args.measured_stages,
+                field="--acceptance-rate",
+            )
+            notes.append(d.note)
+            return AcceptanceSpec.iid(d.alpha)
+    except ConfigError as err:
+        err = _as_flag(err, names)
+        if err.field in ("measured-gamma", "measured-stages", "measured-as"):
+            err = ConfigError("--" + err.field, err.message)
+        raise err from None
+    if "acceptance" in cfg:
+        return _acceptance_from_config(cfg["acceptance"], notes)
+    return examples.example_acceptance()
+
+
+def _check_acceptance_companions(args: argparse.Namespace, src: str | None) -> None:
+    """Flags that qualify an acceptance source are refused without it (never ignored)."""
+    if args.burstiness is not None and src != "--alpha":
+        raise ConfigError(
+            "--burstiness",
+            "needs --alpha (the Markov chain's mean acceptance)"
+            + (f"; it does not apply to {src}" if src else ""),
+        )
+    if args.burstiness_over is not None and args.burstiness is None:
+        raise ConfigError("--burstiness-over", "needs --burstiness")
+    if args.histogram_tail is not None and src != "--histogram":
+        raise ConfigError("--histogram-tail", "needs --histogram")
+    if args.measured_as is not None:
+        if src == "--acceptance-rate" and args.measured_as not in SCALAR_MEASURES:
+            raise ConfigError(
+                "--measured-as",
+                f"{args.measured_as} describes a per-position list; a single "
+                f"--acceptance-rate is one of {', '.join(SCALAR_MEASURES)}",
+            )
+        if src == "--alphas" and args.measured_as not in LIST_MEASURES:
+            raise ConfigError(
+                "--measured-as", f"with --alphas it is one of {', '.join(LIST_MEASURES)}"
+            )
+        if src not in ("--acceptance-rate", "--alphas"):
+            raise ConfigError("--measured-as", "needs --acceptance-rate or --alphas")
+    if src == "--acceptance-rate" and args.measured_as is None:
+        raise ConfigError(
+            "--measured-as",
+            "is required with --acceptance-rate (one of " + ", ".join(SCALAR_MEASURES) + ")",
+        )
+    for flag, value in (
+        ("--measured-gamma", args.measured_gamma),
+        ("--measured-stages", args.measured_stages),
+    ):
+        if value is not None and src != "--acceptance-rate":
+            raise ConfigError(flag, "needs --acceptance-rate")
+
+
+def _acceptance_from_config(value: Any, notes: list[str]) -> AcceptanceSpec:
+    """An AcceptanceSpec, or a measurement in another tool's vocabulary:
+    ``{measured_as: accepted/drafted, value: 0.6, gamma: 4}``."""
+    if isinstance(value, dict) and "measured_as" in value:
+        d = validate.mapping("config.acceptance", value, _MEASURED_KEYS, ("measured_as", "value"))
+        try:
+            derived = derive_alpha(
+                d["value"],
+                d["measured_as"],
+                gamma=d.get("gamma"),
+                stages=d.get("stages"),
+                field="value",
+            )
+        except ConfigError as err:
+            name = err.field.replace("measured-", "")
+            raise ConfigError(f"config.acceptance.{name}", err.message) from None
+        notes.append(derived.note)
+        return AcceptanceSpec.iid(derived.alpha)
+    return AcceptanceSpec.from_dict(value, "config.acceptance")
+
+
+def resolve(args: argparse.Namespace) -> Inputs:
+    """Flags override the config file, which overrides the embedded example."""
+    cfg: dict[str, Any] = {}
+    if args.config:
+        doc = load_document(args.config, "--config")
+        if doc is None or doc == {}:
+            raise ConfigError(
+                "--config", f"{args.config} is empty (allowed keys: {', '.join(CONFIG_KEYS)})"
+            )
+        cfg = validate.mapping("config", doc, CONFIG_KEYS)
+        if "scheme" in cfg and "schemes" in cfg:
+            raise ConfigError("config.scheme", "give either scheme or schemes, not both")
+    profile = _resolve_profile(args, cfg)
+    schemes = _resolve_schemes(args, cfg, profile.n_layers)
+    notes: list[str] = []
+    acc = _resolve_acceptance(args, cfg, notes)
+    given = _given(args, _ACC_FLAGS)
+    if given and all(sch.kind == "ar" for sch in schemes):
+        raise ConfigError(given[0], "AR drafts nothing: acceptance does not apply to --scheme ar")
     run = {
         "tokens": args.tokens
         if args.tokens is not None
@@ -237,29 +545,19 @@ def resolve(
         "seed": args.seed if args.seed is not None else cfg.get("seed", 0),
         "engine": args.engine if args.engine is not None else cfg.get("engine", "simpy"),
     }
-    validate.integer("--tokens", run["tokens"], lo=1)
+    validate.integer("--tokens", run["tokens"], lo=1, hi=MAX_TOKENS)
     validate.integer("--seed", run["seed"], lo=0)
     validate.choice("--engine", run["engine"], ENGINES)
-    return profile, schemes, acc, run
-
-
-def _scheme_from_flags(kind: str, args: argparse.Namespace, n_layers: int) -> SchemeConfig:
-    if kind == "ar":
-        return SchemeConfig.ar()
-    if kind == "eesd":
-        exit_layer = args.exit_layer if args.exit_layer is not None else max(1, n_layers // 4)
-        return SchemeConfig.eesd(
-            exit_layer,
-            args.gamma if args.gamma is not None else examples.EXAMPLE_GAMMA,
-            cache_reuse=not args.no_cache_reuse,
-        )
-    devices = _ints("--devices", args.devices) if args.devices else None
-    if args.boundaries:
-        return SchemeConfig.ppsd(_ints("--boundaries", args.boundaries), args.exit_stage, devices)
-    k = args.stages if args.stages is not None else min(examples.EXAMPLE_STAGES, n_layers)
-    validate.integer("--stages", k, lo=2, hi=n_layers)
-    base = SchemeConfig.ppsd_even(n_layers, k, args.exit_stage)
-    return SchemeConfig.ppsd(base.stage_boundaries, args.exit_stage, devices)
+    for sch in schemes:  # every refusal before any work (a histogram's tail, the engine, …)
+        try:
+            check_inputs(profile, sch, acc if sch.kind != "ar" else None, run["engine"])
+        except ConfigError as err:
+            if err.field == "acceptance.tail" and args.histogram:
+                msg = err.message.replace("choose a tail rule:", "choose one with --histogram-tail")
+                raise ConfigError("--histogram", msg) from None
+            where = {"engine": "--engine", "acceptance": "config.acceptance"}
+            raise _as_flag(err, where) from None
+    return Inputs(profile, schemes, acc, run, notes)
 
 
 def _table(sims: list[Simulation]) -> str:
@@ -278,31 +576,61 @@ def _table(sims: list[Simulation]) -> str:
     return "\n".join(lines)
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse unwritable or clashing output paths before any work."""
+    if args.out:
+        check_writable(args.out, "--out")
+    if args.chrome_trace:
+        check_writable(args.chrome_trace, "--chrome-trace")
+    if (
+        args.out
+        and args.chrome_trace
+        and Path(args.out).resolve() == Path(args.chrome_trace).resolve()
+    ):
+        raise ConfigError("--chrome-trace", "is the same file as --out")
+
+
 def run(args: argparse.Namespace) -> int:
-    profile, schemes, acc, opts = resolve(args)
+    _check_outputs(args)
+    inp = resolve(args)
+    profile, acc, opts = inp.profile, inp.acceptance, inp.run
+    target = decoding.from_args(args)
     sims = [
         simulate(profile, sch, acc, tokens=opts["tokens"], seed=opts["seed"], engine=opts["engine"])
-        for sch in schemes
+        for sch in inp.schemes
     ]
-    # Serialise everything before touching disk: a bad record never leaves a partial file.
-    out_text = None
+    if inp.notes:  # the records say which α a measurement in another vocabulary became
+        derived = "; ".join(inp.notes)
+        sims = [
+            Simulation(replace(s.record, notes={**s.record.notes, "acceptance_derived": derived}))
+            if s.record.acceptance is not None
+            else s
+            for s in sims
+        ]
+    warn = decoding.flag([s.record for s in sims], acc.decoding, target)
+    if warn is not None:
+        print(f"warning: {warn}", file=sys.stderr)
+    # Serialise everything before touching disk: a bad record never leaves a partial file,
+    # and the outputs are written all or none.
+    files: dict[str | os.PathLike[str], str | bytes] = {}
     if args.out:
         recs = [s.record.to_dict() for s in sims]
-        out_text = dumps(recs[0] if len(recs) == 1 else recs)
-    trace_text = None
+        files[args.out] = dumps(recs[0] if len(recs) == 1 else recs)
     if args.chrome_trace:
-        sch = schemes[-1]
+        sch = inp.schemes[-1]
         tl = simulate(
             profile,
             sch,
-            acc,
+            acc if sch.kind != "ar" else None,
             tokens=min(200, opts["tokens"]),
             seed=opts["seed"],
             engine="simpy",
             timeline=True,
         )
-        trace_text = json.dumps(chrome_trace(tl.spans or [], sch))
+        files[args.chrome_trace] = json.dumps(chrome_trace(tl.spans or [], sch))
     if args.json:
+        for note in inp.notes:
+            print(f"acceptance: {note}", file=sys.stderr)
         print(dumps([s.record.to_dict() for s in sims]), end="")
     else:
         prov = profile.provenance
@@ -310,6 +638,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"profile: {profile.n_layers} layers, AR token {profile.ar_token_time() * 1e3:.3f} ms ({src})"
         )
+        for note in inp.notes:
+            print(f"acceptance: {note}")
         print(
             f"acceptance: {acc.label()} | {opts['tokens']} tokens | seed {opts['seed']} | engine {sims[0].record.engine}"
         )
@@ -317,10 +647,9 @@ def run(args: argparse.Namespace) -> int:
             "speedup = tokens/s over AR on the same profile (simulated); closed form = i.i.d. renewal formula"
         )
         print(_table(sims))
-    if out_text is not None:
-        atomic_write_text(args.out, out_text)
-        print(f"wrote {args.out}") if not args.json else None
-    if trace_text is not None:
-        atomic_write_text(args.chrome_trace, trace_text)
-        print(f"wrote {args.chrome_trace}") if not args.json else None
+    if files:
+        write_all(files)
+        if not args.json:
+            for path in files:
+                print(f"wrote {path}")
     return 0

@@ -7,6 +7,11 @@ stages is a max-plus linear system: the j-th commit of a segment happens at
 G + j·Π after the segment starts, where G is the fill latency and Π the accepted gap
 (``PpsdCosts``), and the segment ends after G + r·Π + hop + flush. Flushed work per stage has
 a closed form too, because each stage's start times are linear in j.
+
+The bound on tokens in flight (``SchemeConfig.inflight_limit``) leaves that schedule alone
+while it is slack (``schedule.bound_binds``); where it binds, the in-segment schedule is the
+max-plus recurrence of ``ppsd_sim.schedule`` (still the same for every segment), and commit
+times and flushed work are read from it instead of from the straight lines.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from ppsd_sim.acceptance.sampler import AcceptanceSampler
 from ppsd_sim.costs import ArCosts, EesdCosts, PpsdCosts
 from ppsd_sim.engines.result import EngineResult, observed_from_rounds, observed_from_runs
 from ppsd_sim.errors import ConfigError
+from ppsd_sim.schedule import SegmentSchedule, bound_binds, segment_schedule
 
 
 def run_ar(costs: ArCosts, n_tokens: int) -> EngineResult:
@@ -89,7 +95,10 @@ def _partial_work(x: np.ndarray, pi: float, p: float) -> np.ndarray:
     return out
 
 
-def run_ppsd(costs: PpsdCosts, sampler: AcceptanceSampler, n_tokens: int) -> EngineResult:
+def run_ppsd(
+    costs: PpsdCosts, sampler: AcceptanceSampler, n_tokens: int, limit: int | None = None
+) -> EngineResult:
+    """PPSD on dedicated devices; ``limit`` bounds the tokens in flight (None: unbounded)."""
     if not costs.dedicated:
         raise ConfigError(
             "engine",
@@ -103,6 +112,11 @@ def run_ppsd(costs: PpsdCosts, sampler: AcceptanceSampler, n_tokens: int) -> Eng
     m = int(np.searchsorted(cum, n_tokens))  # segment holding the n-th commit
     complete = runs[:m].astype(float)
     last = n_tokens - (int(cum[m - 1]) if m else 0)  # commits in the final segment (>= 1)
+    if limit is not None:
+        top = max(int(runs[:m].max()) + 1 if m else 0, last - 1) + limit + 1
+        if bound_binds(costs, limit, top):
+            sched = segment_schedule(costs, limit, top + 1)
+            return _bounded(costs, sched, runs, m, last, n_tokens)
     seg_time = G + complete * Pi + h + f
     start_last = float(seg_time.sum())
     end = start_last + G + (last - 1) * Pi
@@ -122,3 +136,34 @@ def run_ppsd(costs: PpsdCosts, sampler: AcceptanceSampler, n_tokens: int) -> Eng
         busy.append(n_tokens * p[s] + m * f + w + tail)
     obs = observed_from_runs(runs[:m], last - 1)
     return EngineResult(n_tokens, end, obs, busy, wasted, m)
+
+
+def _bounded(
+    c: PpsdCosts, sched: SegmentSchedule, runs: np.ndarray, m: int, last: int, n_tokens: int
+) -> EngineResult:
+    """The same bookkeeping as the straight-line case, on the bounded schedule: a segment of r
+    accepted drafts ends at C_r + hop + flush; at most M tokens behind the rejected one can
+    have started (token j waits for the verdict of j − M), so flushed work is a sum over them."""
+    k, h, f, lim = c.k, c.hop, c.flush, sched.limit
+    complete = runs[:m].astype(np.int64)
+    c_rej = sched.commit(complete)  # commit of the rejected draft's verdict, per segment
+    start_last = float((c_rej + h + f).sum())
+    end_rel = float(sched.commit(np.array([last - 1]))[0])
+    behind = np.arange(1, lim + 1)
+    tail_idx = (last - 1) + behind
+    busy, wasted = [], []
+    chunk = max(1, 1_000_000 // lim)
+    for s in range(k):
+        p = c.busy_per_token(s)
+        w = 0.0
+        for i in range(0, m, chunk):
+            r = complete[i : i + chunk]
+            abort = c_rej[i : i + chunk] + (h if s < k - 1 else 0.0)
+            idx = r[:, None] + behind[None, :]
+            st = sched.start(s, idx.ravel()).reshape(idx.shape)
+            w += float(np.clip(abort[:, None] - st, 0.0, p).sum())
+        tail = float(np.clip(end_rel - sched.start(s, tail_idx), 0.0, p).sum())
+        wasted.append(w)
+        busy.append(n_tokens * p + m * f + w + tail)
+    obs = observed_from_runs(runs[:m], last - 1)
+    return EngineResult(n_tokens, start_last + end_rel, obs, busy, wasted, m)

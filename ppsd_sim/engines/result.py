@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +27,7 @@ class EngineResult:
     notes: dict = field(default_factory=dict)
 
 
-def observed_from_runs(complete: np.ndarray, partial: int) -> AcceptanceObserved:
+def observed_from_runs(complete: np.ndarray | Sequence[int], partial: int) -> AcceptanceObserved:
     """Acceptance of a PPSD run: ``complete`` runs each ended in a rejection, ``partial``
     drafts were accepted after the last rejection. Position i counts from that rejection."""
     complete = np.asarray(complete, dtype=np.int64)

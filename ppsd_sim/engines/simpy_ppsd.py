@@ -5,7 +5,9 @@ epoch (bumped by every flush) and the time they are ready at the stage (sent tim
 Events: a stage finishing a token; the last stage judging the draft behind it; on a
 rejection, a flush that reaches the last stage at once and every other stage one hop later,
 abandons the work in progress there, crops the cache and restarts stage 1 with the verified
-token. Stages mapped to the same device share a ``simpy.Resource`` and so contend.
+token. Stages mapped to the same device share a ``simpy.Resource`` and so contend. Stage 1
+enters a token only while fewer than ``limit`` tokens are in flight (entered, verdict not yet
+back at stage 1, one hop after its commit): what the real runner's controller allows.
 
 To stay fast (>100k tokens/s) a stage takes its next input without an event when one is
 already waiting, and a hop is a ready-time stamp rather than an event of its own.
@@ -56,9 +58,18 @@ class _Inbox:
 
 class _PpsdModel:
     def __init__(
-        self, costs: PpsdCosts, sampler: AcceptanceSampler, n_tokens: int, timeline: bool
+        self,
+        costs: PpsdCosts,
+        sampler: AcceptanceSampler,
+        n_tokens: int,
+        timeline: bool,
+        limit: int | None = None,
     ) -> None:
         self.c = costs
+        self.limit = limit
+        self.entered = 0  # tokens stage 1 started in the epoch it knows
+        self.commit_log: dict[int, list[float]] = {0: []}  # commit times per epoch
+        self.slot_waiter: simpy.Event | None = None
         self.env = env = simpy.Environment()
         self.n = n_tokens
         k = costs.k
@@ -95,6 +106,7 @@ class _PpsdModel:
         # Where this stage's output goes is decided at the start of each step (a flush arriving
         # earlier makes the receivers drop it): the hidden state after the layers and, at the
         # exit stage, the next draft after the EE head.
+        gated = s == 0 and self.limit is not None
         down = None if last else self.inbox[s + 1]
         down_after = c.compute[s] + c.hop
         draft_to = self.inbox[0] if s == c.exit_stage else None
@@ -114,15 +126,24 @@ class _PpsdModel:
             item = items.popleft()
             if not item.crop and item.epoch != known[s]:
                 continue  # flushed before it started here
+            slot = 0.0
+            if gated and not item.crop:
+                slot = yield from self._slot(item)
+                if slot < 0.0:
+                    continue  # flushed while it waited for a slot
             req = None
             if dev is not None:  # shared device: wait for the input, then win the device
-                req = yield from self._acquire(s, item, dev)
+                req = yield from self._acquire(s, item, dev, slot)
                 if req is None:
                     continue
             now = env.now
             start = item.ready if item.ready > now else now
             if free_at[s] > start:  # a crop (dedicated device) still running
                 start = free_at[s]
+            if slot > start:  # the verdict that frees a slot is still on its way
+                start = slot
+            if gated and not item.crop:
+                self.entered += 1
             current[s], started[s] = item, start
             if item.crop:
                 step = c.flush
@@ -144,7 +165,7 @@ class _PpsdModel:
                 continue
             finally:
                 current[s] = None
-                if req is not None:
+                if req is not None and dev is not None:
                     dev.release(req)
             busy[s] += step
             if spans is not None:
@@ -156,12 +177,38 @@ class _PpsdModel:
                 if last:
                     self._judge(item)
 
-    def _acquire(self, s: int, item: _Item, dev: simpy.Resource):
-        """Wait until the input is ready, then for the shared device. Returns the granted
-        request, or None if a flush made the item stale meanwhile."""
+    def _slot(self, item: _Item):
+        """Stage 1 may enter the q-th token of an epoch once the verdict of token q − M is
+        back (its commit + one hop). Returns that time (0 when q < M), or −1 if a flush made
+        the item stale while it waited for the commit."""
+        m = self.limit
+        assert m is not None
+        while True:
+            q = self.entered
+            if q < m:
+                return 0.0
+            log = self.commit_log[self.known_epoch[0]]
+            if len(log) > q - m:
+                return log[q - m] + self.c.hop
+            self.slot_waiter = self.env.event()
+            yield self.slot_waiter
+            if item.epoch != self.known_epoch[0]:
+                return -1.0
+
+    def _wake_slot(self) -> None:
+        w = self.slot_waiter
+        if w is not None:
+            self.slot_waiter = None
+            w.succeed()
+
+    def _acquire(self, s: int, item: _Item, dev: simpy.Resource, not_before: float = 0.0):
+        """Wait until the input is ready (and not before ``not_before``), then for the shared
+        device. Returns the granted request, or None if a flush made the item stale
+        meanwhile."""
         env, known = self.env, self.known_epoch
-        if item.ready > env.now:
-            yield env.timeout(item.ready - env.now)
+        ready = max(item.ready, not_before)
+        if ready > env.now:
+            yield env.timeout(ready - env.now)
         if not item.crop and item.epoch != known[s]:
             return None
         req = dev.request()
@@ -173,6 +220,9 @@ class _PpsdModel:
 
     # ---- verification ----------------------------------------------------------------------------
     def _judge(self, item: _Item) -> None:
+        if self.limit is not None:
+            self.commit_log[self.epoch].append(self.env.now)
+            self._wake_slot()
         self.committed += 1
         self.epoch_commits += 1
         if self.committed >= self.n:
@@ -189,6 +239,8 @@ class _PpsdModel:
         env, c = self.env, self.c
         self.epoch += 1
         epoch, k = self.epoch, c.k
+        if self.limit is not None:
+            self.commit_log[epoch] = []
         kept, self.epoch_commits = self.epoch_commits, 0
         self._close_epoch(k - 1, kept)
         self.known_epoch[k - 1] = epoch
@@ -205,6 +257,11 @@ class _PpsdModel:
                 if cur is not None and not cur.crop and cur.epoch != epoch:
                     self.procs[s].interrupt("flush")
                 self._crop(s, now)
+            if self.limit is not None:  # stage 1 now counts the new epoch's tokens
+                self.entered = 0
+                for old in [e for e in self.commit_log if e < epoch]:
+                    del self.commit_log[old]
+                self._wake_slot()
             verified.ready = now
             self.inbox[0].put(verified)
 
@@ -250,7 +307,13 @@ class _PpsdModel:
 
 
 def run_ppsd(
-    costs: PpsdCosts, sampler: AcceptanceSampler, n_tokens: int, *, timeline: bool = False
+    costs: PpsdCosts,
+    sampler: AcceptanceSampler,
+    n_tokens: int,
+    *,
+    timeline: bool = False,
+    limit: int | None = None,
 ) -> EngineResult:
-    """Simulate ``n_tokens`` commits of PPSD; stops at the n-th commit."""
-    return _PpsdModel(costs, sampler, n_tokens, timeline).run()
+    """Simulate ``n_tokens`` commits of PPSD; stops at the n-th commit. ``limit`` bounds the
+    tokens in flight (None: unbounded)."""
+    return _PpsdModel(costs, sampler, n_tokens, timeline, limit).run()

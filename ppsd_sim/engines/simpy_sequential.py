@@ -81,7 +81,7 @@ def run_eesd(
         obs,
         [env.now],
         [state["wasted"]],
-        state["flushes"],
+        int(state["flushes"]),
         rounds=len(taken),
         spans=spans,
     )

@@ -12,6 +12,12 @@ read, never trusted from the file): the conditional per-token α and its standar
 EESD replay at several γ (histogram, τ, marginal rate, per-position α_i) and the burstiness.
 Readers: ``curve(head)`` gives the α(E) points for the planner's ``AcceptanceCurve``;
 ``trace(exit, head)`` gives the 0/1 sequence ``ppsd sim --acceptance-trace`` replays.
+
+Sampled decoding (temperature > 0): a row also carries its ``decoding`` settings and, per
+judged position, the expected acceptance Σ_x min(p(x), q(x)) of the warped full-model and
+exit distributions; its bits are the realised outcomes of the exact rule (a draft x ~ q
+accepted with probability min(1, p(x)/q(x))). One record holds a row per (exit, head,
+decoding); the readers take ``decoding=`` (greedy by default).
 """
 
 from __future__ import annotations
@@ -23,12 +29,15 @@ from typing import Any
 
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import validate
+from ppsd_sim.records.acceptance_math import pooled_lag1_correlation, rounds_from_positions
+from ppsd_sim.records.decoding import GREEDY, DecodingSettings
 from ppsd_sim.records.profile import Provenance
 from ppsd_sim.records.schema import open_record, tag
 
 NAME = "AcceptanceRecord"
 HEADS = ("shared", "trained")
-DECODING = ("greedy",)
+#: the record-level tag: every row greedy, or rows at their own settings
+DECODING = ("greedy", "per_row")
 DEFAULT_GAMMAS = (1, 2, 4, 8)
 
 
@@ -38,34 +47,35 @@ def eesd_rounds(trace: list[int] | tuple[int, ...], gamma: int) -> list[int]:
     A round drafts positions t..t+γ-1 and accepts up to the first rejection; the full model's
     token comes next (the correction at a rejected position, or the bonus after γ accepts),
     so the next round starts one position after the last accepted draft's successor. A round
-    cut short by the end of the trace is dropped (its fate is unknown)."""
+    cut short by the end of the trace is dropped (its fate is unknown). The one rule:
+    ``acceptance_math.rounds_from_positions``."""
     validate.integer("gamma", gamma, lo=1)
-    n = len(trace)
-    zero = [n] * (n + 1)  # zero[i]: the first rejection at or after position i (n: none)
-    for i in range(n - 1, -1, -1):
-        zero[i] = i if not trace[i] else zero[i + 1]
-    out, t = [], 0
-    while t < n:
-        a = min(zero[t] - t, gamma)
-        if (a == gamma and t + gamma > n) or (a < gamma and zero[t] == n):
-            break  # the round runs past the end of the trace
-        out.append(a)
-        t += a + 1
-    return out
+    return [int(a) for a in rounds_from_positions(trace, gamma)]
+
+
+def _at(decoding: DecodingSettings) -> str:
+    return "" if decoding.greedy else f" at {decoding.label()} decoding"
+
+
+def cluster_se(rows: list[tuple[float, ...]] | list[tuple[int, ...]]) -> float | None:
+    """Standard error of the pooled mean of per-position values with prompts as clusters
+    (values within one continuation are correlated): sqrt(Σ n_p² (m_p − m)² / (P (P − 1))) / n̄
+    over P non-empty prompts; None with fewer than two."""
+    rows = [t for t in rows if t]
+    if len(rows) < 2:
+        return None
+    judged = sum(len(t) for t in rows)
+    m = sum(sum(t) for t in rows) / judged
+    nbar = judged / len(rows)
+    s = sum(len(t) ** 2 * (sum(t) / len(t) - m) ** 2 for t in rows)
+    return math.sqrt(s / (len(rows) * (len(rows) - 1))) / nbar
 
 
 def lag1(traces: list[tuple[int, ...]]) -> float | None:
     """Lag-1 autocorrelation of the 0/1 outcomes, pairs taken within each trace (the Markov
-    model's burstiness ρ); None when undefined (constant outcomes or fewer than 3)."""
-    flat = [b for t in traces for b in t]
-    if len(flat) < 3:
-        return None
-    mean = sum(flat) / len(flat)
-    var = mean * (1.0 - mean)
-    pairs = [(t[i] - mean) * (t[i + 1] - mean) for t in traces for i in range(len(t) - 1)]
-    if var == 0.0 or not pairs:
-        return None
-    return sum(pairs) / len(pairs) / var
+    model's burstiness ρ over output positions); None when undefined (constant outcomes or
+    fewer than 3). The one estimator: ``acceptance_math.pooled_lag1_correlation``."""
+    return pooled_lag1_correlation(traces)
 
 
 @dataclass(frozen=True)
@@ -118,6 +128,9 @@ class ExitAcceptance:
     exit: int
     head: str
     traces: tuple[tuple[int, ...], ...]
+    decoding: DecodingSettings = GREEDY
+    #: sampled rows: Σ_x min(p(x), q(x)) per judged position, shaped like ``traces``
+    expected: tuple[tuple[float, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         validate.integer("exit", self.exit, lo=1)
@@ -131,6 +144,26 @@ class ExitAcceptance:
                     raise ConfigError(f"traces[{i}][{j}]", f"must be 0 or 1, got {b!r}")
             clean.append(tuple(int(b) for b in bits))
         object.__setattr__(self, "traces", tuple(clean))
+        if not isinstance(self.decoding, DecodingSettings):
+            raise ConfigError("decoding", "must be a DecodingSettings")
+        if self.decoding.greedy:
+            if self.expected is not None:
+                raise ConfigError("expected", "is only for sampled rows (greedy: it is the bits)")
+            return
+        if self.expected is None:
+            raise ConfigError("expected", "is required for a sampled row")
+        exp = validate.sequence("expected", self.expected, min_len=len(clean))
+        if len(exp) != len(clean):
+            raise ConfigError("expected", f"needs {len(clean)} rows like traces, got {len(exp)}")
+        out = []
+        for i, (row, bits) in enumerate(zip(exp, clean, strict=True)):
+            vals = validate.sequence(f"expected[{i}]", row)
+            if len(vals) != len(bits):
+                raise ConfigError(f"expected[{i}]", f"needs {len(bits)} values, got {len(vals)}")
+            out.append(
+                tuple(validate.probability(f"expected[{i}][{j}]", v) for j, v in enumerate(vals))
+            )
+        object.__setattr__(self, "expected", tuple(out))
 
     @property
     def judged(self) -> int:
@@ -147,15 +180,21 @@ class ExitAcceptance:
 
     @property
     def alpha_se(self) -> float | None:
-        """Standard error of α with prompts as clusters (bits within one continuation are
-        correlated): sqrt(Σ n_p² (α_p − α)² / (P (P − 1))) / n̄ over P prompts."""
-        rows = [t for t in self.traces if t]
-        a = self.alpha
-        if a is None or len(rows) < 2:
-            return None
-        nbar = self.judged / len(rows)
-        s = sum(len(t) ** 2 * (sum(t) / len(t) - a) ** 2 for t in rows)
-        return math.sqrt(s / (len(rows) * (len(rows) - 1))) / nbar
+        """Standard error of α with prompts as clusters (``cluster_se``)."""
+        return cluster_se(list(self.traces))
+
+    @property
+    def expected_alpha(self) -> float | None:
+        """Expected per-token α (sampled rows): mean Σ_x min(p, q) over judged positions; for
+        greedy rows the realised α (a one-hot p and q agree or not)."""
+        if self.expected is None:
+            return self.alpha
+        n = sum(len(t) for t in self.expected)
+        return sum(sum(t) for t in self.expected) / n if n else None
+
+    @property
+    def expected_se(self) -> float | None:
+        return self.alpha_se if self.expected is None else cluster_se(list(self.expected))
 
     @property
     def burstiness(self) -> float | None:
@@ -184,6 +223,16 @@ class ExitAcceptance:
             "burstiness": self.burstiness,
             "per_gamma": [self.gamma_stats(g).to_dict() for g in gammas],
             "traces": [list(t) for t in self.traces],
+            **(
+                {}
+                if self.expected is None
+                else {
+                    "decoding": self.decoding.to_dict(),
+                    "expected_alpha": self.expected_alpha,
+                    "expected_se": self.expected_se,
+                    "expected": [list(t) for t in self.expected],
+                }
+            ),
         }
 
     @classmethod
@@ -201,11 +250,16 @@ class ExitAcceptance:
                 "accepted",
                 "burstiness",
                 "per_gamma",
+                "decoding",
+                "expected_alpha",
+                "expected_se",
+                "expected",
             ),
             ("exit", "head", "traces"),
         )
         try:
-            return cls(d["exit"], d["head"], d["traces"])
+            dec = DecodingSettings.from_dict(d.get("decoding"))
+            return cls(d["exit"], d["head"], d["traces"], dec, d.get("expected"))
         except ConfigError as err:
             raise ConfigError(f"{where}.{err.field}", err.message) from None
 
@@ -236,6 +290,8 @@ class AcceptanceRecord:
         )
         validate.integer("prompts.new_tokens", p["new_tokens"], lo=1)
         validate.choice("decoding", self.decoding, DECODING)
+        tag_ = "greedy" if all(e.decoding.greedy for e in self.exits) else "per_row"
+        object.__setattr__(self, "decoding", tag_)
         gammas = [
             validate.integer(f"gammas[{i}]", g, lo=1)
             for i, g in enumerate(validate.sequence("gammas", self.gammas, min_len=1))
@@ -249,35 +305,67 @@ class AcceptanceRecord:
                 raise ConfigError(
                     f"exits[{i}].exit", f"must satisfy 1 <= E < L = {n_layers}, got {e.exit}"
                 )
-            if (e.exit, e.head) in seen:
-                raise ConfigError(f"exits[{i}]", f"exit {e.exit} with head {e.head!r} twice")
-            seen.add((e.exit, e.head))
+            if (e.exit, e.head, e.decoding) in seen:
+                raise ConfigError(
+                    f"exits[{i}]",
+                    f"exit {e.exit} with head {e.head!r} at {e.decoding.label()} twice",
+                )
+            seen.add((e.exit, e.head, e.decoding))
         object.__setattr__(self, "exits", tuple(self.exits))
 
     # ---- readers ------------------------------------------------------------------------
     def heads_measured(self) -> list[str]:
         return [h for h in HEADS if any(e.head == h for e in self.exits)]
 
-    def of(self, exit_layer: int, head: str = "shared", field: str = "exit") -> ExitAcceptance:
+    def decodings(self) -> list[DecodingSettings]:
+        """The decoding settings measured, in the record's order."""
+        out: list[DecodingSettings] = []
         for e in self.exits:
-            if e.exit == exit_layer and e.head == head:
+            if e.decoding not in out:
+                out.append(e.decoding)
+        return out
+
+    def of(
+        self,
+        exit_layer: int,
+        head: str = "shared",
+        field: str = "exit",
+        decoding: DecodingSettings = GREEDY,
+    ) -> ExitAcceptance:
+        for e in self.exits:
+            if e.exit == exit_layer and e.head == head and e.decoding == decoding:
                 return e
-        have = sorted(e.exit for e in self.exits if e.head == head)
+        have = sorted(e.exit for e in self.exits if e.head == head and e.decoding == decoding)
         raise ConfigError(
-            field, f"no measurement at exit {exit_layer} with the {head} head (have {have})"
+            field,
+            f"no measurement at exit {exit_layer} with the {head} head{_at(decoding)} "
+            f"(have {have})",
         )
 
-    def curve(self, head: str = "shared") -> tuple[tuple[int, ...], tuple[float, ...]]:
-        """α(E) points (strictly increasing E) for ``analysis.curves.AcceptanceCurve``."""
-        rows = sorted((e.exit, e.alpha) for e in self.exits if e.head == head)
+    def curve(
+        self, head: str = "shared", decoding: DecodingSettings = GREEDY
+    ) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        """α(E) points (strictly increasing E) for ``analysis.curves.AcceptanceCurve`` at one
+        decoding setting: the expected α for sampled rows (an unbiased, far less noisy estimate
+        of the same rate as the realised one), the measured α for greedy."""
+        rows = sorted(
+            (e.exit, e.expected_alpha)
+            for e in self.exits
+            if e.head == head and e.decoding == decoding
+        )
         pts = [(x, a) for x, a in rows if a is not None]
         if not pts:
-            raise ConfigError("head", f"no measurement with the {head} head in this record")
+            raise ConfigError(
+                "head",
+                f"no measurement with the {head} head{_at(decoding)} in this record",
+            )
         return tuple(p[0] for p in pts), tuple(float(p[1]) for p in pts)
 
-    def trace(self, exit_layer: int, head: str = "shared") -> list[int]:
+    def trace(
+        self, exit_layer: int, head: str = "shared", decoding: DecodingSettings = GREEDY
+    ) -> list[int]:
         """The judged 0/1 sequence at one exit, prompts concatenated (what PPSD judges)."""
-        return self.of(exit_layer, head).flat_trace()
+        return self.of(exit_layer, head, decoding=decoding).flat_trace()
 
     # ---- JSON ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

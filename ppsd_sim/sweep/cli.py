@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ppsd_sim.records import validate
+from ppsd_sim.records.io import check_writable_dir
 from ppsd_sim.sweep.backends import BACKENDS, make_backend
 from ppsd_sim.sweep.params import PARAMS
 from ppsd_sim.sweep.runner import run_sweep
@@ -18,7 +20,9 @@ def configure(p: argparse.ArgumentParser) -> None:
         "The spec (YAML/JSON) has 'fixed' values, 'axes' (a grid) and/or 'points' (a list), "
         "'seed' and 'seed_mode' (point|common). Parameters: "
         + ", ".join(PARAMS)
-        + ". Rerunning the same command resumes: finished points are skipped. "
+        + ". Rerunning the same command resumes: finished points are skipped; a spec may "
+        "grow (points added) and resume, a spec that changed or dropped points is refused "
+        "into a folder holding them (give it another --out). "
         "Read the table with ppsd_sim.sweep.load_results(OUT)."
     )
     p.add_argument("spec", help="sweep spec file (YAML or JSON)")
@@ -28,14 +32,16 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="ray: address of a running cluster (default: start one)")
     p.add_argument("--dry-run", action="store_true", help="validate and count, run nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--top", type=int, default=5, help="best points to show (default 5)")
+    p.add_argument("--top", type=int, default=5, help="best points to show, >= 1 (default 5)")
     p.add_argument("--rank-by", choices=RANK_BY, default="speedup", help="default: speedup")
 
 
 def run(args: argparse.Namespace) -> int:
+    validate.integer("--top", args.top, lo=1)
     spec = load_spec(args.spec)
-    backend = make_backend(args.backend, args.workers, args.address)
     out = Path(args.out) if args.out else Path(args.spec).with_suffix(".sweep")
+    check_writable_dir(out, "--out")
+    backend = make_backend(args.backend, args.workers, args.address)
     print(
         f"spec {args.spec}: {len(spec.points):,} points"
         + (

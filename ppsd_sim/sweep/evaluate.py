@@ -69,5 +69,6 @@ def _closed_form(inp: SimInputs) -> dict[str, Any]:
         return out
     if acc is None or acc.kind != "iid":
         raise ConfigError("engine", "closed_form needs i.i.d. acceptance; use auto, fast or simpy")
-    tps = analytic.tokens_per_s(inp.profile, inp.scheme, acc.alpha)
-    return closed_form_result(inp.tokens, tps, analytic.speedup(inp.profile, inp.scheme, acc.alpha))
+    alpha = acc.mean_alpha  # i.i.d.: α itself
+    tps = analytic.tokens_per_s(inp.profile, inp.scheme, alpha)
+    return closed_form_result(inp.tokens, tps, analytic.speedup(inp.profile, inp.scheme, alpha))

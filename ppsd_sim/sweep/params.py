@@ -15,6 +15,7 @@ from typing import Any
 
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import validate
+from ppsd_sim.records.acceptance_spec import HISTOGRAM_TAILS, MARKOV_CHAINS
 from ppsd_sim.simulate import MAX_TOKENS
 
 SCHEME_KINDS = ("ar", "eesd", "ppsd")
@@ -89,9 +90,28 @@ PARAMS: dict[str, Param] = {
         Param("concurrency_slowdown", _num(lo=1.0), "float", "stage slowdown when concurrent"),
         Param("acceptance", _choice(ACCEPTANCE_KINDS), "str", "acceptance model (default iid)"),
         Param("alpha", _num(lo=0.0, hi=1.0), "float", "iid / markov acceptance rate α"),
-        Param("burstiness", _num(lo=0.0, hi=1.0, hi_open=True), "float", "markov lag-1 ρ"),
+        Param(
+            "burstiness",
+            _num(lo=-1.0, hi=1.0, hi_open=True),
+            "float",
+            "markov lag-1 ρ (its lower bound depends on α: checked per point)",
+        ),
+        Param(
+            "chain",
+            _choice(MARKOV_CHAINS),
+            "str",
+            "markov: the 0/1 sequence ρ is measured over, judged drafts (default) or output "
+            "positions (the model card's)",
+        ),
         Param("alphas", _list(_num(lo=0.0, hi=1.0)), "list", "per-position α_i"),
         Param("counts", _list(_int(lo=0), min_len=2), "list", "histogram of accepted drafts"),
+        Param(
+            "tail",
+            _choice(HISTOGRAM_TAILS),
+            "str",
+            "histogram: the rule past its γ (needed by PPSD and by EESD with a larger γ)",
+            "histogram_tail",
+        ),
         Param("acceptance_file", _path, "str", "AcceptanceSpec JSON/YAML file (e.g. a trace)"),
         Param("exit", _int(lo=1), "int", "exit layer E (EESD; PPSD with k: end of stage 1)"),
         Param("gamma", _int(lo=1, hi=4096), "int", "EESD drafts per round γ"),
@@ -100,6 +120,12 @@ PARAMS: dict[str, Param] = {
         Param("boundaries", _list(_int(lo=1), min_len=2), "list", "PPSD stage end layers"),
         Param("exit_stage", _int(lo=1), "int", "PPSD stage (1-based) whose output drafts"),
         Param("devices", _list(_int(lo=0)), "list", "PPSD device per stage (shared contend)"),
+        Param(
+            "max_inflight",
+            _int(lo=1, hi=10**6),
+            "int",
+            "PPSD: most tokens in flight (default k + 1, what `ppsd run` allows)",
+        ),
         Param("tokens", _int(lo=1, hi=MAX_TOKENS), "int", "tokens to commit (default 10000)"),
         Param(
             "engine",
@@ -125,18 +151,38 @@ PROFILE_UNIFORM = (
 )
 _ACCEPTANCE_USES = {
     "iid": ("alpha",),
-    "markov": ("alpha", "burstiness"),
+    "markov": ("alpha", "burstiness", "chain"),
     "per_position": ("alphas",),
-    "histogram": ("counts",),
+    "histogram": ("counts", "tail"),
     "file": ("acceptance_file",),
 }
-_ACCEPTANCE_ALL = ("acceptance", "alpha", "burstiness", "alphas", "counts", "acceptance_file")
+_ACCEPTANCE_ALL = (
+    "acceptance",
+    "alpha",
+    "burstiness",
+    "chain",
+    "alphas",
+    "counts",
+    "tail",
+    "acceptance_file",
+)
+#: used by their scheme or acceptance model, but never required
+_OPTIONAL = ("exit", "k", "boundaries", "devices", "max_inflight", "chain", "tail")
 _SCHEME_USES = {
     "ar": (),
     "eesd": ("exit", "gamma", "cache_reuse"),
-    "ppsd": ("exit", "k", "boundaries", "exit_stage", "devices"),
+    "ppsd": ("exit", "k", "boundaries", "exit_stage", "devices", "max_inflight"),
 }
-_SCHEME_ALL = ("exit", "gamma", "cache_reuse", "k", "boundaries", "exit_stage", "devices")
+_SCHEME_ALL = (
+    "exit",
+    "gamma",
+    "cache_reuse",
+    "k",
+    "boundaries",
+    "exit_stage",
+    "devices",
+    "max_inflight",
+)
 
 
 def check_value(field: str, name: str, value: Any) -> Any:
@@ -181,7 +227,7 @@ def resolve(values: dict[str, Any], where: str) -> dict[str, Any]:
             raise ConfigError(
                 f"{where}.exit", "with explicit boundaries the exit is set by exit_stage"
             )
-    required = [n for n in used if n not in ("exit", "k", "boundaries", "devices")]
+    required = [n for n in used if n not in _OPTIONAL]
     if scheme == "eesd":
         required.append("exit")
     for name in sorted(required):

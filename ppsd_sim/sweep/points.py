@@ -122,15 +122,17 @@ def _scheme(cfg: dict[str, Any], n_layers: int) -> SchemeConfig:
         return SchemeConfig.ar()
     if kind == "eesd":
         return SchemeConfig.eesd(cfg["exit"], cfg["gamma"], cfg["cache_reuse"])
+    inflight = cfg.get("max_inflight")
     if "boundaries" in cfg:
-        bounds = list(cfg["boundaries"])
-    elif "exit" in cfg:
-        # stage 1 ends at the exit layer; the remaining layers split evenly over k − 1 stages
-        e, rest = cfg["exit"], cfg["k"] - 1
-        bounds = [e, *(e + round((n_layers - e) * (s + 1) / rest) for s in range(rest))]
-    else:
-        bounds = list(SchemeConfig.ppsd_even(n_layers, cfg["k"]).stage_boundaries)
-    return SchemeConfig.ppsd(bounds, cfg["exit_stage"], cfg.get("devices"))
+        return SchemeConfig.ppsd(cfg["boundaries"], cfg["exit_stage"], cfg.get("devices"), inflight)
+    # the one boundary rule (as `ppsd sim` and `ppsd run` cut): stage 1 = [0, exit), the rest
+    # split evenly; without an exit, k equal stages
+    split = SchemeConfig.ppsd_split(
+        n_layers, cfg["k"], cfg.get("exit"), stages_field="k", exit_field="exit"
+    )
+    return SchemeConfig.ppsd(
+        split.stage_boundaries, cfg["exit_stage"], cfg.get("devices"), inflight
+    )
 
 
 def _acceptance(cfg: dict[str, Any], ctx: Context, cache: dict[str, Any]) -> AcceptanceSpec | None:
@@ -140,11 +142,11 @@ def _acceptance(cfg: dict[str, Any], ctx: Context, cache: dict[str, Any]) -> Acc
     if kind == "iid":
         return AcceptanceSpec.iid(cfg["alpha"])
     if kind == "markov":
-        return AcceptanceSpec.markov(cfg["alpha"], cfg["burstiness"])
+        return AcceptanceSpec.markov(cfg["alpha"], cfg["burstiness"], cfg.get("chain", "judged"))
     if kind == "per_position":
         return AcceptanceSpec.per_position(cfg["alphas"])
     if kind == "histogram":
-        return AcceptanceSpec.histogram(cfg["counts"])
+        return AcceptanceSpec.histogram(cfg["counts"], cfg.get("tail"))
     key = "a:" + cfg["acceptance_sha256"]
     if key not in cache:
         cache[key] = AcceptanceSpec.from_dict(ctx.acceptances[cfg["acceptance_sha256"]])

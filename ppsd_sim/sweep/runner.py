@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
+from ppsd_sim.errors import ConfigError
 from ppsd_sim.sweep.backends import Backend
 from ppsd_sim.sweep.evaluate import Batch, evaluate_batch
 from ppsd_sim.sweep.points import Point
@@ -74,10 +75,14 @@ def run_sweep(
     progress: bool = True,
     echo: Callable[[str], None] = print,
 ) -> RunCounts:
-    """Compute every point of ``spec`` not yet in ``out``; safe to kill and rerun."""
+    """Compute every point of ``spec`` not yet in ``out``; safe to kill and rerun. A spec may
+    grow (points added, reordered) and resume into the same folder; one that changed or
+    dropped a point the folder holds is refused before any work, so a folder never mixes the
+    rows of two different specs."""
     t0 = time.perf_counter()
     with ResultStore(out) as store:
         done_ids = store.done_ids()
+        check_same_spec(spec, done_ids, out)
         todo = [p for p in spec.points if p.id not in done_ids]
         skipped = len(spec.points) - len(todo)
         echo(
@@ -102,6 +107,20 @@ def run_sweep(
                 finally:
                     bar.close()
     return RunCounts(len(spec.points), skipped, done, failed, time.perf_counter() - t0)
+
+
+def check_same_spec(spec: SweepSpec, done_ids: set[str], out: str | os.PathLike[str]) -> None:
+    """Refuse a results folder holding points that ``spec`` does not have (a value, the seed
+    or a file's content changed, or a point was removed)."""
+    wanted = {p.id for p in spec.points}
+    stale = done_ids - wanted
+    if stale:
+        raise ConfigError(
+            "out",
+            f"{out} holds {len(stale):,} result(s) of points this spec does not have (a value, "
+            "the seed or a named file changed, or points were removed); a changed spec needs "
+            "its own folder: give another --out, or delete the folder to start over",
+        )
 
 
 def _results(backend: Backend, batches: list[Batch]) -> Iterator[list[dict]]:

@@ -52,7 +52,7 @@ def summarise(
             )
     if bad:
         reasons = Counter(r["error"] for r in bad)
-        example = {}
+        example: dict[str, dict] = {}
         for r in bad:
             example.setdefault(r["error"], r)
         lines.append(f"failures ({len(bad):,}), by reason:")

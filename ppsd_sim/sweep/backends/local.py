@@ -58,6 +58,7 @@ class LocalBackend:
     def imap_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         if self._pool is None:
             raise RuntimeError("enter the backend before using it")
+        pool = self._pool
         todo = iter(items)
         pending: set[Future[Any]] = set()
 
@@ -66,7 +67,7 @@ class LocalBackend:
                 item = next(todo, _END)
                 if item is _END:
                     return
-                pending.add(self._pool.submit(fn, item))
+                pending.add(pool.submit(fn, item))
 
         refill()
         while pending:
