@@ -16,9 +16,9 @@ from ppsd_real.backends.transport import TRANSPORTS
 from ppsd_real.bench import Bench, Measurement, NotLossless, Variant, measure, timed
 from ppsd_real.decoders import ARDecoder, DecodeResult
 from ppsd_real.device import add_device_args, resolve
-from ppsd_real.drafters import DRAFTERS, DrafterSpec, heads_dir_head
+from ppsd_real.drafters import DRAFTERS, DrafterSpec, head_for_exit
 from ppsd_real.measure import observed, to_record
-from ppsd_real.model_loading import ModelSpec, model_fingerprint
+from ppsd_real.model_loading import SHIPPED_MODEL, ModelSpec, model_fingerprint
 from ppsd_real.presets import DEFAULT_CPU_PRESET, PRESETS
 from ppsd_real.prompts import add_prompt_args
 from ppsd_real.sampling import SamplingSpec
@@ -28,8 +28,6 @@ from ppsd_sim.records import RunRecord, SchemeConfig, validate
 from ppsd_sim.records.io import check_writable, check_writable_dir, dumps, write_all
 
 #: The project's own trained model (ppsd_real/lm), the default when it is shipped.
-SHIPPED_MODEL = Path(__file__).resolve().parent / "models" / "stdlib-lm"
-PROMPT_MODULE = "textwrap.py"  # a held-out module (ppsd_real.lm.corpus.HELD_OUT)
 ORACLE_ALPHA = 0.8  # --alpha's default for the oracle drafter
 MAX_TOKENS = 1_000_000  # no model here has positions past this; the model's own limit is checked
 MAX_REPEATS = 1000
@@ -169,22 +167,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_device_args(parser)
 
 
-def text_prompt(model_dir: str | None, n_tokens: int = 64) -> list[int] | None:
-    """Real text for a model that has a tokenizer: the start of a held-out stdlib module, so a
-    trained model's early-exit acceptance is measured on text it did not train on."""
-    if not model_dir or not (Path(model_dir) / "tokenizer.json").is_file():
-        return None
-    from tokenizers import Tokenizer
-
-    from ppsd_real.lm.corpus import load_corpus
-
-    held = [p for p in load_corpus().held_out if p.name == PROMPT_MODULE]
-    if not held:
-        return None
-    tok = Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
-    return tok.encode(held[0].read_text(encoding="utf-8", errors="replace")).ids[:n_tokens]
-
-
 def _check_flags(args: argparse.Namespace) -> SamplingSpec:
     """Everything that can be refused before a model is loaded (one line each, exit 2);
     returns the decoding settings."""
@@ -271,12 +253,17 @@ def _run(args: argparse.Namespace, sampling: SamplingSpec) -> int:
     e = args.exit if args.exit is not None else n_layers // 2
     if not 1 <= e < n_layers:
         raise ConfigError("--exit", f"must satisfy 1 <= E < L = {n_layers}, got {e}")
-    head = None
-    if args.heads is not None:
-        head = heads_dir_head(args.heads, e, model_fingerprint(spec), "--heads")
-    elif kind == "early-exit" and model_dir and not args.shared_head:
-        trained = Path(model_dir) / f"ee_head_exit{e}.safetensors"
-        head = str(trained) if trained.is_file() else None
+    head = (
+        None
+        if kind == "oracle"
+        else head_for_exit(
+            e,
+            model_dir=model_dir,
+            heads_dir=args.heads,
+            fingerprint=None if args.heads is None else model_fingerprint(spec),
+            shared_head=args.shared_head,
+        )
+    )
     drafter = DrafterSpec(kind, alpha, args.seed, head)
     schemes = {
         "ar": SchemeConfig.ar(),
@@ -289,9 +276,7 @@ def _run(args: argparse.Namespace, sampling: SamplingSpec) -> int:
     if given is not None:
         prompt = list(given[0].ids)
     else:
-        prompt = text_prompt(model_dir) or [
-            1 + (args.seed * 7 + i * 13) % (m.vocab - 1) for i in range(8)
-        ]
+        prompt = prompts.default_prompt(model_dir, m.vocab, args.seed)
     _check_length(m.model, prompt, args.tokens)
     n, cores = args.tokens, all_cores()
     # greedy: the AR output every speculative run must equal; sampled: none (each scheme's

@@ -130,3 +130,28 @@ def heads_dir_head(
     if exit_layer not in man.exits:
         raise ConfigError(field, f"holds heads for exits {list(man.exits)}, not {exit_layer}")
     return str(head_file(Path(heads_dir), exit_layer))
+
+
+def head_for_exit(
+    exit_layer: int,
+    *,
+    model_dir: str | None,
+    heads_dir: str | None = None,
+    fingerprint: str | None = None,
+    shared_head: bool = False,
+    field: str = "--heads",
+) -> str | None:
+    """The early-exit head file that drafts at ``exit_layer`` (None: the model's shared LM
+    head): a ``--heads`` folder's (checked against the model's ``fingerprint``), else the
+    trained head shipped beside a model folder (``ee_head_exit<E>.safetensors``), unless
+    ``shared_head`` asks for the LM head."""
+    if heads_dir is not None:
+        if fingerprint is None:
+            raise ValueError("a heads folder is checked against the model's fingerprint")
+        return heads_dir_head(heads_dir, exit_layer, fingerprint, field)
+    if model_dir is None or shared_head:
+        return None
+    from ppsd_real.lm.heads import head_file
+
+    trained = head_file(Path(model_dir), exit_layer)
+    return str(trained) if trained.is_file() else None
