@@ -26,12 +26,13 @@ from pathlib import Path
 
 from calibration import gate, model_gate
 from calibration.gate_run import Measurement, gate_cells, measure, model_layers
-from calibration.grid import Cell
+from calibration.grid import DRAFTERS, Cell
 from calibration.measure import wall_clock
 from ppsd_real.cli_run import DEFAULT_CPU_PRESET
-from ppsd_real.model_loading import ModelSpec
+from ppsd_real.model_loading import SHIPPED_MODEL, ModelSpec
+from ppsd_real.sampling import SamplingSpec
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import check_writable, validate
+from ppsd_sim.records import check_writable, decoding, validate
 
 BASELINES = Path(__file__).resolve().parent / "baselines"
 MODES = ("auto", "baseline", "model", "both")
@@ -55,7 +56,36 @@ def configure(p: argparse.ArgumentParser) -> None:
     run_p.add_argument("--quick", action="store_true", help="7 cells instead of 25")
     run_p.add_argument("--repeats", type=int, default=5, help="timed repeats per cell (default 5)")
     run_p.add_argument(
-        "--out", help="results folder (default results/calibration/<hardware>/<model>)"
+        "--out",
+        help="results folder (default results/calibration/<hardware>/<model>, plus "
+        "-early-exit and the decoding for --drafter early-exit)",
+    )
+    ee = run_p.add_argument_group(
+        "real drafts",
+        "--drafter early-exit calibrates on the model's own early exit instead of the oracle "
+        "(whose acceptance is set): AR, EESD and 2-stage PPSD at two exits, predicted at the "
+        "acceptance each run measured; greedy or sampled",
+    )
+    ee.add_argument(
+        "--drafter",
+        choices=DRAFTERS,
+        default="oracle",
+        help="oracle: the α grid (default); early-exit: the model's own drafts",
+    )
+    ee.add_argument(
+        "--model-dir",
+        help="a local model folder to calibrate (default with --drafter early-exit: the shipped "
+        f"{SHIPPED_MODEL.name}; otherwise --preset)",
+    )
+    ee.add_argument("--heads", help="a heads folder from `ppsd heads train` to draft with")
+    ee.add_argument(
+        "--shared-head",
+        action="store_true",
+        help="draft with the model's LM head even where trained heads are shipped beside it",
+    )
+    decoding.add_args(ee, "the runs'")
+    ee.add_argument(
+        "--seed", type=int, default=0, help="sampling seed (an integer >= 0; default 0)"
     )
 
     reg = sub.add_parser(
@@ -205,7 +235,7 @@ def _progress(desc: str):
 
 def run(args: argparse.Namespace) -> int:
     validate.integer("--tokens", args.tokens, lo=8)
-    spec = ModelSpec(args.preset)
+    spec = _run_model(args) if args.action == "run" else ModelSpec(args.preset)
     command = "ppsd calibrate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     if args.action == "run":
         return _run(args, spec, command)
@@ -218,17 +248,79 @@ def run(args: argparse.Namespace) -> int:
     return _record_tolerance(args, spec, command)
 
 
+def _run_model(args: argparse.Namespace) -> ModelSpec:
+    """The model ``calibrate run`` measures: --model-dir, else the shipped model for real
+    drafts, else --preset."""
+    if args.model_dir is None and args.drafter == "early-exit":
+        return ModelSpec(preset=None, path=str(SHIPPED_MODEL))
+    if args.model_dir is not None:
+        if not (Path(args.model_dir) / "config.json").is_file():
+            raise ConfigError(
+                "--model-dir", f"{args.model_dir} is not a model folder (no config.json)"
+            )
+        return ModelSpec(preset=None, path=args.model_dir)
+    return ModelSpec(args.preset)
+
+
+def _sampling(args: argparse.Namespace) -> SamplingSpec:
+    """The runs' decoding; refused where it cannot apply (the oracle only replays argmaxes)."""
+    d = decoding.from_args(args)
+    sampling = SamplingSpec(d.temperature, d.top_k, d.top_p, args.seed)
+    for flag, given in (("--heads", args.heads), ("--shared-head", args.shared_head or None)):
+        if given is not None and args.drafter == "oracle":
+            raise ConfigError(flag, "applies to --drafter early-exit (the oracle uses no head)")
+    if args.heads is not None and args.shared_head:
+        raise ConfigError("--heads", "drafts with trained heads; --shared-head with the LM head")
+    if not sampling.greedy and args.drafter == "oracle":
+        raise ConfigError(
+            "--temperature",
+            "the oracle drafter is greedy only (it replays AR's argmax at a set rate): give "
+            "--drafter early-exit to calibrate sampled decoding",
+        )
+    return sampling
+
+
+def _heads(args: argparse.Namespace, spec: ModelSpec, n_layers: int) -> tuple[dict, str]:
+    """Exit → the head file that drafts there (None: the LM head), and how to name them."""
+    from calibration.grid import exits_for
+    from ppsd_real.drafters import head_for_exit
+    from ppsd_real.model_loading import model_fingerprint
+
+    fingerprint = None if args.heads is None else model_fingerprint(spec)
+    heads = {
+        e: head_for_exit(
+            e,
+            model_dir=spec.path,
+            heads_dir=args.heads,
+            fingerprint=fingerprint,
+            shared_head=args.shared_head,
+        )
+        for e in exits_for(n_layers)
+    }
+    if args.heads is not None:
+        label = f"trained ({args.heads})"
+    elif all(h is None for h in heads.values()):
+        label = "shared LM head"
+    else:
+        label = "trained (shipped beside the model)"
+    return heads, label
+
+
 def _run(args: argparse.Namespace, spec: ModelSpec, command: str) -> int:
     validate.integer("--repeats", args.repeats, lo=1)
-    out = (
-        Path(args.out)
-        if args.out
-        else Path("results/calibration") / gate.hardware_class() / slug(spec.name)
-    )
+    sampling = _sampling(args)
+    name = slug(spec.name)
+    if args.drafter == "early-exit":
+        name += "-early-exit" + ("" if sampling.greedy else "-" + slug(sampling.decoding.label()))
+    out = Path(args.out) if args.out else Path("results/calibration") / gate.hardware_class() / name
     from calibration.loop import run_calibration
     from calibration.report import check_outputs
 
     check_outputs(out)  # every report file, before minutes of measurement, not after
+    heads: dict = {}
+    heads_label = ""
+    if args.drafter == "early-exit":
+        heads, heads_label = _heads(args, spec, model_layers(spec))
 
     cal = run_calibration(
         spec,
@@ -239,6 +331,10 @@ def _run(args: argparse.Namespace, spec: ModelSpec, command: str) -> int:
         transport=args.transport,
         command=command,
         on_progress=_progress("calibrate"),
+        drafter=args.drafter,
+        sampling=sampling,
+        heads=heads,
+        heads_label=heads_label,
     )
     s = cal.summary
     print(

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from calibration.compare import Row, Summary, findings_of, summarise
 from calibration.gate import hardware_class
-from calibration.grid import Cell, default_grid
+from calibration.grid import Cell, default_grid, drafter_grid
 from calibration.measure import Measured, Progress, measure_grid, wall_clock
 from calibration.predict import predict
 from calibration.report import build_record, write_report
 from ppsd_real import profiler, runner
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.model_loading import ModelSpec
+from ppsd_real.sampling import GREEDY, SamplingSpec
 from ppsd_real.threads import torch_threads
+from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import HardwareProfile, SchemeConfig
 from ppsd_sim.records.io import check_writable_dir
 
@@ -45,11 +48,19 @@ def measure_profile(
             return profiler.profile(m, repeats, backend=be, threads=1)
 
 
-def rows_of(profile: HardwareProfile, measured: list[Measured], sim_tokens: int) -> list[Row]:
+def rows_of(
+    profile: HardwareProfile,
+    measured: list[Measured],
+    sim_tokens: int,
+    baseline: str | None = None,
+) -> list[Row]:
+    """One row per cell: predicted at the cell's α, or at the acceptance the run measured when
+    the early exit drafted (its α is not set); ``baseline`` names the measured speedup's
+    baseline where it is not greedy AR on one thread."""
     rows = []
     for meas in measured:
         c: Cell = meas.cell
-        pred = predict(profile, c, tokens=sim_tokens)
+        pred = predict(profile, c, tokens=sim_tokens, alpha=meas.observed_alpha)
         replay = predict(profile, c, tokens=sim_tokens, trace=meas.trace) if meas.trace else None
         rows.append(
             Row(
@@ -63,6 +74,7 @@ def rows_of(profile: HardwareProfile, measured: list[Measured], sim_tokens: int)
                 replayed=None if replay is None else replay.speedup,
                 observed_alpha=meas.observed_alpha,
                 flags=pred.flags,
+                baseline=baseline,
             )
         )
     return rows
@@ -79,9 +91,21 @@ def run_calibration(
     transport: str = "pipe",
     command: str = "",
     on_progress=None,
+    drafter: str = "oracle",
+    sampling: SamplingSpec = GREEDY,
+    heads: Mapping[int, str | None] | None = None,
+    heads_label: str = "",
 ) -> Calibration:
     """The whole loop into ``out``. What it measures is saved there as it goes (``Progress``):
-    the same call after an interruption resumes it; other settings are refused by name."""
+    the same call after an interruption resumes it; other settings are refused by name.
+    ``drafter="early-exit"``: the ``drafter_grid``, drafted by the model's exit with ``heads``
+    (exit → trained head file; ``heads_label`` says which in the report), decoded with
+    ``sampling`` (the AR baseline too)."""
+    if drafter == "oracle" and not sampling.greedy:
+        raise ConfigError(
+            "--temperature",
+            "the oracle drafter is greedy only: give --drafter early-exit to sample",
+        )
     check_writable_dir(out, "--out")
     progress = Progress.open(
         out,
@@ -93,6 +117,9 @@ def run_calibration(
             "seed": 0,
             "transport": transport,
             "quick": quick,
+            "drafter": drafter,
+            "decoding": sampling.to_dict(),
+            "heads": heads_label,
         },
     )
     profile = progress.load_profile()
@@ -100,7 +127,8 @@ def run_calibration(
     if profile is None:
         profile = measure_profile(spec, transport=transport)
         progress.save_profile(profile)
-    cells = default_grid(profile.n_layers, quick=quick)
+    grid = default_grid if drafter == "oracle" else drafter_grid
+    cells = grid(profile.n_layers, quick=quick)
     measured = measure_grid(
         spec,
         cells,
@@ -109,8 +137,11 @@ def run_calibration(
         transport=transport,
         on_progress=on_progress,
         progress=progress,
+        sampling=sampling,
+        heads=heads,
     )
-    rows = rows_of(profile, measured, sim_tokens)
+    baseline = None if sampling.greedy else f"AR 1 thread, sampled {sampling.label()}"
+    rows = rows_of(profile, measured, sim_tokens, baseline)
     summary = summarise(rows)
     info = {
         "model": spec.name,
@@ -122,6 +153,9 @@ def run_calibration(
         "transport": transport,
         "command": command,
         "quick": quick,
+        "drafter": drafter,
+        "decoding": sampling.to_dict(),
+        "heads": heads_label,
     }
     paths = write_report(out, build_record(rows, profile, info, findings_of(rows)))
     progress.remove()

@@ -17,7 +17,7 @@ import json
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,11 @@ from ppsd_real.bench import Bench, Block, Variant, blocks, schedule
 from ppsd_real.decoders import ARDecoder
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.model_loading import ModelSpec
+from ppsd_real.prompts import default_prompt
+from ppsd_real.sampling import GREEDY, SamplingSpec
 from ppsd_real.threads import torch_threads
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import HardwareProfile, validate
+from ppsd_sim.records import HardwareProfile, SchemeConfig, validate
 from ppsd_sim.records.io import atomic_write_text, read_record, write_record
 from ppsd_sim.records.schema import check_tag, tag
 
@@ -48,6 +50,9 @@ SETTING_NAMES = {
     "transport": "--transport",
     "quick": "--quick",
     "fixed_trace": "fixed acceptance traces",
+    "drafter": "--drafter",
+    "decoding": "the decoding (--temperature, --top-k, --top-p, --seed)",
+    "heads": "the early-exit heads (--heads, --shared-head)",
 }
 
 
@@ -192,25 +197,33 @@ def measure_grid(
     on_progress: Callable[[int, int], None] | None = None,
     fixed_trace: bool = False,
     progress: Progress | None = None,
+    sampling: SamplingSpec = GREEDY,
+    heads: Mapping[int, str | None] | None = None,
 ) -> list[Measured]:
     """Speedup of every cell over AR with one thread (the per-process budget of one stage).
     Each repeat draws a new acceptance sequence (a median over acceptance luck, as the model's
     i.i.d. prediction assumes), or with ``fixed_trace`` the same one every time: the gate then
     watches the code's speed, not acceptance luck (at α = 0.9 over 128 tokens the number of
     rejections is binomial, about 12 ± 3.4, each costing a flushed pipeline slot).
-    ``progress``: blocks saved there are not measured again, new ones are saved as they come."""
+    ``progress``: blocks saved there are not measured again, new ones are saved as they come.
+    Early-exit cells draft with the model's exit and ``heads[E]`` (a trained head file, None for
+    the shared LM head); ``sampling`` applies to every cell and to the AR baseline, which then
+    samples too (sampled outputs are exact in distribution, not token-equal to AR's, so only
+    greedy runs are checked token for token). The prompt is ``prompts.default_prompt``: real
+    held-out text for a model with a tokenizer."""
     validate.integer("tokens", tokens, lo=8)
     validate.integer("repeats", repeats, lo=1)
     with torch_threads(1):
         m = runner.load(spec)
         for c in cells:
             c.scheme.check_layers(m.n_layers)
-        prompt = [1 + (seed * 7 + i * 13) % (m.vocab - 1) for i in range(8)]
+        prompt = default_prompt(spec.path, m.vocab, seed)
         out = {c.label: Measured(c) for c in cells}
         done = progress.restore(out) if progress is not None else set()
         groups, plan = schedule(len(cells), repeats, GROUP, done)
         left = {i for _, g in plan for i in groups[g]}
-        ref = ARDecoder(m.driver).decode(prompt, tokens).tokens
+        ar_out = ARDecoder(m.driver, sampling).decode(prompt, tokens).tokens
+        ref = ar_out if sampling.greedy else None
         resumed = sum(meas.resumed for meas in out.values())
         total = resumed + sum(len(groups[g]) for _, g in plan)
         count = [resumed]
@@ -227,25 +240,25 @@ def measure_grid(
                     backends[s] = bench.backend(
                         s,
                         lambda s=s: runner.open_distributed(
-                            spec, s, m.n_layers, DrafterSpec(), transport=transport
+                            spec, s, m.n_layers, _early_exit(s, heads), transport=transport
                         ),
                     )
 
             def variant(c: Cell) -> Variant:
                 def go(rep: int):
                     drafter = (
-                        DrafterSpec()
+                        _early_exit(c.scheme, heads)
                         if c.alpha is None
                         else DrafterSpec("oracle", c.alpha, seed if fixed_trace else seed + rep)
                     )
                     if c.scheme.kind == "ppsd":
-                        return backends[c.scheme].run(prompt, tokens, drafter, ref)
-                    return runner.run_local(m, c.scheme, drafter, prompt, tokens, ref)
+                        return backends[c.scheme].run(prompt, tokens, drafter, ref, sampling)
+                    return runner.run_local(m, c.scheme, drafter, prompt, tokens, ref, sampling)
 
                 return Variant(c.label, go)
 
             baseline = Variant(
-                "AR 1 thread", lambda rep: ARDecoder(m.driver).decode(prompt, tokens)
+                "AR 1 thread", lambda rep: ARDecoder(m.driver, sampling).decode(prompt, tokens)
             )
             for b in blocks(
                 [variant(c) for c in cells],
@@ -261,6 +274,12 @@ def measure_grid(
                 if progress is not None:
                     progress.append(b)
     return [out[c.label] for c in cells]
+
+
+def _early_exit(scheme: SchemeConfig, heads: Mapping[int, str | None] | None) -> DrafterSpec:
+    """The model's own early exit at the scheme's exit, with its trained head if given."""
+    e = scheme.draft_exit_layer
+    return DrafterSpec(head_path=None if e is None else (heads or {}).get(e))
 
 
 def wall_clock() -> str:

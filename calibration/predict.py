@@ -19,11 +19,15 @@ def predict(
     tokens: int = DEFAULT_TOKENS,
     seed: int = 0,
     trace: tuple[int, ...] | None = None,
+    alpha: float | None = None,
 ) -> Prediction:
-    """Simulated speedup over AR on the same profile. With a non-empty ``trace`` the measured
-    accept/reject sequence is replayed, so acceptance noise drops out of the comparison."""
+    """Simulated speedup over AR on the same profile, at the cell's α or, for a cell whose
+    acceptance is not set (the early-exit drafter), at the measured ``alpha``. With a non-empty
+    ``trace`` the measured accept/reject sequence is replayed, so acceptance noise drops out of
+    the comparison."""
+    a = cell.alpha if cell.alpha is not None else alpha
     if trace:
         acc: AcceptanceSpec | None = AcceptanceSpec.from_trace(trace)
     else:
-        acc = None if cell.alpha is None else AcceptanceSpec.iid(cell.alpha)
+        acc = None if a is None or cell.scheme.kind == "ar" else AcceptanceSpec.iid(a)
     return predict_scheme(profile, cell.scheme, acc, tokens=tokens, seed=seed)

@@ -13,11 +13,10 @@ from typing import Any
 
 import torch
 
+from ppsd_real.model_loading import SHIPPED_MODEL
 from ppsd_sim.errors import ConfigError
 
 PROMPT_SETS = ("stdlib-held-out",)
-#: the project's own model (``ppsd_real/lm``), the default model and prompt set
-SHIPPED_MODEL = Path(__file__).resolve().parent / "models" / "stdlib-lm"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -16,19 +16,18 @@ from ppsd_real.backends.transport import TRANSPORTS
 from ppsd_real.bench import Bench, Measurement, NotLossless, Variant, measure, timed
 from ppsd_real.decoders import ARDecoder, DecodeResult
 from ppsd_real.device import add_device_args, resolve
-from ppsd_real.drafters import DRAFTERS, DrafterSpec, heads_dir_head
-from ppsd_real.measure import to_record
-from ppsd_real.model_loading import ModelSpec, model_fingerprint
+from ppsd_real.drafters import DRAFTERS, DrafterSpec, head_for_exit
+from ppsd_real.measure import observed, to_record
+from ppsd_real.model_loading import SHIPPED_MODEL, ModelSpec, model_fingerprint
 from ppsd_real.presets import DEFAULT_CPU_PRESET, PRESETS
 from ppsd_real.prompts import add_prompt_args
+from ppsd_real.sampling import SamplingSpec
 from ppsd_real.threads import all_cores, torch_threads
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import RunRecord, SchemeConfig, validate
 from ppsd_sim.records.io import check_writable, check_writable_dir, dumps, write_all
 
 #: The project's own trained model (ppsd_real/lm), the default when it is shipped.
-SHIPPED_MODEL = Path(__file__).resolve().parent / "models" / "stdlib-lm"
-PROMPT_MODULE = "textwrap.py"  # a held-out module (ppsd_real.lm.corpus.HELD_OUT)
 ORACLE_ALPHA = 0.8  # --alpha's default for the oracle drafter
 MAX_TOKENS = 1_000_000  # no model here has positions past this; the model's own limit is checked
 MAX_REPEATS = 1000
@@ -116,7 +115,35 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"new tokens per run, 1..{MAX_TOKENS}; prompt + tokens must fit the model's "
         "max_position_embeddings (default: 128)",
     )
-    a("--seed", type=int, default=0, help="random preset weights and oracle draws (default: 0)")
+    a(
+        "--seed",
+        type=int,
+        default=0,
+        help="random preset weights, oracle draws and sampling draws (an integer in "
+        "[0, 2**63 - 1]; the same seed gives the same tokens on every backend) (default: 0)",
+    )
+    a(
+        "--temperature",
+        type=float,
+        default=0.0,
+        help="0 = greedy (every output checked token for token against AR); > 0 samples "
+        "every scheme, AR included, from softmax(logits / T), EESD and PPSD with exact "
+        "speculative sampling (output distributed as AR sampling's) (default: 0)",
+    )
+    a(
+        "--top-k",
+        type=int,
+        default=None,
+        help="sampling: keep the k most likely tokens (an integer >= 1; refused at "
+        "--temperature 0, where it would have no effect) (default: off)",
+    )
+    a(
+        "--top-p",
+        type=float,
+        default=1.0,
+        help="sampling: keep the smallest set of most likely tokens whose mass reaches p, in "
+        "(0, 1] (refused below 1 at --temperature 0) (default: 1 = off)",
+    )
     a(
         "--repeats",
         type=int,
@@ -140,24 +167,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_device_args(parser)
 
 
-def text_prompt(model_dir: str | None, n_tokens: int = 64) -> list[int] | None:
-    """Real text for a model that has a tokenizer: the start of a held-out stdlib module, so a
-    trained model's early-exit acceptance is measured on text it did not train on."""
-    if not model_dir or not (Path(model_dir) / "tokenizer.json").is_file():
-        return None
-    from tokenizers import Tokenizer
-
-    from ppsd_real.lm.corpus import load_corpus
-
-    held = [p for p in load_corpus().held_out if p.name == PROMPT_MODULE]
-    if not held:
-        return None
-    tok = Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
-    return tok.encode(held[0].read_text(encoding="utf-8", errors="replace")).ids[:n_tokens]
-
-
-def _check_flags(args: argparse.Namespace) -> None:
-    """Everything that can be refused before a model is loaded (one line each, exit 2)."""
+def _check_flags(args: argparse.Namespace) -> SamplingSpec:
+    """Everything that can be refused before a model is loaded (one line each, exit 2);
+    returns the decoding settings."""
+    spec = SamplingSpec(args.temperature, args.top_k, args.top_p, args.seed)
+    if not spec.greedy and args.drafter == "oracle":
+        raise ConfigError(
+            "--drafter",
+            "oracle is greedy only (it replays AR's argmax at a set rate); at --temperature "
+            "> 0 the early-exit head drafts",
+        )
     validate.integer("--tokens", args.tokens, lo=1, hi=MAX_TOKENS)
     validate.integer("--repeats", args.repeats, lo=1, hi=MAX_REPEATS)
     validate.integer("--gamma", args.gamma, lo=1, hi=4096)
@@ -169,6 +188,7 @@ def _check_flags(args: argparse.Namespace) -> None:
         check_writable_dir(args.records, "--records")
     if args.heads is not None and args.shared_head:
         raise ConfigError("--heads", "drafts with trained heads; --shared-head with the LM head")
+    return spec
 
 
 def _check_length(model: torch.nn.Module, prompt: list[int], tokens: int) -> None:
@@ -184,10 +204,10 @@ def _check_length(model: torch.nn.Module, prompt: list[int], tokens: int) -> Non
 
 
 def run(args: argparse.Namespace) -> int:
-    _check_flags(args)
+    sampling = _check_flags(args)
     try:
         with torch_threads(1):
-            return _run(args)
+            return _run(args, sampling)
     except StageFailure as err:
         print(f"ppsd: error: {err}", file=sys.stderr)
         return 1
@@ -196,12 +216,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, sampling: SamplingSpec) -> int:
     model_dir = args.model_dir
     if model_dir is None and args.preset is None and SHIPPED_MODEL.is_dir():
         model_dir = str(SHIPPED_MODEL)
     device, dtype = resolve(args.device, args.dtype)
-    kind = args.drafter or ("early-exit" if model_dir else "oracle")
+    kind = args.drafter or ("early-exit" if model_dir or not sampling.greedy else "oracle")
     if kind != "oracle" and args.alpha is not None:
         raise ConfigError(
             "--alpha",
@@ -233,12 +253,17 @@ def _run(args: argparse.Namespace) -> int:
     e = args.exit if args.exit is not None else n_layers // 2
     if not 1 <= e < n_layers:
         raise ConfigError("--exit", f"must satisfy 1 <= E < L = {n_layers}, got {e}")
-    head = None
-    if args.heads is not None:
-        head = heads_dir_head(args.heads, e, model_fingerprint(spec), "--heads")
-    elif kind == "early-exit" and model_dir and not args.shared_head:
-        trained = Path(model_dir) / f"ee_head_exit{e}.safetensors"
-        head = str(trained) if trained.is_file() else None
+    head = (
+        None
+        if kind == "oracle"
+        else head_for_exit(
+            e,
+            model_dir=model_dir,
+            heads_dir=args.heads,
+            fingerprint=None if args.heads is None else model_fingerprint(spec),
+            shared_head=args.shared_head,
+        )
+    )
     drafter = DrafterSpec(kind, alpha, args.seed, head)
     schemes = {
         "ar": SchemeConfig.ar(),
@@ -251,22 +276,33 @@ def _run(args: argparse.Namespace) -> int:
     if given is not None:
         prompt = list(given[0].ids)
     else:
-        prompt = text_prompt(model_dir) or [
-            1 + (args.seed * 7 + i * 13) % (m.vocab - 1) for i in range(8)
-        ]
+        prompt = prompts.default_prompt(model_dir, m.vocab, args.seed)
     _check_length(m.model, prompt, args.tokens)
     n, cores = args.tokens, all_cores()
-    ref = ARDecoder(m.driver).decode(prompt, n).tokens
+    # greedy: the AR output every speculative run must equal; sampled: none (each scheme's
+    # output is exact in distribution, not token-equal to AR's; tests/test_sampling_exact.py)
+    ar_out = ARDecoder(m.driver, sampling).decode(prompt, n).tokens
+    ref = ar_out if sampling.greedy else None
+    decoding = (
+        {"do_sample": False}
+        if sampling.greedy
+        else {
+            "do_sample": True,
+            "temperature": sampling.temperature,
+            "top_k": sampling.top_k or 0,  # 0: off (the model's generation config may set 50)
+            "top_p": sampling.top_p,
+        }
+    )
 
     def ar_all_cores(rep: int) -> DecodeResult:
         with torch_threads(cores):
-            return ARDecoder(m.driver).decode(prompt, n)
+            return ARDecoder(m.driver, sampling).decode(prompt, n)
 
     def generate(rep: int) -> DecodeResult:
         ids = torch.tensor([prompt], device=spec.device)
 
         def call() -> torch.Tensor:
-            out = m.model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+            out = m.model.generate(ids, max_new_tokens=n, min_new_tokens=n, **decoding)
             m.driver.sync()
             return out
 
@@ -284,19 +320,23 @@ def _run(args: argparse.Namespace) -> int:
                         args.backend, m, schemes["ppsd"], drafter, args.transport
                     ),
                 )
-                variants.append(Variant("ppsd", lambda rep, be=be: be.run(prompt, n, drafter, ref)))
+                variants.append(
+                    Variant("ppsd", lambda rep, be=be: be.run(prompt, n, drafter, ref, sampling))
+                )
             else:
                 variants.append(
                     Variant(
                         name,
-                        lambda rep: runner.run_local(m, schemes["eesd"], drafter, prompt, n, ref),
+                        lambda rep: runner.run_local(
+                            m, schemes["eesd"], drafter, prompt, n, ref, sampling
+                        ),
                     )
                 )
         variants += [
             Variant("ar_all_cores", ar_all_cores, lossless=False),
             Variant("generate", generate, lossless=False),
         ]
-        baseline = Variant("ar", lambda rep: ARDecoder(m.driver).decode(prompt, n))
+        baseline = Variant("ar", lambda rep: ARDecoder(m.driver, sampling).decode(prompt, n))
         got = measure(variants, baseline, ref, repeats=args.repeats, on_run=_progress(args))
     got.load = bench.load
     labels = {
@@ -310,17 +350,27 @@ def _run(args: argparse.Namespace) -> int:
     }
     rows = ["ar", *[w for w in wanted if w != "ar"], "ar_all_cores", "generate"]
     print(
-        f"model {spec.name}, L={n_layers}, E={e}, drafter {drafter.label()}, {n} tokens, "
+        f"model {spec.name}, L={n_layers}, E={e}, drafter {drafter.label()}, "
+        f"decoding {sampling.label()}, {n} tokens, "
         f"median of {args.repeats} repeats (warm-up excluded), speedups paired by repeat"
     )
     _table(got, rows, labels, n, cores)
+    if not sampling.greedy:
+        print(
+            f"sampled ({sampling.label()}): every scheme, AR included, samples; EESD and PPSD "
+            "by exact speculative sampling, so their output is distributed as AR's (not "
+            "token-equal to it); expected = mean Σ min(p, q) over the judged drafts"
+        )
     if args.show_text:
         tok = prompts.load_tokenizer(model_dir, "--show-text")
         source = given[0].source if given is not None else "the default prompt"
-        print(f"--- {source}: {len(prompt)} prompt tokens, continuation (AR, checked equal):")
-        print(prompts.decode(tok, ref))
+        print(
+            f"--- {source}: {len(prompt)} prompt tokens, continuation (AR"
+            + (", checked equal):" if sampling.greedy else f", sampled {sampling.label()}):")
+        )
+        print(prompts.decode(tok, ar_out))
     records = {
-        name: _record(got, name, schemes[name], args, spec, alpha, cores, ref)
+        name: _record(got, name, schemes[name], args, spec, alpha, cores, ar_out, sampling)
         for name in ["ar", *wanted]
         if name in got.series
     }
@@ -356,12 +406,17 @@ def _table(got: Measurement, rows: list[str], labels: dict[str, str], n: int, co
         ("ar_all_cores", f"vs AR {cores} threads"),
         ("generate", "vs generate"),
     ]
-    print(f"{'scheme':40} {'tok/s':>8} {'accept':>7}" + "".join(f" {h:>15}" for _, h in over))
+    print(
+        f"{'scheme':40} {'tok/s':>8} {'accept':>8} {'expected':>8}"
+        + "".join(f" {h:>15}" for _, h in over)
+    )
     for name in rows:
         r = got.series[name].results[0] if got.series[name].results else None
-        acc = f"{sum(r.trace) / len(r.trace):.2f}" if r is not None and r.trace else "-"
+        obs = observed(r) if r is not None else None
+        acc = f"{obs.rate:.2f}" if obs is not None else "-"
+        exp = f"{obs.expected:.2f}" if obs is not None and obs.expected is not None else "-"
         cols = "".join(f" {got.speedup(name, o):14.2f}x" for o, _ in over)
-        print(f"{labels[name]:40} {n / got.median_s(name):8.1f} {acc:>7}{cols}")
+        print(f"{labels[name]:40} {n / got.median_s(name):8.1f} {acc:>8} {exp:>8}{cols}")
     for name in rows:
         at = got.series[name].differs_at
         if at is not None:
@@ -386,12 +441,13 @@ def _record(
     spec: ModelSpec,
     alpha: float | None,
     cores: int,
-    ref: list[int],
+    ar_out: list[int],
+    sampling: SamplingSpec,
 ) -> RunRecord:
     """A measured RunRecord: the median time, the first timed repeat's observations, the
     speedups over each baseline, how they were taken, and how busy the machine was."""
     s = got.series[name]
-    first = s.results[0] if s.results else DecodeResult(tokens=list(ref), time_s=0.0)
+    first = s.results[0] if s.results else DecodeResult(tokens=list(ar_out), time_s=0.0)
     res = dataclasses.replace(first, time_s=s.median_s)
     distributed = name == "ppsd" and args.backend == "distributed"
     load = got.load
@@ -422,4 +478,5 @@ def _record(
                 "busy": load.busy,
             },
         },
+        sampling,
     )

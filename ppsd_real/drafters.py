@@ -53,6 +53,17 @@ class DrafterSpec:
         return "early-exit" + (f"(head={self.head_path})" if self.head_path else "")
 
 
+def refuse_oracle(spec: DrafterSpec, sampling) -> None:
+    """The oracle replays AR's greedy output at a set rate: a token, not a distribution, so
+    there is no q to judge at temperature > 0. Sampling drafts with the early-exit head."""
+    if spec.kind == "oracle" and not sampling.greedy:
+        raise ConfigError(
+            "--drafter",
+            "the oracle drafter is greedy only (it replays AR's argmax at a set rate); "
+            "at --temperature > 0 draft with --drafter early-exit",
+        )
+
+
 class Drafter:
     """Chooses the draft for output position ``i`` (0-based, first generated token = 0)."""
 
@@ -119,3 +130,28 @@ def heads_dir_head(
     if exit_layer not in man.exits:
         raise ConfigError(field, f"holds heads for exits {list(man.exits)}, not {exit_layer}")
     return str(head_file(Path(heads_dir), exit_layer))
+
+
+def head_for_exit(
+    exit_layer: int,
+    *,
+    model_dir: str | None,
+    heads_dir: str | None = None,
+    fingerprint: str | None = None,
+    shared_head: bool = False,
+    field: str = "--heads",
+) -> str | None:
+    """The early-exit head file that drafts at ``exit_layer`` (None: the model's shared LM
+    head): a ``--heads`` folder's (checked against the model's ``fingerprint``), else the
+    trained head shipped beside a model folder (``ee_head_exit<E>.safetensors``), unless
+    ``shared_head`` asks for the LM head."""
+    if heads_dir is not None:
+        if fingerprint is None:
+            raise ValueError("a heads folder is checked against the model's fingerprint")
+        return heads_dir_head(heads_dir, exit_layer, fingerprint, field)
+    if model_dir is None or shared_head:
+        return None
+    from ppsd_real.lm.heads import head_file
+
+    trained = head_file(Path(model_dir), exit_layer)
+    return str(trained) if trained.is_file() else None

@@ -373,6 +373,24 @@ class LayerDriver:
         return best_i
 
     @torch.inference_mode()
+    def draft_logits(
+        self, hidden: torch.Tensor, head: nn.Module | None, poll, chunks: int = 4
+    ) -> torch.Tensor | None:
+        """``draft_token``'s sampling twin: the head's logits at the last position (a vector),
+        computed in the same ``chunks`` with ``poll()`` between them; None if it returns True."""
+        mod = head or self.parts.lm_head
+        w, b = mod.weight, getattr(mod, "bias", None)
+        h = self.parts.norm(hidden[:, -1:])[0, 0]
+        step = -(-w.shape[0] // chunks)
+        parts = []
+        for a in range(0, w.shape[0], step):
+            if a and poll():
+                return None
+            parts.append(torch.mv(w[a : a + step], h))
+        logits = torch.cat(parts)
+        return logits if b is None else logits + b
+
+    @torch.inference_mode()
     def features(self, hidden: torch.Tensor) -> torch.Tensor:
         """What the LM head (and an early-exit head) reads: the final norm of ``hidden``."""
         return self.parts.norm(hidden)
@@ -380,5 +398,10 @@ class LayerDriver:
     @torch.inference_mode()
     def head(self, hidden: torch.Tensor, head: nn.Module | None = None) -> torch.Tensor:
         """Greedy tokens from final norm + LM head (or a separate head) at every position."""
-        logits = (head or self.parts.lm_head)(self.parts.norm(hidden))
-        return logits[0].argmax(-1)
+        return self.logits(hidden, head).argmax(-1)
+
+    @torch.inference_mode()
+    def logits(self, hidden: torch.Tensor, head: nn.Module | None = None) -> torch.Tensor:
+        """Final norm + LM head (or a separate head): logits (positions, vocab), what ``head``
+        takes the argmax of and sampling warps."""
+        return (head or self.parts.lm_head)(self.parts.norm(hidden))[0]

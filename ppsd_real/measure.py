@@ -12,6 +12,7 @@ import torch
 from ppsd_real.decoders.result import DecodeResult
 from ppsd_real.model_loading import ModelSpec
 from ppsd_sim.records import AcceptanceObserved, AcceptanceSpec, Provenance, RunRecord, SchemeConfig
+from ppsd_sim.records.sampling import GREEDY, SamplingSpec
 
 
 def git_commit() -> str | None:
@@ -53,20 +54,26 @@ def provenance(
 
 
 def observed(res: DecodeResult) -> AcceptanceObserved | None:
-    """Overall rate, conditional per-position rates, EESD histogram and the 0/1 trace."""
+    """Realised acceptance (overall rate, conditional per-position rates, EESD histogram, the
+    0/1 trace) and expected acceptance (mean Σ min(p, q) over the judged drafts, overall and
+    per position). A greedy run has no ``res.expected``: its p and q are one-hot, so each
+    draft's Σ min(p, q) is its 0/1 outcome and expected equals realised."""
     if not res.trace:
         return None
-    tried, ok = (
-        Counter(res.positions),
-        Counter(p for p, t in zip(res.positions, res.trace, strict=True) if t),
-    )
-    per_pos = tuple(ok[p] / tried[p] for p in range(1, max(tried) + 1) if tried[p])
+    expected = res.expected or [float(t) for t in res.trace]
+    tried, ok, mass = Counter(res.positions), Counter(), Counter()
+    for p, t, e in zip(res.positions, res.trace, expected, strict=True):
+        ok[p] += t
+        mass[p] += e
+    span = range(1, max(tried) + 1)
     return AcceptanceObserved(
         judged=len(res.trace),
         accepted=sum(res.trace),
-        per_position=per_pos,
+        per_position=tuple(ok[p] / tried[p] for p in span if tried[p]),
         histogram=tuple(res.histogram),
         trace=tuple(res.trace),
+        expected=min(1.0, sum(expected) / len(expected)),
+        expected_per_position=tuple(min(1.0, mass[p] / tried[p]) for p in span if tried[p]),
     )
 
 
@@ -81,9 +88,11 @@ def to_record(
     alpha: float | None,
     seed: int | None,
     notes: dict | None = None,
+    sampling: SamplingSpec = GREEDY,
 ) -> RunRecord:
     """``speedups`` maps a baseline name (``ar_1thread``, ``ar_all_cores``, ``generate``) to
-    this run's speedup over it, as the measurement loop took it (``bench.Measurement``)."""
+    this run's speedup over it, as the measurement loop took it (``bench.Measurement``);
+    ``sampling``: how the run (and its baselines) chose tokens."""
     extra = {"flushes_with_discarded_work": res.flushes, **res.extra, **(notes or {})}
     rejections = len(res.trace) - sum(res.trace)
     return RunRecord(
@@ -103,4 +112,5 @@ def to_record(
         rounds=res.rounds,
         provenance=provenance(model, threads),
         notes=extra,
+        sampling=sampling,
     )

@@ -18,6 +18,9 @@ import torch
 from ppsd_real.presets import get_preset, llama_config
 from ppsd_sim.errors import ConfigError
 
+#: the project's own trained model (``ppsd_real.lm``), shipped with its early-exit heads
+SHIPPED_MODEL = Path(__file__).resolve().parent / "models" / "stdlib-lm"
+
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 

@@ -20,6 +20,9 @@ from typing import Any
 from ppsd_sim.errors import ConfigError
 
 CHAT_MODES = ("auto", "on", "off")
+#: the default prompt's text for a model with a tokenizer: a held-out module of the corpus
+#: (``ppsd_real.lm.corpus.HELD_OUT``), text the project's model did not train on
+DEFAULT_PROMPT_MODULE = "textwrap.py"
 
 
 @dataclass(frozen=True)
@@ -216,3 +219,26 @@ def from_args(
         got, new_tokens, context_limit(read_config(model_dir or "", "--model-dir")), field
     )
     return got
+
+
+def synthetic_prompt(vocab: int, seed: int = 0, n: int = 8) -> list[int]:
+    """``n`` token ids spread over the vocabulary (never id 0), fixed by ``seed``: the prompt of
+    a model without a tokenizer (random presets), where no text means anything."""
+    return [1 + (seed * 7 + i * 13) % (vocab - 1) for i in range(n)]
+
+
+def default_prompt(model_dir: str | Path | None, vocab: int, seed: int = 0) -> list[int]:
+    """The prompt when the user gives none: for a model folder with a tokenizer, the start
+    (64 tokens) of a held-out stdlib module, so a trained model's early-exit acceptance is
+    measured on text it did not train on; else ``synthetic_prompt``."""
+    if model_dir and (Path(model_dir) / "tokenizer.json").is_file():
+        from tokenizers import Tokenizer
+
+        from ppsd_real.lm.corpus import load_corpus
+
+        held = [p for p in load_corpus().held_out if p.name == DEFAULT_PROMPT_MODULE]
+        if held:
+            tok = Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
+            text = held[0].read_text(encoding="utf-8", errors="replace")
+            return tok.encode(text).ids[:64]
+    return synthetic_prompt(vocab, seed)

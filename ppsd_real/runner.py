@@ -14,6 +14,7 @@ from ppsd_real.decoders import ARDecoder, DecodeResult, EESDDecoder
 from ppsd_real.drafters import Drafter, DrafterSpec, load_ee_head
 from ppsd_real.layers import LayerDriver, ModelParts
 from ppsd_real.model_loading import ModelSpec, load_model
+from ppsd_real.sampling import GREEDY, SamplingSpec
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import SchemeConfig
 
@@ -59,23 +60,24 @@ def run_local(
     prompt: list[int],
     n: int,
     reference: list[int] | None,
+    sampling: SamplingSpec = GREEDY,
 ) -> DecodeResult:
-    """AR, EESD, or PPSD on the sequential backend, in this process."""
+    """AR, EESD, or PPSD on the sequential backend, in this process, greedy or sampled."""
     check_scheme(scheme, m.n_layers)
     if scheme.kind not in LOCAL_SCHEMES:
         raise ConfigError(
             "scheme.kind", f"the real runner runs {', '.join(LOCAL_SCHEMES)}, not {scheme.kind!r}"
         )
     if scheme.kind == "ar":
-        return ARDecoder(m.driver).decode(prompt, n)
+        return ARDecoder(m.driver, sampling).decode(prompt, n)
     if scheme.kind == "ppsd":
         return SequentialBackend(m.driver, scheme, drafter.head_path).run(
-            prompt, n, drafter, reference
+            prompt, n, drafter, reference, sampling
         )
     dr = Drafter(drafter, m.vocab, reference)
     head = load_ee_head(drafter, m.driver.parts.lm_head)
     return EESDDecoder(
-        m.driver, scheme.exit_layer or 1, scheme.gamma or 1, dr, scheme.cache_reuse, head
+        m.driver, scheme.exit_layer or 1, scheme.gamma or 1, dr, scheme.cache_reuse, head, sampling
     ).decode(prompt, n)
 
 

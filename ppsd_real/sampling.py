@@ -22,65 +22,35 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records.decoding import DecodingSettings, checked
+from ppsd_sim.records.sampling import GREEDY, MAX_SEED, SamplingSpec
+
+__all__ = [
+    "ACCEPT",
+    "DRAFT",
+    "GREEDY",
+    "MAX_SEED",
+    "RESIDUAL",
+    "TARGET",
+    "JudgeRule",
+    "SamplingSpec",
+    "draft_from",
+    "draw",
+    "expected_acceptance",
+    "judge",
+    "probs",
+    "residual",
+    "target_from",
+    "uniform",
+    "warp",
+]
 
 #: What a keyed uniform is for (the Philox counter's second word).
 DRAFT, ACCEPT, RESIDUAL, TARGET = 0, 1, 2, 3
-
-MAX_SEED = 2**63 - 1
-
-
-@dataclass(frozen=True)
-class SamplingSpec:
-    """How tokens are chosen. ``temperature == 0`` is greedy (top-k/top-p then have no effect
-    and are refused if given, so a user never believes they applied). ``top_k`` None = off;
-    ``top_p`` 1.0 = off."""
-
-    temperature: float = 0.0
-    top_k: int | None = None
-    top_p: float = 1.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        # temperature, top-k, top-p: checked by their one home, the records' DecodingSettings
-        d = checked(self.temperature, self.top_k, self.top_p)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ConfigError("--seed", f"must be an integer, got {self.seed!r}")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ConfigError("--seed", f"must be in [0, 2**63 - 1], got {self.seed}")
-        object.__setattr__(self, "temperature", d.temperature)
-        object.__setattr__(self, "top_p", d.top_p)
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
-
-    @property
-    def decoding(self) -> DecodingSettings:
-        """The settings without the seed (what an acceptance rate depends on)."""
-        return DecodingSettings(self.temperature, self.top_k, self.top_p)
-
-    def label(self) -> str:
-        d = self.decoding
-        return d.label() if d.greedy else f"{d.label()} seed={self.seed}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "temperature": self.temperature,
-            "top_k": self.top_k,
-            "top_p": self.top_p,
-            "seed": self.seed,
-        }
-
-
-GREEDY = SamplingSpec()
 
 
 def warp(logits: torch.Tensor, spec: SamplingSpec) -> torch.Tensor:
@@ -104,6 +74,12 @@ def warp(logits: torch.Tensor, spec: SamplingSpec) -> torch.Tensor:
         probs = probs.masked_fill(drop, 0.0)
         probs = probs / probs.sum(dim=-1, keepdim=True)
     return probs
+
+
+def probs(logits: torch.Tensor, spec: SamplingSpec) -> torch.Tensor:
+    """``warp`` on the host: the judging and drawing read single entries of these vectors, and
+    a stage sends them to the controller as raw bytes, so they live on the CPU."""
+    return warp(logits, spec).cpu()
 
 
 def uniform(seed: int, position: int, purpose: int) -> float:

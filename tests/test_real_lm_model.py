@@ -13,10 +13,9 @@ import pytest
 import torch
 
 from ppsd_real import runner
-from ppsd_real.cli_run import SHIPPED_MODEL
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.lm.card import held_out_windows, load, score_held_out, trained_heads
-from ppsd_real.model_loading import ModelSpec
+from ppsd_real.model_loading import SHIPPED_MODEL, ModelSpec
 from ppsd_real.threads import torch_threads
 from ppsd_sim.records import SchemeConfig
 

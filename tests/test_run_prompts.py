@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ppsd_real.cli_run import SHIPPED_MODEL
+from ppsd_real.model_loading import SHIPPED_MODEL
 from ppsd_sim.cli.main import main
 
 MODEL = str(SHIPPED_MODEL)

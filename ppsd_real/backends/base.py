@@ -18,7 +18,8 @@ from typing import Any, ClassVar, Protocol, Self
 
 from ppsd_real.backends.messages import StageMessage
 from ppsd_real.decoders.result import DecodeResult
-from ppsd_real.drafters import DrafterSpec
+from ppsd_real.drafters import DrafterSpec, refuse_oracle
+from ppsd_real.sampling import GREEDY, SamplingSpec
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import SchemeConfig
 
@@ -111,17 +112,22 @@ class PipelineBackend(ABC):
         max_new_tokens: int,
         drafter: DrafterSpec,
         reference: list[int] | None = None,
+        sampling: SamplingSpec = GREEDY,
     ) -> DecodeResult:
-        """One greedy generation of ``max_new_tokens`` after ``prompt``."""
+        """One generation of ``max_new_tokens`` after ``prompt``: greedy (equal to AR), or
+        sampled as ``sampling`` says (distributed as AR sampling; fixed by its seed)."""
 
     def close(self) -> None:
         """Release whatever the backend holds (processes, devices). Safe to call twice."""
         return None
 
-    def check_drafter(self, drafter: DrafterSpec, reference: list[int] | None) -> None:
+    def check_drafter(
+        self, drafter: DrafterSpec, reference: list[int] | None, sampling: SamplingSpec = GREEDY
+    ) -> None:
         """Refused here, in the caller's process, not inside a stage: a drafter naming another
-        EE head than the backend's (fixed when it was built), or an oracle without the AR
-        reference it replays."""
+        EE head than the backend's (fixed when it was built), an oracle without the AR
+        reference it replays, or an oracle asked to sample."""
+        refuse_oracle(drafter, sampling)
         if drafter.head_path != self.head_path:
             raise ConfigError(
                 "drafter.head_path",

@@ -48,6 +48,7 @@ from ppsd_real.backends.transport import TRANSPORTS
 from ppsd_real.decoders.result import DecodeResult
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.model_loading import ModelSpec
+from ppsd_real.sampling import GREEDY, SamplingSpec
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import SchemeConfig, StageSpec
 
@@ -170,9 +171,12 @@ class StageServer:
                 job.max_new_tokens,
                 self.ee_head,
                 job.epoch0,
+                job.sampling,
             )
         else:
-            st = Stage(self.stage, self.driver, self.transport, self.ee_head, job.epoch0)
+            st = Stage(
+                self.stage, self.driver, self.transport, self.ee_head, job.epoch0, job.sampling
+            )
         t0 = time.perf_counter()
         if isinstance(st, Controller):
             st.start_run()
@@ -187,7 +191,13 @@ class StageServer:
         if isinstance(st, Controller):
             summary["time_s"] = elapsed
             return Done(
-                rank, summary, st.out[: job.max_new_tokens], st.trace, st.positions, st.flushes
+                rank,
+                summary,
+                st.out[: job.max_new_tokens],
+                st.trace,
+                st.positions,
+                st.flushes,
+                st.expected,
             )
         return Done(rank, summary)
 
@@ -540,11 +550,14 @@ class DistributedBackend(MeasurableBackend):
         max_new_tokens: int,
         drafter: DrafterSpec,
         reference: list[int] | None = None,
+        sampling: SamplingSpec = GREEDY,
     ) -> DecodeResult:
         """One PPSD generation; raises StageFailure if a stage dies or hangs."""
-        self.check_drafter(drafter, reference)
+        self.check_drafter(drafter, reference, sampling)
         self._job += 1
-        job = RunJob(self._job * 1_000_000, list(prompt), max_new_tokens, drafter, reference)
+        job = RunJob(
+            self._job * 1_000_000, list(prompt), max_new_tokens, drafter, reference, sampling
+        )
         t0 = time.perf_counter()
         self._send(job, range(self.spec.k), "generating")
         done = self._collect(Done, range(self.spec.k), None, "generating")
@@ -556,6 +569,7 @@ class DistributedBackend(MeasurableBackend):
             time_s=stats[0]["time_s"],
             trace=head.trace,
             positions=head.positions,
+            expected=head.expected,
             flushes=head.flushes,
             stage_busy_s=[s["busy_s"] for s in stats],
             stage_wasted_s=[s["wasted_s"] for s in stats],

@@ -14,8 +14,9 @@ Jobs (parent → stage process, over its control pipe) and their replies (stage 
 ``Quit`` (no reply). A stage that cannot go on replies ``Failed`` instead (and exits).
 
 The wire codec (``encode``/``decode``) turns a stage message into bytes: a pickled tuple
-(type code, fields...) with every tensor as (dtype, shape, raw bytes). Never torch's own
-tensor pickling, which goes through shared memory and costs ~1 ms per hand-off.
+(type code, fields...) with every tensor (a Forward's hidden states, a sampled Draft's or
+Verdict's probabilities) as (dtype, shape, raw bytes). Never torch's own tensor pickling, which
+goes through shared memory and costs ~1 ms per hand-off.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import torch
 
 from ppsd_real.drafters import DrafterSpec
+from ppsd_sim.records.sampling import GREEDY, SamplingSpec
 
 # ---- between stages -----------------------------------------------------------------------
 
@@ -44,15 +46,17 @@ class Forward:
 class Draft:
     epoch: int
     pos: int  # the position the draft is for
-    token: int  # the early-exit head's argmax (the drafter may replace it)
+    token: int  # the early-exit head's argmax (the drafter may replace it), or its sample
+    probs: torch.Tensor | None = None  # sampling: the warped EE distribution q it came from
 
 
 @dataclass(slots=True)
 class Verdict:
     epoch: int
     pos: int
-    token: int  # the full model's token for ``pos``
+    token: int  # the full model's token for ``pos`` (sampling: a sample of p)
     sent: float  # perf_counter at the send (one monotonic clock for all processes)
+    probs: torch.Tensor | None = None  # sampling: the warped full-model distribution p
 
 
 @dataclass(slots=True)
@@ -85,6 +89,7 @@ class RunJob:
     max_new_tokens: int
     drafter: DrafterSpec
     reference: list[int] | None
+    sampling: SamplingSpec = GREEDY
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,7 @@ class Done:
     trace: list[int] = field(default_factory=list)
     positions: list[int] = field(default_factory=list)
     flushes: int = 0
+    expected: list[float] = field(default_factory=list)  # sampling: Σ min(p, q) per judged
 
 
 @dataclass(frozen=True)
@@ -164,6 +170,7 @@ _WIRE: tuple[type, ...] = (Forward, Draft, Verdict, Flush, Stop, Bye)
 _CODE = {cls: i for i, cls in enumerate(_WIRE)}
 _FIELDS = {cls: attrgetter(*[f.name for f in fields(cls)]) for cls in _WIRE if fields(cls)}
 _DUMP = pickle.HIGHEST_PROTOCOL
+_PROBS = (Draft, Verdict)  # their last field: a probability vector (sampling) or None
 
 
 def _pack(t: torch.Tensor) -> tuple[str, tuple[int, ...], bytes]:
@@ -196,6 +203,8 @@ def encode(msg: StageMessage) -> bytes:
     if get is None:
         return pickle.dumps((_CODE[cls],), _DUMP)
     values = get(msg)
+    if cls in _PROBS and values[-1] is not None:
+        values = (*values[:-1], _pack(values[-1]))
     return pickle.dumps(
         (_CODE[cls], *values) if isinstance(values, tuple) else (_CODE[cls], values), _DUMP
     )
@@ -207,4 +216,7 @@ def decode(data: bytes, device: str = "cpu") -> StageMessage:
     if t[0] == 0:
         h = t[4]
         return Forward(t[1], t[2], t[3], None if h is None else _unpack(h, device))
-    return _WIRE[t[0]](*t[1:])
+    cls = _WIRE[t[0]]
+    if cls in _PROBS and t[-1] is not None:
+        return cls(*t[1:-1], _unpack(t[-1], "cpu"))  # judged on the host (sampling.probs)
+    return cls(*t[1:])

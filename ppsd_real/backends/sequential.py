@@ -7,12 +7,14 @@ from collections import deque
 
 import torch
 
+from ppsd_real import sampling as sampling_rule
 from ppsd_real.backends.base import PipelineBackend, require_ppsd
 from ppsd_real.backends.transport import LocalTransport
 from ppsd_real.decoders.ppsd import Controller, Stage, stage_work_summary
 from ppsd_real.decoders.result import DecodeResult
 from ppsd_real.drafters import Drafter, DrafterSpec, load_ee_head
 from ppsd_real.layers import LayerDriver
+from ppsd_real.sampling import GREEDY, JudgeRule, SamplingSpec
 from ppsd_sim.records import SchemeConfig
 
 
@@ -24,19 +26,31 @@ def run_sequential(
     max_new_tokens: int,
     ee_head: torch.nn.Module | None = None,
     run_ahead: bool = True,
+    sampling: SamplingSpec = GREEDY,
+    judge_rule: JudgeRule = sampling_rule.judge,
 ) -> DecodeResult:
     """Same stage logic and messages as the distributed backend, one stage step at a time.
     ``run_ahead`` lets stage 0 enter drafts before reading verdicts (as overlapped stages do),
-    so flushes and crops happen here too."""
+    so flushes and crops happen here too. ``judge_rule``: the controller's rule for sampled
+    drafts (a parameter so tests can show that a wrong one is caught)."""
     specs = scheme.stages()
     boxes: list[deque] = [deque() for _ in specs]
     driver.sync()
     t0 = time.perf_counter()
     ctl = Controller(
-        scheme, driver, LocalTransport(0, boxes), drafter, prompt, max_new_tokens, ee_head
+        scheme,
+        driver,
+        LocalTransport(0, boxes),
+        drafter,
+        prompt,
+        max_new_tokens,
+        ee_head,
+        sampling=sampling,
+        judge_rule=judge_rule,
     )
     stages: list[Stage] = [ctl] + [
-        Stage(sp, driver, LocalTransport(sp.index, boxes), ee_head) for sp in specs[1:]
+        Stage(sp, driver, LocalTransport(sp.index, boxes), ee_head, sampling=sampling)
+        for sp in specs[1:]
     ]
     ctl.start_run()
     while not ctl.done:
@@ -57,6 +71,7 @@ def run_sequential(
         time_s=elapsed,
         trace=ctl.trace,
         positions=ctl.positions,
+        expected=ctl.expected,
         flushes=ctl.flushes,
         stage_busy_s=busy,
         stage_wasted_s=wasted,
@@ -91,8 +106,9 @@ class SequentialBackend(PipelineBackend):
         max_new_tokens: int,
         drafter: DrafterSpec,
         reference: list[int] | None = None,
+        sampling: SamplingSpec = GREEDY,
     ) -> DecodeResult:
-        self.check_drafter(drafter, reference)
+        self.check_drafter(drafter, reference, sampling)
         return run_sequential(
             self.driver,
             self.scheme,
@@ -101,4 +117,5 @@ class SequentialBackend(PipelineBackend):
             max_new_tokens,
             self.ee_head,
             self.run_ahead,
+            sampling,
         )

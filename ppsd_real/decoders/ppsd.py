@@ -15,6 +15,15 @@ in PPSD_NOTES.md):
 - the last stage never writes cache entries for a draft it already knows is wrong;
 - every stage crops its cache back to r when it learns of the new epoch (each layer may hold a
   different length, e.g. after abandoned work).
+
+Sampling (a ``SamplingSpec`` with temperature > 0): the exit stage samples its draft from the
+warped EE head (q) and sends q with it; the last stage sends the warped full model (p) with its
+verdict, whose token is then only a sample of p for a position that had no draft. The controller
+judges each draft with ``judge_rule`` (exact speculative sampling: accept with probability
+min(1, p/q), else commit the residual sample and flush). Every draw is keyed by (seed, position),
+so the output depends on the seed only, not on timing: a verdict that arrives before its draft
+(exit stage after stage 0) waits for it instead of committing the sample of p. The last stage
+cannot know a draft is wrong before the controller judges it, so it never drops one.
 """
 
 from __future__ import annotations
@@ -25,10 +34,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ppsd_real import sampling
 from ppsd_real.backends.base import Transport
 from ppsd_real.backends.messages import Draft, Flush, Forward, StageMessage, Stop, Verdict
-from ppsd_real.drafters import Drafter
+from ppsd_real.drafters import Drafter, refuse_oracle
 from ppsd_real.layers import LayerDriver
+from ppsd_real.sampling import GREEDY, JudgeRule, SamplingSpec
 from ppsd_real.test_hooks import spin, tick_delay
 from ppsd_sim.records import SchemeConfig, StageSpec
 
@@ -76,8 +87,10 @@ class Stage:
         transport: Transport,
         ee_head: torch.nn.Module | None = None,
         epoch0: int = 0,
+        sampling: SamplingSpec = GREEDY,
     ) -> None:
         self.spec, self.s = spec, spec.index
+        self.sampling = sampling
         self.start, self.stop = spec.start, spec.stop
         self.d, self.t, self.ee_head = driver, transport, ee_head
         self.cache = driver.new_cache()
@@ -141,7 +154,7 @@ class Stage:
             return
         if epoch > self.epoch:
             self._adopt(epoch, pos)
-        if self.spec.last and len(tokens) == 1:
+        if self.spec.last and len(tokens) == 1 and self.sampling.greedy:
             if self.blocked_from is not None and pos >= self.blocked_from:
                 self.stats.dropped += 1
                 return
@@ -184,21 +197,28 @@ class Stage:
         if self.spec.exit:
             t1 = clock()
             self._current = (epoch, pos)
-            ee = self.d.draft_token(h, self.ee_head, self._poll)
+            if self.sampling.greedy:
+                ee, q = self.d.draft_token(h, self.ee_head, self._poll), None
+            else:
+                ee, q = self._sample_draft(h, pos + n)
             self._current = None
             st.heads_s += clock() - t1
             if ee is None or epoch < self.epoch or self.done:
                 st.abandoned += 1  # rejected during the head: skip a wrong-branch draft
                 self._account(epoch, pos, t0, wasted=True)
                 return False
-            self.on_draft(epoch, pos + n, ee)
+            self.on_draft(epoch, pos + n, ee, q)
         if self.spec.last:
             t1 = clock()
-            v = int(self.d.head(h[:, -1:])[-1])
+            if self.sampling.greedy:
+                v, p = int(self.d.head(h[:, -1:])[-1]), None
+            else:
+                p = sampling.probs(self.d.logits(h[:, -1:])[-1], self.sampling)
+                v = sampling.target_from(p, self.sampling.seed, pos + n)
             t2 = clock()
             st.heads_s += t2 - t1
             self.verified[pos + n] = v
-            self.t.send(0, Verdict(epoch, pos + n, v, t2))
+            self.t.send(0, Verdict(epoch, pos + n, v, t2, p))
             st.send_s += clock() - t2
         self._account(epoch, pos, t0, wasted=False)
         return True
@@ -211,9 +231,19 @@ class Stage:
         else:
             self.stats.open_work.append((epoch, pos, dt))
 
-    def on_draft(self, epoch: int, pos: int, ee_token: int) -> None:
-        """The exit stage's EE head proposed ``ee_token`` for ``pos``: tell the controller."""
-        self.t.send(0, Draft(epoch, pos, ee_token))
+    def _sample_draft(self, h: torch.Tensor, pos: int) -> tuple[int | None, torch.Tensor | None]:
+        """A draft for ``pos`` sampled from the warped EE head, and that distribution q
+        ((None, None) if a rejection arrived during the head)."""
+        logits = self.d.draft_logits(h, self.ee_head, self._poll)
+        if logits is None:
+            return None, None
+        q = sampling.probs(logits, self.sampling)
+        return sampling.draft_from(q, self.sampling.seed, pos), q
+
+    def on_draft(self, epoch: int, pos: int, ee_token: int, q: torch.Tensor | None = None) -> None:
+        """The exit stage's EE head proposed ``ee_token`` for ``pos`` (sampled from ``q`` when
+        sampling): tell the controller."""
+        self.t.send(0, Draft(epoch, pos, ee_token, q))
 
     # ---- loop ------------------------------------------------------------------------------------
     def step(self, block: float | None) -> bool:
@@ -268,8 +298,15 @@ class Controller(Stage):
         max_new_tokens: int,
         ee_head: torch.nn.Module | None = None,
         epoch0: int = 0,
+        sampling: SamplingSpec = GREEDY,
+        judge_rule: JudgeRule = sampling.judge,
     ) -> None:
-        super().__init__(scheme.stages()[0], driver, transport, ee_head, epoch0)
+        refuse_oracle(drafter.spec, sampling)
+        super().__init__(scheme.stages()[0], driver, transport, ee_head, epoch0, sampling)
+        self.judge_rule = judge_rule
+        self.draft_q: dict[int, torch.Tensor] = {}  # sampling: each draft's q, by position
+        self.expected: list[float] = []  # sampling: Σ min(p, q) of each judged draft
+        self._held: Verdict | None = None  # sampling: a verdict that came before its draft
         self.k = scheme.n_stages
         self.drafter, self.prompt, self.n = drafter, list(prompt), max_new_tokens
         self.P = len(prompt)
@@ -289,14 +326,14 @@ class Controller(Stage):
 
     def handle(self, msg: StageMessage) -> None:
         if isinstance(msg, Verdict):
-            self._on_verdict(msg.epoch, msg.pos, msg.token, msg.sent)
+            self._on_verdict(msg.epoch, msg.pos, msg.token, msg.sent, msg.probs)
         elif isinstance(msg, Draft):
-            self._on_draft_msg(msg.epoch, msg.pos, msg.token)
+            self._on_draft_msg(msg.epoch, msg.pos, msg.token, msg.probs)
         else:
             raise RuntimeError(f"controller: unexpected message {msg!r}")
 
-    def on_draft(self, epoch: int, pos: int, ee_token: int) -> None:
-        self._on_draft_msg(epoch, pos, ee_token)
+    def on_draft(self, epoch: int, pos: int, ee_token: int, q: torch.Tensor | None = None) -> None:
+        self._on_draft_msg(epoch, pos, ee_token, q)
 
     def summary(self) -> dict[str, float]:
         out = super().summary()
@@ -305,14 +342,24 @@ class Controller(Stage):
             out[f"{key}_gaps"] = len(xs)
         return out
 
-    def _on_draft_msg(self, epoch: int, pos: int, ee_token: int) -> None:
+    def _on_draft_msg(
+        self, epoch: int, pos: int, ee_token: int, q: torch.Tensor | None = None
+    ) -> None:
         if epoch != self.epoch or pos != self.frontier or self.next_tok is not None:
             return
         if pos - self.P >= self.n:
             return  # beyond the last token asked for: never needed
         self.next_tok = (self.drafter.draft(pos - self.P, ee_token), True)
+        if q is not None:
+            self.draft_q[pos] = q
+        held = self._held
+        if held is not None and held.epoch == epoch and held.pos == pos:
+            self._held = None
+            self._on_verdict(held.epoch, held.pos, held.token, held.sent, held.probs)
 
-    def _on_verdict(self, epoch: int, pos: int, v: int, sent: float) -> None:
+    def _on_verdict(
+        self, epoch: int, pos: int, v: int, sent: float, p: torch.Tensor | None = None
+    ) -> None:
         lag = time.perf_counter() - sent  # hop + how late stage 0 looked (monotonic clock)
         st = self.stats
         st.verdicts += 1
@@ -321,16 +368,32 @@ class Controller(Stage):
         if epoch != self.epoch or self.done:
             return
         assert pos == self.P + len(self.out), (pos, self.P, len(self.out))
+        if (
+            p is not None
+            and self.next_tok is None
+            and pos == self.frontier
+            and pos not in self.drafts
+        ):
+            # sampling: the draft for pos is still on its way (the exit stage is not stage 0);
+            # committing the sample of p instead would make the output depend on timing
+            self._held = Verdict(epoch, pos, v, sent, p)
+            return
         d = self.drafts.pop(pos, None)
+        entered = d is not None
         if d is None and pos == self.frontier and self.next_tok is not None and self.next_tok[1]:
             d = self.next_tok[0]  # drafted but not yet entered: judge it all the same
+        ok = d == v
+        if d is not None and p is not None:
+            q = self.draft_q.pop(pos)
+            ok, v = self.judge_rule(d, p, q, self.sampling.seed, pos)
+            self.expected.append(sampling.expected_acceptance(p, q))
+        if d is not None and not entered:
             self.next_tok = (v, False)
         self.out.append(v)
-        self._gap(sent, d is not None and d != v)
+        self._gap(sent, d is not None and not ok)
         if len(self.out) >= self.n:
             self.done = True
         if d is not None:
-            ok = d == v
             self.trace.append(int(ok))
             self.positions.append(self.run_len + 1)
             self.run_len = self.run_len + 1 if ok else 0
@@ -358,6 +421,7 @@ class Controller(Stage):
         self.stats.crop_s += time.perf_counter() - t0
         self.stats.settle(self.epoch, pos)
         self.drafts.clear()
+        self.draft_q.clear()
         self.frontier = pos
         self.next_tok = None if self.done else (v, False)
         if not self.done:

@@ -13,6 +13,7 @@ from ppsd_sim.records.io import (
 )
 from ppsd_sim.records.profile import HardwareProfile, Provenance
 from ppsd_sim.records.run_record import AcceptanceObserved, RunRecord
+from ppsd_sim.records.sampling import SamplingSpec
 from ppsd_sim.records.schema import SCHEMA_VERSION
 from ppsd_sim.records.scheme import SchemeConfig, StageSpec
 from ppsd_sim.records.span import Span
@@ -25,6 +26,7 @@ __all__ = [
     "HardwareProfile",
     "Provenance",
     "RunRecord",
+    "SamplingSpec",
     "SchemeConfig",
     "Span",
     "StageSpec",

@@ -11,6 +11,7 @@ from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import validate
 from ppsd_sim.records.acceptance_spec import AcceptanceSpec
 from ppsd_sim.records.profile import HardwareProfile, Provenance
+from ppsd_sim.records.sampling import GREEDY, SamplingSpec
 from ppsd_sim.records.schema import open_record, tag
 from ppsd_sim.records.scheme import SchemeConfig
 
@@ -22,17 +23,29 @@ class AcceptanceObserved:
     """Acceptance as it happened. ``rate`` = accepted / judged (marginal rate; a draft is
     judged when the full model's token for its position is known). ``per_position`` holds the
     conditional rate at each draft position (EESD: within the round; PPSD: since the last
-    rejection). ``histogram[a]`` counts EESD rounds with a accepted drafts (bonus excluded)."""
+    rejection). ``histogram[a]`` counts EESD rounds with a accepted drafts (bonus excluded).
+
+    ``expected`` is the mean over the judged drafts of Σ_x min(p(x), q(x)) (1 − total variation
+    between the full model's p and the draft's q at that position: the probability the draft
+    is accepted, far less noisy than the 0/1 outcome), ``expected_per_position`` the same mean
+    at each draft position. Greedy: p and q are one-hot, so each term is the 0/1 outcome and
+    expected equals realised. None/() in records written before it was measured."""
 
     judged: int
     accepted: int
     per_position: tuple[float, ...] = ()
     histogram: tuple[int, ...] = ()
     trace: tuple[int, ...] = ()
+    expected: float | None = None
+    expected_per_position: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         validate.integer("acceptance_observed.judged", self.judged, lo=0)
         validate.integer("acceptance_observed.accepted", self.accepted, lo=0, hi=self.judged)
+        if self.expected is not None:
+            validate.probability("acceptance_observed.expected", self.expected)
+        for i, v in enumerate(self.expected_per_position):
+            validate.probability(f"acceptance_observed.expected_per_position[{i}]", v)
 
     @property
     def rate(self) -> float:
@@ -44,7 +57,9 @@ class AcceptanceObserved:
             "accepted": self.accepted,
             "rate": None if not self.judged else self.rate,
         }
-        for name in ("per_position", "histogram", "trace"):
+        if self.expected is not None:
+            out["expected"] = self.expected
+        for name in ("per_position", "histogram", "trace", "expected_per_position"):
             if getattr(self, name):
                 out[name] = list(getattr(self, name))
         return out
@@ -54,11 +69,20 @@ class AcceptanceObserved:
         d = validate.mapping(
             where,
             data,
-            ("judged", "accepted", "rate", "per_position", "histogram", "trace"),
+            (
+                "judged",
+                "accepted",
+                "rate",
+                "per_position",
+                "histogram",
+                "trace",
+                "expected",
+                "expected_per_position",
+            ),
             ("judged", "accepted"),
         )
         d.pop("rate", None)
-        for name in ("per_position", "histogram", "trace"):
+        for name in ("per_position", "histogram", "trace", "expected_per_position"):
             if name in d:
                 d[name] = tuple(validate.sequence(validate.join(where, name), d[name]))
         return cls(**d)
@@ -68,7 +92,8 @@ class AcceptanceObserved:
 class RunRecord:
     """One run. ``speedups`` maps a named baseline to tokens/s ratio (e.g. ``ar_same_profile``
     for the simulator, ``ar_1thread`` / ``ar_all_cores`` / ``generate`` for real runs);
-    ``baseline`` names the one that ``speedup`` reports."""
+    ``baseline`` names the one that ``speedup`` reports. ``sampling``: how the tokens were
+    chosen (greedy unless a measured run sampled; records without it read as greedy)."""
 
     origin: str
     engine: str
@@ -87,9 +112,12 @@ class RunRecord:
     rounds: int | None = None
     provenance: Provenance | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    sampling: SamplingSpec = GREEDY
 
     def __post_init__(self) -> None:
         validate.choice("origin", self.origin, ORIGINS)
+        if not isinstance(self.sampling, SamplingSpec):
+            raise ConfigError("sampling", f"must be a SamplingSpec, got {self.sampling!r}")
         if not isinstance(self.engine, str) or not self.engine:
             raise ConfigError("engine", "must be a non-empty string")
         validate.integer("tokens", self.tokens, lo=0)
@@ -141,6 +169,7 @@ class RunRecord:
             "baseline": self.baseline,
             "speedup": self.speedup,
             "seed": self.seed,
+            "sampling": self.sampling.to_dict(),
             "flushes": self.flushes,
             "rounds": self.rounds,
             "stage_busy_s": list(self.stage_busy_s),
@@ -178,6 +207,7 @@ class RunRecord:
             "rounds",
             "provenance",
             "notes",
+            "sampling",
         )
         d = open_record(
             data,
@@ -198,6 +228,10 @@ class RunRecord:
             d["acceptance_observed"] = AcceptanceObserved.from_dict(
                 d["acceptance_observed"], validate.join(where, "acceptance_observed")
             )
+        if d.get("sampling") is not None:
+            d["sampling"] = SamplingSpec.from_dict(d["sampling"], validate.join(where, "sampling"))
+        else:
+            d.pop("sampling", None)
         if d.get("provenance") is not None:
             d["provenance"] = Provenance.from_dict(
                 d["provenance"], validate.join(where, "provenance")
