@@ -241,6 +241,13 @@ def read_curve(
             field,
             f"{text} is not an AcceptanceRecord: @{sel} names a head of one (`ppsd accept --out`)",
         )
+    kind = acceptance_pick.other_record(doc)
+    if kind is not None and kind != "AcceptanceCurve":
+        raise ConfigError(
+            field,
+            f"{text} is a {kind}: give an AcceptanceRecord (`ppsd accept --out`) or an α(E) "
+            "curve file (exits and alphas)",
+        )
     if head is not None:
         raise ConfigError("--curve-head", f"needs an AcceptanceRecord; {text} is a curve file")
     if isinstance(doc, dict) and "measured_as" in doc:

@@ -235,6 +235,14 @@ def _read_trace(
             spec = AcceptanceSpec.from_trace(row.flat_trace()).with_decoding(row.decoding)
             return spec, origin
         _no_selector(path, sel)
+        kind = acceptance_pick.other_record(data)
+        if kind is not None or (isinstance(data, dict) and "trace" not in data):
+            raise ConfigError(
+                TRACE_FLAG,
+                f"{path} is {'a ' + kind if kind else 'an object without trace'}: give a list "
+                'of 0/1, {"trace": [...]} (`ppsd accept --trace-out`) or an AcceptanceRecord '
+                "as RECORD@EXIT[:HEAD]",
+            )
         dec = decoding.of_trace_file(path, TRACE_FLAG)
         if isinstance(data, dict) and "trace" in data:
             data = data["trace"]

@@ -31,6 +31,12 @@ def is_record(doc: Any) -> bool:
     return isinstance(doc, dict) and doc.get("record") == NAME
 
 
+def other_record(doc: Any) -> str | None:
+    """The tag of a record of another type (a RunRecord given where acceptance is read)."""
+    kind = doc.get("record") if isinstance(doc, dict) else None
+    return kind if isinstance(kind, str) and kind != NAME else None
+
+
 def as_record(doc: Any, path: str, field: str) -> AcceptanceRecord:
     """The tagged document as a record; a malformed one is one line under ``field``."""
     try:
