@@ -152,8 +152,9 @@ def describe(rec: AcceptanceRecord) -> str:
     """The model and prompt set a record measured, in a few words."""
     m, p = rec.model, rec.prompts
     n = len(p.get("prompt_tokens") or [])
-    count = f"{n} prompt(s) × " if n else ""
-    src = f"{p['source']}, " if p.get("source") else ""
+    src = f" {p['source']}" if p.get("source") else ""
+    count = f"{n} × " if n else ""
     return (
-        f"model {m.get('name') or '?'}, L = {m['n_layers']}; {src}{count}{p['new_tokens']} tokens"
+        f"model {m.get('name') or '?'} (L = {m['n_layers']}); prompts{src}: "
+        f"{count}{p['new_tokens']} generated tokens"
     )
