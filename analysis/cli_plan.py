@@ -23,6 +23,7 @@ from ppsd_sim.acceptance.vocabulary import SCALAR_MEASURES
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.examples import example_profile
 from ppsd_sim.records import decoding, validate
+from ppsd_sim.records.acceptance_record import HEADS
 from ppsd_sim.records.io import check_writable, dumps, load_document, write_all
 from ppsd_sim.records.profile import HardwareProfile
 
@@ -56,8 +57,21 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--curve-file",
+        metavar="FILE|RECORD[@HEAD]",
         help="JSON/YAML with 'exits' and 'alphas' lists, or 'exits', 'values' and "
-        "'measured_as' (+ 'gamma' or 'stages') for another tool's measure",
+        "'measured_as' (+ 'gamma' or 'stages') for another tool's measure, or an "
+        "AcceptanceRecord (`ppsd accept --out`): its α per measured exit",
+    )
+    g.add_argument(
+        "--accept",
+        metavar="RECORD[@HEAD]",
+        help="the AcceptanceRecord of `ppsd accept --out` (read as --curve-file is)",
+    )
+    g.add_argument(
+        "--curve-head",
+        choices=HEADS,
+        help="the record's head whose α(E) is planned (default: the only one measured, "
+        "else shared)",
     )
     g.add_argument(
         "--measured-as",
@@ -175,6 +189,16 @@ def resolve_memory(args: argparse.Namespace, n_layers: int) -> WeightBudget | No
     return budget
 
 
+def curve_source(args: argparse.Namespace) -> tuple[str, str] | None:
+    """(flag as typed, its value) of the curve file: --curve-file or --accept (one reader)."""
+    given = [(f, v) for f, v in (("--curve-file", args.curve_file), ("--accept", args.accept)) if v]
+    if args.curve and given:
+        raise ConfigError("--curve", f"give either --curve or {given[0][0]}, not both")
+    if len(given) > 1:
+        raise ConfigError("--accept", "give either --curve-file or --accept, not both")
+    return given[0] if given else None
+
+
 def resolve_measured(args: argparse.Namespace) -> Measured | None:
     """--measured-as with its γ or k, refused without a curve to apply to."""
     measured_as = getattr(args, "measured_as", None)
@@ -184,25 +208,32 @@ def resolve_measured(args: argparse.Namespace) -> Measured | None:
             if value is not None:
                 raise ConfigError(flag, "needs --measured-as")
         return None
-    if not (args.curve or args.curve_file):
+    if not (args.curve or args.curve_file or args.accept):
         raise ConfigError("--measured-as", "needs --curve or --curve-file to convert")
     return Measured(measured_as, gamma, stages)
 
 
 def resolve_curve(args: argparse.Namespace, n_layers: int) -> AcceptanceCurve:
-    if args.curve and args.curve_file:
-        raise ConfigError("--curve", "give either --curve or --curve-file, not both")
+    source = curve_source(args)
     measured = resolve_measured(args)
-    curve = (
-        parse_curve(args.curve, "--curve", measured)
-        if args.curve
-        else read_curve(args.curve_file, "--curve-file", measured)
-        if args.curve_file
-        else illustrative_curve(n_layers)
-    )
+    if args.curve_head is not None and source is None:
+        raise ConfigError("--curve-head", "needs an AcceptanceRecord (--accept or --curve-file)")
+    if args.curve:
+        curve = parse_curve(args.curve, "--curve", measured)
+    elif source is not None:
+        curve = read_curve(
+            source[1],
+            source[0],
+            measured,
+            head=args.curve_head,
+            target=decoding.from_args(args),
+            n_layers=n_layers,
+        )
+    else:
+        curve = illustrative_curve(n_layers)
     if curve.exits[-1] >= n_layers:
         raise ConfigError(
-            "--curve" if args.curve else "--curve-file",
+            "--curve" if args.curve else source[0] if source else "--curve-file",
             f"exit layers must be < L = {n_layers}, got {curve.exits[-1]}",
         )
     return curve

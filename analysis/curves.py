@@ -21,7 +21,8 @@ import numpy as np
 
 from ppsd_sim.acceptance.vocabulary import SCALAR_MEASURES, alpha_from_measure, describe
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import validate
+from ppsd_sim.records import acceptance_pick, validate
+from ppsd_sim.records.acceptance_record import AcceptanceRecord
 from ppsd_sim.records.decoding import GREEDY, DecodingSettings
 from ppsd_sim.records.io import load_document
 
@@ -199,12 +200,56 @@ MEASURED_FILE_KEYS = ("exits", "values", "measured_as", "gamma", "stages", "sour
 
 
 def read_curve(
-    path: str | Path, field: str = "--curve-file", measured: Measured | None = None
+    path: str | Path,
+    field: str = "--curve-file",
+    measured: Measured | None = None,
+    *,
+    head: str | None = None,
+    target: DecodingSettings = GREEDY,
+    n_layers: int | None = None,
 ) -> AcceptanceCurve:
     """A JSON/YAML file with ``exits`` and ``alphas`` lists (ppsd's α), or with ``exits``,
     ``values`` and ``measured_as`` (+ ``gamma`` or ``stages``): a measure of another tool,
-    converted. ``measured`` (the command line's) applies to a file of ``alphas`` only."""
-    doc = load_document(path, field)
+    converted. ``measured`` (the command line's) applies to a file of ``alphas`` only.
+
+    Or an AcceptanceRecord (``ppsd accept --out``), optionally ``RECORD@HEAD``: its α per
+    measured exit for ``head`` (the suffix's, else ``head``, else the only head measured,
+    else shared) at ``target``'s decoding when measured, else its only setting
+    (``record_curve``); with ``n_layers`` a record of a model of other depth is refused."""
+    text, sel = acceptance_pick.split_ref(str(path))
+    doc = load_document(text, field)
+    if acceptance_pick.is_record(doc):
+        if measured is not None:
+            raise ConfigError(
+                "--measured-as", f"{text} is an AcceptanceRecord: its α is ppsd's; drop the flag"
+            )
+        if sel is not None and head is not None and sel != head:
+            raise ConfigError(field, f"@{sel} disagrees with --curve-head {head}")
+        rec = acceptance_pick.as_record(doc, text, field)
+        if n_layers is not None and rec.model["n_layers"] != n_layers:
+            raise ConfigError(
+                field,
+                f"{text} measured a model of {rec.model['n_layers']} layers, the profile has "
+                f"{n_layers}: α at exit E holds for that model only (plan on its own profile: "
+                "--synth MODEL_DIR@DEVICE or --profile)",
+            )
+        h = acceptance_pick.head_of(rec, sel or head, field, text)
+        dec = acceptance_pick.decoding_of(rec, h, target, field, text)
+        return record_curve(rec, h, dec)
+    if sel is not None:
+        raise ConfigError(
+            field,
+            f"{text} is not an AcceptanceRecord: @{sel} names a head of one (`ppsd accept --out`)",
+        )
+    kind = acceptance_pick.other_record(doc)
+    if kind is not None and kind != "AcceptanceCurve":
+        raise ConfigError(
+            field,
+            f"{text} is a {kind}: give an AcceptanceRecord (`ppsd accept --out`) or an α(E) "
+            "curve file (exits and alphas)",
+        )
+    if head is not None:
+        raise ConfigError("--curve-head", f"needs an AcceptanceRecord; {text} is a curve file")
     if isinstance(doc, dict) and "measured_as" in doc:
         if measured is not None:
             raise ConfigError(
@@ -229,6 +274,16 @@ def read_curve(
         if err.field.startswith(field):
             raise
         raise ConfigError(field, str(err)) from None
+
+
+def record_curve(rec: AcceptanceRecord, head: str, decoding: DecodingSettings) -> AcceptanceCurve:
+    """A measured α(E) curve from one head and decoding setting of an AcceptanceRecord (its
+    ``curve``: the measured α for greedy rows, the expected α for sampled ones), the note
+    naming the model, head, prompt set and setting."""
+    exits, alphas = rec.curve(head, decoding)
+    what = "expected α" if not decoding.greedy else "α"
+    note = f"ppsd accept, {head} head, {decoding.label()} ({what}); {acceptance_pick.describe(rec)}"
+    return AcceptanceCurve(exits, alphas, "measured", note, decoding)
 
 
 def illustrative_curve(n_layers: int) -> AcceptanceCurve:

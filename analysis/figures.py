@@ -11,6 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from analysis.grids import Grid
 from ppsd_sim.records.calibration_report import Comparison
@@ -199,4 +200,38 @@ def predicted_vs_measured(
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3)
+    return fig
+
+
+HEAD_COLOURS = {"shared": "#4C72B0", "trained": "#C44E52"}
+
+
+def acceptance_by_exit(
+    series: Sequence[tuple[str, str, Sequence[int], Sequence[float], Sequence[float | None]]],
+    title: str,
+) -> Figure:
+    """Measured α against exit layer: one line per (label, head, exits, α, standard error),
+    coloured by head (shared LM head or trained heads), ± one standard error as bars."""
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    styles = ["-", "--", "-.", ":"]
+    for i, (label, head, exits, alphas, ses) in enumerate(series):
+        err = [0.0 if s is None else s for s in ses]
+        ax.errorbar(
+            list(exits),
+            list(alphas),
+            yerr=err if any(err) else None,
+            fmt="o" + styles[i % len(styles)],
+            color=HEAD_COLOURS.get(head, "0.4"),
+            capsize=2,
+            lw=1.6,
+            label=label,
+        )
+    ax.set_ylim(-0.02, 1.02)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("exit layer E (layers the drafter runs)")
+    ax.set_ylabel("α per token (sampled settings: expected α)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
     return fig

@@ -15,6 +15,7 @@ from analysis.curves import AcceptanceCurve
 from analysis.load_plan_record import LoadPlan
 from analysis.plan_record import Plan
 from ppsd_sim.errors import ConfigError
+from ppsd_sim.records.acceptance_record import AcceptanceRecord
 from ppsd_sim.records.calibration_report import CalibrationReport
 from ppsd_sim.records.io import load_document
 from ppsd_sim.records.profile import HardwareProfile
@@ -50,6 +51,7 @@ class RecordSet:
     load_plans: list[tuple[str, LoadPlan]] = field(default_factory=list)
     calibrations: list[tuple[str, CalibrationReport]] = field(default_factory=list)
     curves: list[tuple[str, AcceptanceCurve]] = field(default_factory=list)
+    acceptance: list[tuple[str, AcceptanceRecord]] = field(default_factory=list)
     timelines: list[Timeline] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     files: int = 0
@@ -120,6 +122,8 @@ def _add(rs: RecordSet, name: str, data: Any) -> None:
         rs.calibrations.append((name, CalibrationReport.from_dict(data)))
     elif kind == "AcceptanceCurve":
         rs.curves.append((name, AcceptanceCurve.from_dict(data)))
+    elif kind == "AcceptanceRecord":
+        rs.acceptance.append((name, AcceptanceRecord.from_dict(data)))
     else:
         raise ConfigError("record", f"unrecognised record type {kind!r}")
 
@@ -145,6 +149,7 @@ def read_folder(folder: str | Path) -> RecordSet:
                 "load_plans",
                 "calibrations",
                 "curves",
+                "acceptance",
                 "timelines",
             ):
                 getattr(rs, attr).extend(getattr(one, attr))

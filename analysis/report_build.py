@@ -6,15 +6,17 @@ the report's "Skipped" section instead of stopping the build.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 from pathlib import Path
 
 import numpy as np
 
 from analysis import figures, grids, reproduction
-from analysis.curves import AcceptanceCurve, illustrative_curve
+from analysis.curves import AcceptanceCurve, illustrative_curve, record_curve
 from analysis.planner import Plan, exit_of, plan
 from analysis.records_folder import RecordSet, Skipped, read_folder
+from analysis.report_accept import acceptance_section
 from analysis.report_compare import (
     calibration_section,
     comparison_figure,
@@ -26,8 +28,10 @@ from analysis.report_model import TAGS, Cell, Fig, Num, Para, Report, Section, T
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.examples import example_profile
 from ppsd_sim.predict import predict_run
+from ppsd_sim.records import acceptance_pick
 from ppsd_sim.records.acceptance_spec import AcceptanceSpec
 from ppsd_sim.records.calibration_report import Comparison, ComparisonSummary
+from ppsd_sim.records.decoding import GREEDY
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.run_record import RunRecord
 from ppsd_sim.records.scheme import SchemeConfig
@@ -92,8 +96,8 @@ def _about(rs: RecordSet, folder: Path | None, curve: AcceptanceCurve, pname: st
             f"Built from {rs.files} record file(s) in `{folder}`: {len(rs.profiles)} profile(s), "
             f"{len(rs.runs)} run(s), {len(rs.timelines)} timeline(s), {len(rs.plans)} plan(s), "
             f"{len(rs.calibrations)} calibration report(s), "
-            f"{len(rs.curves)} acceptance curve(s); {len(rs.skipped)} file(s) skipped (listed at "
-            "the end)."
+            f"{len(rs.curves)} acceptance curve(s), {len(rs.acceptance)} acceptance record(s); "
+            f"{len(rs.skipped)} file(s) skipped (listed at the end)."
         )
     sec.items.append(Para(src))
     sec.items.append(
@@ -567,6 +571,23 @@ def _skipped(rs: RecordSet) -> Section:
     return sec
 
 
+def _measured_curve(rs: RecordSet, n_layers: int) -> AcceptanceCurve:
+    """Without an AcceptanceCurve in the folder: the α(E) of the first acceptance record of a
+    model as deep as the profile (its only head or the shared one, greedy if measured, else
+    its only setting), else the illustrative curve."""
+    for name, rec in rs.acceptance:
+        if rec.model["n_layers"] != n_layers:
+            continue
+        try:
+            head = acceptance_pick.head_of(rec, None, "records", name)
+            dec = acceptance_pick.decoding_of(rec, head, GREEDY, "records", name)
+        except ConfigError:  # several sampled settings and no greedy one: none is implied
+            continue
+        c = record_curve(rec, head, dec)
+        return dataclasses.replace(c, note=f"{c.note} (from {name})")
+    return illustrative_curve(n_layers)
+
+
 def build_report(
     folder: str | Path | None = None,
     *,
@@ -582,7 +603,7 @@ def build_report(
     rs = read_folder(root) if root is not None else RecordSet()
     pname, prof = _primary(rs)
     label = profile_label(pname, prof)
-    curve = rs.curves[0][1] if rs.curves else illustrative_curve(prof.n_layers)
+    curve = rs.curves[0][1] if rs.curves else _measured_curve(rs, prof.n_layers)
     if curve.exits[-1] >= prof.n_layers:
         rs.skipped.append(
             Skipped(
@@ -594,6 +615,7 @@ def build_report(
     sections = [
         _about(rs, root, curve, pname),
         _profiles(rs, (pname, prof)),
+        *[sec for sec in (acceptance_section(rs.acceptance),) if sec is not None],
         _heatmaps(prof, label, gamma, max_stages),
         _break_even(prof, label, max_stages),
         _timeline(prof, curve, rs, max_stages, seed),

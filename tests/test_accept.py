@@ -131,6 +131,12 @@ def test_cli_writes_a_record_that_sim_and_plan_read() -> None:
     # the answer for this model: its measured α(E) on a profile synthesised from its config
     synth = f"{spec.path}@cpu-2core-epyc"
     assert main(["plan", "--synth", synth, "--curve-file", str(curve), "--devices", "2"]) == 0
+    # ... and the record itself, read directly: one exit's trace, the α(E) curve
+    sim = _ppsd("sim", "--scheme", "ppsd", "--acceptance-trace", f"{out}@3", "--json")
+    assert sim.returncode == 0, sim.stderr
+    assert json.loads(sim.stdout)[0]["acceptance"]["trace"] == rec.trace(3)
+    assert json.loads(trace.read_text(encoding="utf-8"))["trace"] == rec.trace(3)
+    assert main(["plan", "--synth", synth, "--accept", str(out), "--devices", "2"]) == 0
 
 
 def _refused(capsys, *args: str) -> str:

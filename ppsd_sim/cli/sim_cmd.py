@@ -23,7 +23,7 @@ from ppsd_sim.acceptance.vocabulary import (
     derive_alpha,
 )
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import decoding, validate
+from ppsd_sim.records import acceptance_pick, decoding, validate
 from ppsd_sim.records.acceptance_spec import HISTOGRAM_TAILS, MARKOV_CHAINS, AcceptanceSpec
 from ppsd_sim.records.io import check_writable, dumps, load_document, write_all
 from ppsd_sim.records.profile import HardwareProfile
@@ -120,7 +120,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     a.add_argument(
         "--acceptance-trace",
-        help="file of recorded 0/1 outcomes per judged draft (JSON list or whitespace-separated)",
+        metavar="FILE|RECORD@EXIT[:HEAD]",
+        help="recorded 0/1 outcomes per judged draft: a file (JSON list or whitespace-separated), "
+        "or one exit's traces of an AcceptanceRecord (`ppsd accept --out`), HEAD shared or "
+        "trained (default: the only one measured there, else shared)",
     )
     a.add_argument(
         "--acceptance-rate",
@@ -176,6 +179,7 @@ class Inputs:
     acceptance: AcceptanceSpec
     run: dict[str, Any]
     notes: list[str] = field(default_factory=list)  # what was derived (printed)
+    warnings: list[str] = field(default_factory=list)  # printed on stderr
 
 
 def _ints(flag: str, text: str) -> list[int]:
@@ -200,26 +204,74 @@ def _as_flag(err: ConfigError, names: dict[str, str]) -> ConfigError:
     return err
 
 
-def _read_trace(path: str) -> list[int]:
+TRACE_FLAG = "--acceptance-trace"
+
+
+@dataclass(frozen=True)
+class RecordTrace:
+    """Where a trace read from an AcceptanceRecord came from: what it says, its exit and the
+    depth of the model measured (schemes default to that exit and are checked against it)."""
+
+    what: str
+    exit_layer: int
+    n_layers: int
+
+
+def _read_trace(
+    text: str, target: decoding.DecodingSettings
+) -> tuple[AcceptanceSpec, RecordTrace | None]:
+    """``--acceptance-trace``: ``RECORD@EXIT[:HEAD]`` (one row of ``ppsd accept --out``), a
+    JSON/YAML list or ``{"trace": [...], "decoding": ...}`` (``--trace-out``), or a text file
+    of 0/1. The spec carries the decoding the trace was measured under; a record's row also
+    says where it came from (None for plain traces)."""
+    path, sel = acceptance_pick.split_ref(text)
     p = Path(path)
     if p.suffix.lower() in (".json", ".yaml", ".yml"):
-        data = load_document(p, "--acceptance-trace")
+        data = load_document(p, TRACE_FLAG)
+        if acceptance_pick.is_record(data):
+            rec = acceptance_pick.as_record(data, path, TRACE_FLAG)
+            row, what = acceptance_pick.trace_of(rec, sel, target, TRACE_FLAG, path)
+            origin = RecordTrace(f"replaying {what}", row.exit, rec.model["n_layers"])
+            spec = AcceptanceSpec.from_trace(row.flat_trace()).with_decoding(row.decoding)
+            return spec, origin
+        _no_selector(path, sel)
+        kind = acceptance_pick.other_record(data)
+        if kind is not None or (isinstance(data, dict) and "trace" not in data):
+            raise ConfigError(
+                TRACE_FLAG,
+                f"{path} is {'a ' + kind if kind else 'an object without trace'}: give a list "
+                'of 0/1, {"trace": [...]} (`ppsd accept --trace-out`) or an AcceptanceRecord '
+                "as RECORD@EXIT[:HEAD]",
+            )
+        dec = decoding.of_trace_file(path, TRACE_FLAG)
         if isinstance(data, dict) and "trace" in data:
             data = data["trace"]
-        return validate.sequence("--acceptance-trace", data)
+        return AcceptanceSpec.from_trace(validate.sequence(TRACE_FLAG, data)).with_decoding(
+            dec
+        ), None
+    _no_selector(path, sel)
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ConfigError(
-            "--acceptance-trace", f"{p} is not UTF-8 text (a list of 0 and 1 is expected)"
+            TRACE_FLAG, f"{p} is not UTF-8 text (a list of 0 and 1 is expected)"
         ) from None
     except OSError as err:
-        raise ConfigError("--acceptance-trace", f"cannot read {p}: {err.strerror}") from None
+        raise ConfigError(TRACE_FLAG, f"cannot read {p}: {err.strerror}") from None
     tokens = text.replace(",", " ").split()
     bad = [t for t in tokens if t not in ("0", "1")]
     if bad:
-        raise ConfigError("--acceptance-trace", f"must hold only 0 and 1, found {bad[0]!r}")
-    return [int(t) for t in tokens]
+        raise ConfigError(TRACE_FLAG, f"must hold only 0 and 1, found {bad[0]!r}")
+    return AcceptanceSpec.from_trace([int(t) for t in tokens]), None
+
+
+def _no_selector(path: str, sel: str | None) -> None:
+    if sel is not None:
+        raise ConfigError(
+            TRACE_FLAG,
+            f"{path} is not an AcceptanceRecord: @{sel} names an exit of one (`ppsd accept "
+            "--out`); a plain 0/1 trace file takes no @",
+        )
 
 
 def _profile_from(value: Any, where: str) -> HardwareProfile:
@@ -398,7 +450,10 @@ _ACC_FLAGS = {
 
 
 def _resolve_acceptance(
-    args: argparse.Namespace, cfg: dict[str, Any], notes: list[str]
+    args: argparse.Namespace,
+    cfg: dict[str, Any],
+    notes: list[str],
+    origin: list[RecordTrace] | None = None,
 ) -> AcceptanceSpec:
     given = _given(args, _ACC_FLAGS)
     if len(given) > 1:
@@ -437,9 +492,12 @@ def _resolve_acceptance(
                 _ints("--histogram", args.histogram), args.histogram_tail
             )
         if src == "--acceptance-trace":
-            return AcceptanceSpec.from_trace(_read_trace(args.acceptance_trace)).with_decoding(
-                decoding.of_trace_file(args.acceptance_trace)
-            )
+            spec, found = _read_trace(args.acceptance_trace, decoding.from_args(args))
+            if found is not None:
+                notes.append(found.what)
+                if origin is not None:
+                    origin.append(found)
+            return spec
         if src == "--acceptance-rate":
             d = derive_alpha(
                 args.acceptance_rate,
@@ -519,6 +577,42 @@ def _acceptance_from_config(value: Any, notes: list[str]) -> AcceptanceSpec:
     return AcceptanceSpec.from_dict(value, "config.acceptance")
 
 
+def _record_exit_default(
+    args: argparse.Namespace, cfg: dict[str, Any], found: list[RecordTrace], n_layers: int
+) -> argparse.Namespace:
+    """Schemes built from flags draft at the record's exit unless the flags place the exit
+    themselves (--exit, --boundaries, --exit-stage) or the config lists the schemes."""
+    if not found or args.exit_layer is not None or args.boundaries or args.exit_stage:
+        return args
+    if "schemes" in cfg or "scheme" in cfg or args.scheme == "ar":
+        return args
+    if not 1 <= found[0].exit_layer < n_layers:
+        return args
+    return argparse.Namespace(**{**vars(args), "exit_layer": found[0].exit_layer})
+
+
+def _record_warnings(
+    found: list[RecordTrace], schemes: list[SchemeConfig], n_layers: int
+) -> list[str]:
+    """A record's trace replayed where it was not measured: another exit, another depth."""
+    if not found:
+        return []
+    rt, out = found[0], []
+    if rt.n_layers != n_layers:
+        out.append(
+            f"{TRACE_FLAG}: the record measured a model of {rt.n_layers} layers, the profile "
+            f"has {n_layers}"
+        )
+    for sch in schemes:
+        e = sch.draft_exit_layer
+        if e is not None and e != rt.exit_layer:
+            out.append(
+                f"{TRACE_FLAG}: exit {rt.exit_layer}'s acceptance is replayed in "
+                f"{sch.label()}, which drafts after layer {e}"
+            )
+    return out
+
+
 def resolve(args: argparse.Namespace) -> Inputs:
     """Flags override the config file, which overrides the embedded example."""
     cfg: dict[str, Any] = {}
@@ -532,9 +626,21 @@ def resolve(args: argparse.Namespace) -> Inputs:
         if "scheme" in cfg and "schemes" in cfg:
             raise ConfigError("config.scheme", "give either scheme or schemes, not both")
     profile = _resolve_profile(args, cfg)
-    schemes = _resolve_schemes(args, cfg, profile.n_layers)
     notes: list[str] = []
-    acc = _resolve_acceptance(args, cfg, notes)
+    found: list[RecordTrace] = []
+    acc = _resolve_acceptance(args, cfg, notes, found)
+    flags = _record_exit_default(args, cfg, found, profile.n_layers)
+    try:
+        schemes = _resolve_schemes(flags, cfg, profile.n_layers)
+    except ConfigError as err:
+        if flags is args:
+            raise
+        raise ConfigError(
+            err.field,
+            f"{err.message} (the exit {flags.exit_layer} is the {TRACE_FLAG} record's: "
+            "give --exit or --stages)",
+        ) from None
+    warnings = _record_warnings(found, schemes, profile.n_layers)
     given = _given(args, _ACC_FLAGS)
     if given and all(sch.kind == "ar" for sch in schemes):
         raise ConfigError(given[0], "AR drafts nothing: acceptance does not apply to --scheme ar")
@@ -557,7 +663,7 @@ def resolve(args: argparse.Namespace) -> Inputs:
                 raise ConfigError("--histogram", msg) from None
             where = {"engine": "--engine", "acceptance": "config.acceptance"}
             raise _as_flag(err, where) from None
-    return Inputs(profile, schemes, acc, run, notes)
+    return Inputs(profile, schemes, acc, run, notes, warnings)
 
 
 def _table(sims: list[Simulation]) -> str:
@@ -599,17 +705,21 @@ def run(args: argparse.Namespace) -> int:
         simulate(profile, sch, acc, tokens=opts["tokens"], seed=opts["seed"], engine=opts["engine"])
         for sch in inp.schemes
     ]
+    extra: dict[str, Any] = {}
     if inp.notes:  # the records say which α a measurement in another vocabulary became
-        derived = "; ".join(inp.notes)
+        extra["acceptance_derived"] = "; ".join(inp.notes)
+    if inp.warnings:  # ... and where a record's trace is replayed outside what it measured
+        extra["acceptance_warnings"] = list(inp.warnings)
+    if extra:
         sims = [
-            Simulation(replace(s.record, notes={**s.record.notes, "acceptance_derived": derived}))
+            Simulation(replace(s.record, notes={**s.record.notes, **extra}))
             if s.record.acceptance is not None
             else s
             for s in sims
         ]
     warn = decoding.flag([s.record for s in sims], acc.decoding, target)
-    if warn is not None:
-        print(f"warning: {warn}", file=sys.stderr)
+    for w in [*inp.warnings, *([warn] if warn is not None else [])]:
+        print(f"warning: {w}", file=sys.stderr)
     # Serialise everything before touching disk: a bad record never leaves a partial file,
     # and the outputs are written all or none.
     files: dict[str | os.PathLike[str], str | bytes] = {}
