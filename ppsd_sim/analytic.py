@@ -186,9 +186,15 @@ def ppsd_rate(profile: HardwareProfile, scheme: SchemeConfig) -> PpsdRate:
 def _bounded_schedule(c: PpsdCosts, limit: int) -> SegmentSchedule | None:
     """The bounded in-segment schedule, or None when every commit time equals the unbounded
     G + r·Π (then the plain formula is exact and stays bit-for-bit what it was)."""
-    G, pi, pe = c.fill_latency, c.accepted_gap, c.draft_period
-    if pi <= pe and G + c.hop <= limit * pe:
-        return None  # stage 1 paces the pipeline and the bound never delays it
+    G, pi = c.fill_latency, c.accepted_gap
+    if G + c.hop <= limit * pi * (1 + 1e-12):  # (equal up to rounding: still linear)
+        # The bound holds stage 1's start of token j until G + (j − M)·Π + hop <= j·Π: tokens
+        # still enter no later than one per Π, the slowest stage's time per token, so none
+        # queues and every commit stays G + j·Π (a tandem line's departures only grow with its
+        # arrivals). Π >= P_e, so this holds too where stage 1 paces the pipeline. Sharp: with
+        # one slot fewer the schedule changes (tests/test_schedule_bound.py). Without this test
+        # a bound far beyond any segment (M = 10⁶) costs M columns of the schedule, seconds.
+        return None
     sch = segment_schedule(c, limit, _MAX_TRANSIENT)
     top = (sch.periodic_from if sch.periodic_from is not None else sch.computed - limit) + limit
     r = np.arange(max(top, 1))
