@@ -235,3 +235,22 @@ def acceptance_by_exit(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     return fig
+
+
+def speedup_by_temperature(
+    series: Sequence[tuple[str, Sequence[float], Sequence[float]]], title: str
+) -> Figure:
+    """Predicted speedup over AR against sampling temperature: one line per (label, T, speedup)
+    series, AR's 1× dashed."""
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    styles = ["-", "--", "-.", ":"]
+    for i, (label, temps, speedups) in enumerate(series):
+        ax.plot(list(temps), list(speedups), "o" + styles[i % len(styles)], lw=1.6, label=label)
+    ax.axhline(1.0, color="0.3", ls="--", lw=1.0)
+    ax.set_xlabel("sampling temperature T (0 = greedy)")
+    ax.set_ylabel("predicted speedup over AR (same profile)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return fig

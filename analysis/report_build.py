@@ -25,6 +25,7 @@ from analysis.report_compare import (
 )
 from analysis.report_load import load_section
 from analysis.report_model import TAGS, Cell, Fig, Num, Para, Report, Section, Table
+from analysis.report_temperature import temperature_section
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.examples import example_profile
 from ppsd_sim.predict import predict_run
@@ -627,7 +628,11 @@ def build_report(
         sections.append(cal)
     for i, (name, rep) in enumerate(rs.calibrations):
         sections.append(calibration_section(rep, name, f"calibration_{i + 1}"))
-    sections.append(_plan_section(prof, curve, rs, devices, sim_tokens, seed)[0])
+    plan_sec, pl = _plan_section(prof, curve, rs, devices, sim_tokens, seed)
+    sections.append(plan_sec)
+    temp = temperature_section(rs.acceptance, prof, pl.best_per_scheme)
+    if temp is not None:
+        sections.append(temp)
     load = load_section(rs.load_plans)
     if load is not None:
         sections.append(load)
