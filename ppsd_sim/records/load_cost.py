@@ -161,7 +161,7 @@ class LoadCost:
         out = [0.0, 0.0, 0.0]
         for i, c in zip(used, coef / scale, strict=True):
             out[i] = float(c)
-        return cls(*out)
+        return cls(out[0], out[1], out[2])
 
     # ---- JSON -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

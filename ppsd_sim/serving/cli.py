@@ -282,7 +282,7 @@ def _workload(args: argparse.Namespace, cfg: dict[str, Any]) -> Workload:
     acc = _acceptance(args)
     if acc is not None:
         kw["acceptance"] = acc
-    fields = {
+    fields: dict[str, Any] = {
         "count": None if base.requests else base.count,
         "prompt": base.prompt,
         "output": base.output,
