@@ -189,13 +189,16 @@ class Tolerance:
     z: float = gate.Z
     floor: float = gate.FLOOR
 
+    def allowed_drop(self, cell: ToleranceCell, same_class: bool) -> float:
+        """The drop of measured ÷ predicted this record allows ``cell`` (on the class that
+        recorded it, or elsewhere), with the record's own z and floor."""
+        return cell.threshold(same_class, self.z, self.floor)
+
     def to_dict(self) -> dict[str, Any]:
         here = {}
         for same in (True, False):
             key = "this_class" if same else "other_classes"
-            here[key] = {
-                c.label: round(c.threshold(same, self.z, self.floor), 5) for c in self.cells
-            }
+            here[key] = {c.label: round(self.allowed_drop(c, same), 5) for c in self.cells}
         return {
             **tag(RECORD),
             "hardware": self.hardware,
