@@ -213,9 +213,7 @@ class Tolerance:
             "control": {"tick_s": self.control.tick_s, "python_s": self.control.python_s},
             "cells": [
                 {
-                    "label": c.label,
-                    "scheme": c.scheme.to_dict(),
-                    "alpha": c.alpha,
+                    **gate.cell_identity_dict(c),
                     "ratios": list(c.ratios),
                     "median_ratio": c.median,
                     "sd_run": c.between_runs,
@@ -268,21 +266,8 @@ class Tolerance:
                 ("label", "scheme", "alpha", "ratios", "median_ratio", "sd_run"),
                 ("label", "scheme", "ratios"),
             )
-            rs = tuple(
-                validate.number(f"{w}.ratios[{j}]", x, lo=0.0, lo_open=True)
-                for j, x in enumerate(
-                    validate.sequence(f"{w}.ratios", c["ratios"], min_len=MIN_RUNS)
-                )
-            )
-            alpha = c.get("alpha")
-            cells.append(
-                ToleranceCell(
-                    str(c["label"]),
-                    SchemeConfig.from_dict(c["scheme"], f"{w}.scheme"),
-                    None if alpha is None else validate.probability(f"{w}.alpha", alpha),
-                    rs,
-                )
-            )
+            rs = gate.positive_numbers(f"{w}.ratios", c["ratios"], min_len=MIN_RUNS)
+            cells.append(ToleranceCell(*gate.cell_identity(c, w), rs))
         return cls(
             hardware=str(d["hardware"]),
             model=str(d["model"]),
