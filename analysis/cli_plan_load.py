@@ -4,7 +4,6 @@ command line — its flags, their checks and the terminal table."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 
 from analysis.curves import AcceptanceCurve
 from analysis.kv_memory import KVRoom, kv_room_of
@@ -22,9 +21,10 @@ from analysis.load_plan_record import (
 from analysis.memory import WeightBudget
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import validate
-from ppsd_sim.records.io import check_writable, dumps, load_document, write_all
+from ppsd_sim.records.io import check_writable, dumps, write_all
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.serving_record import POLICIES
+from ppsd_sim.serving import tp_profile
 
 #: flags that only mean something with a load (``dest`` → the flag as typed)
 LOAD_ONLY = {
@@ -84,11 +84,7 @@ def configure_load(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--no-sensitivity", action="store_true", help="skip the switch-off at α(E) ± 0.05"
     )
-    g.add_argument(
-        "--tp-profile",
-        help="a HardwareProfile measured with k threads: TP-AR(k)'s costs (on a CPU, TP-k is "
-        "AR with k cores in one process)",
-    )
+    g.add_argument(tp_profile.FLAG, help=tp_profile.HELP + " (k: its provenance.threads)")
     g.add_argument(
         "--ignore-kv",
         action="store_true",
@@ -164,22 +160,7 @@ def _setup(args: argparse.Namespace) -> LoadSetup:
 
 def _with_tp(args: argparse.Namespace, profile: HardwareProfile) -> HardwareProfile:
     """Add TP-AR(k) costs from a profile measured with k threads (``--tp-profile``)."""
-    if not args.tp_profile:
-        return profile
-    from ppsd_sim.serving.step_costs import tp_from_profile
-
-    threaded = HardwareProfile.from_dict(
-        load_document(args.tp_profile, "--tp-profile"), "--tp-profile"
-    )
-    if threaded.n_layers != profile.n_layers:
-        raise ConfigError(
-            "--tp-profile", f"has {threaded.n_layers} layers, the profile {profile.n_layers}"
-        )
-    k = threaded.provenance.threads
-    if k is None or k < 2:
-        raise ConfigError("--tp-profile", "needs provenance.threads >= 2 (measured with k threads)")
-    others = tuple(t for t in profile.tp if t.degree != k)
-    return replace(profile, tp=(*others, tp_from_profile(threaded, k)))
+    return tp_profile.with_tp_profile(profile, args.tp_profile) if args.tp_profile else profile
 
 
 def _kv(args: argparse.Namespace, memory: WeightBudget | None) -> KVRoom | None:

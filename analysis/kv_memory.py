@@ -52,7 +52,7 @@ class KVRoom:
         cap_b = self.weights.device_gb * 1e9
         per_stage = self.weights.per_device_gb(scheme)
         if scheme.kind == "tp_ar":
-            k = int(scheme.tp_degree)
+            k = scheme.n_devices  # TP-AR: its tp_degree
             heads = -(-self.kv_heads // k)
             n = self.weights.n_layers
             loads = [(g, n * 2 * heads * self.head_dim * self.dtype_bytes) for g in per_stage]

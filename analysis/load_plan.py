@@ -360,7 +360,8 @@ class _Search:
         """The non-speculative rows at ``load`` and the shortlisted configurations of
         ``families`` (α(E) moved by ``shift``), best first; every row is simulated once per
         (load, α shift) however often the bisections ask."""
-        rows, notes = (list(x) for x in self._base_rows(load))
+        base_rows, base_notes = self._base_rows(load)
+        rows, notes = list(base_rows), list(base_notes)
         ar = next((r for r in rows if r.kind == "ar"), None)
         for fam in families:
             more, why = self._family_rows(load, shift, fam, ar)

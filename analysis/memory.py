@@ -65,7 +65,7 @@ class WeightBudget:
         if scheme.kind == "eesd":
             return (self.model_gb + self.ee_head_gb,)
         if scheme.kind == "tp_ar":  # every layer, the embedding and the head split k ways
-            k = int(scheme.tp_degree)
+            k = scheme.n_devices  # TP-AR: its tp_degree
             return (self.model_gb / k,) * k
         return tuple(  # PPSD and PP-AR: each stage its layers and its role's parts
             self.stage_gb(st.start, st.stop, first=st.first, exit_=st.exit, last=st.stop == n)

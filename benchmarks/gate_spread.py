@@ -109,28 +109,16 @@ def main() -> int:
     args = ap.parse_args()
     spec = ModelSpec(args.preset)
     hw = gate.hardware_class()
-    tol_path = Path(args.tolerance) if args.tolerance else cli.default_tolerance(spec.name)
     out = Path(args.out) if args.out else Path("results/gate_spread") / f"{hw}.json"
     check_writable(out, "--out")
     delays = sorted(float(x) for x in args.delays.split(",") if x)
     command = "python benchmarks/gate_spread.py " + " ".join(sys.argv[1:])
 
     t0 = time.perf_counter()
-    tol = cli.record_tolerance(
-        spec,
-        tol_path,
-        runs=args.runs,
-        tokens=args.tokens,
-        repeats=args.repeats,
-        transport=args.transport,
-        provisional=args.provisional,
-        command=command,
-    )
+    tol, tol_path = cli.record_and_describe_tolerance(args, spec, command)
     if tol is None:
         return 3
     record_s = time.perf_counter() - t0
-    print("\n".join(cli.describe_tolerance(tol)))
-    print(f"tolerance written: {tol_path} ({record_s:.0f} s)")
 
     plan = cli.choose_mode("model", cli.default_baseline(spec.name), False, tol_path, spec.name)
     checks = []
@@ -177,8 +165,8 @@ def main() -> int:
                 "ratios": list(c.ratios),
                 "median": c.median,
                 "sd_run_upper": c.between_runs,
-                "allowed_drop_this_class": c.threshold(True, tol.z, tol.floor),
-                "allowed_drop_other_classes": c.threshold(False, tol.z, tol.floor),
+                "allowed_drop_this_class": tol.allowed_drop(c, True),
+                "allowed_drop_other_classes": tol.allowed_drop(c, False),
             }
             for c in tol.cells
         },

@@ -20,6 +20,7 @@ import argparse
 import shlex
 import statistics
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -678,7 +679,20 @@ def record_readings(
 
 
 def _record_tolerance(args: argparse.Namespace, spec: ModelSpec, command: str) -> int:
+    tol, _ = record_and_describe_tolerance(args, spec, command)
+    return 3 if tol is None else 0
+
+
+def record_and_describe_tolerance(
+    args: argparse.Namespace, spec: ModelSpec, command: str
+) -> tuple[model_gate.Tolerance | None, Path]:
+    """``ppsd calibrate tolerance`` from its flags (``tolerance``, ``runs``, ``tokens``,
+    ``repeats``, ``transport``, ``provisional``; benchmarks/gate_spread.py takes the same):
+    record the tolerance at ``--tolerance`` (default: this model's file for this hardware
+    class), print what it holds and where it went. Returns it and its path; None for the
+    tolerance when a busy machine stopped the recording (nothing written)."""
     path = Path(args.tolerance) if args.tolerance else default_tolerance(spec.name)
+    t0 = time.perf_counter()
     tol = record_tolerance(
         spec,
         path,
@@ -689,12 +703,11 @@ def _record_tolerance(args: argparse.Namespace, spec: ModelSpec, command: str) -
         provisional=args.provisional,
         command=command,
     )
-    if tol is None:
-        return 3
-    for line in describe_tolerance(tol):
-        print(line)
-    print(f"tolerance written: {path}")
-    return 0
+    if tol is not None:
+        for line in describe_tolerance(tol):
+            print(line)
+        print(f"tolerance written: {path} ({time.perf_counter() - t0:.0f} s)")
+    return tol, path
 
 
 def record_tolerance(
@@ -779,7 +792,7 @@ def describe_tolerance(tol: model_gate.Tolerance) -> list[str]:
         lines.append(
             f"{c.label}: measured ÷ predicted {c.median:.3f} (runs "
             f"{', '.join(f'{r:.3f}' for r in c.ratios)}); sd_run {c.between_runs:.1%}; allowed "
-            f"drop {c.threshold(True, tol.z, tol.floor):.1%} on this class, "
-            f"{c.threshold(False, tol.z, tol.floor):.1%} elsewhere"
+            f"drop {tol.allowed_drop(c, True):.1%} on this class, "
+            f"{tol.allowed_drop(c, False):.1%} elsewhere"
         )
     return lines

@@ -135,6 +135,41 @@ class GateCell:
         return between_sd(self.run_medians)
 
 
+class RecordedCell(Protocol):
+    """What every recorded gate cell (a baseline's, a tolerance's) is named by."""
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def scheme(self) -> SchemeConfig: ...
+    @property
+    def alpha(self) -> float | None: ...
+
+
+def cell_identity_dict(c: RecordedCell) -> dict[str, Any]:
+    """A recorded cell's label, scheme and α as its record writes them."""
+    return {"label": c.label, "scheme": c.scheme.to_dict(), "alpha": c.alpha}
+
+
+def cell_identity(c: dict[str, Any], where: str) -> tuple[str, SchemeConfig, float | None]:
+    """A recorded cell's label, scheme and α read back (errors name the field under
+    ``where``): the reading of ``cell_identity_dict``."""
+    alpha = c.get("alpha")
+    return (
+        str(c["label"]),
+        SchemeConfig.from_dict(c["scheme"], f"{where}.scheme"),
+        None if alpha is None else validate.probability(f"{where}.alpha", alpha),
+    )
+
+
+def positive_numbers(field: str, value: Any, *, min_len: int = 0) -> tuple[float, ...]:
+    """A recorded list of numbers > 0 (speedups, run medians, ratios), each named on error."""
+    return tuple(
+        validate.number(f"{field}[{j}]", x, lo=0.0, lo_open=True)
+        for j, x in enumerate(validate.sequence(field, value, min_len=min_len))
+    )
+
+
 @dataclass(frozen=True)
 class Baseline:
     hardware: str
@@ -154,9 +189,7 @@ class Baseline:
             "provenance": self.provenance,
             "cells": [
                 {
-                    "label": c.label,
-                    "scheme": c.scheme.to_dict(),
-                    "alpha": c.alpha,
+                    **cell_identity_dict(c),
                     "speedups": list(c.speedups),
                     "run_medians": list(c.run_medians),
                     "median": c.median,
@@ -186,26 +219,9 @@ class Baseline:
                 ("label", "scheme", "alpha", "speedups", "run_medians", "median"),
                 ("label", "scheme", "speedups"),
             )
-            sp = tuple(
-                validate.number(f"{w}.speedups[{j}]", x, lo=0.0, lo_open=True)
-                for j, x in enumerate(validate.sequence(f"{w}.speedups", c["speedups"], min_len=2))
-            )
-            runs = tuple(
-                validate.number(f"{w}.run_medians[{j}]", x, lo=0.0, lo_open=True)
-                for j, x in enumerate(
-                    validate.sequence(f"{w}.run_medians", c.get("run_medians", []))
-                )
-            )
-            alpha = c.get("alpha")
-            cells.append(
-                GateCell(
-                    str(c["label"]),
-                    SchemeConfig.from_dict(c["scheme"], f"{w}.scheme"),
-                    None if alpha is None else validate.probability(f"{w}.alpha", alpha),
-                    sp,
-                    runs,
-                )
-            )
+            sp = positive_numbers(f"{w}.speedups", c["speedups"], min_len=2)
+            runs = positive_numbers(f"{w}.run_medians", c.get("run_medians", []))
+            cells.append(GateCell(*cell_identity(c, w), sp, runs))
         return cls(
             str(d["hardware"]),
             str(d["model"]),

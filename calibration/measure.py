@@ -19,6 +19,7 @@ import statistics
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,7 @@ class Progress:
             raise ConfigError(
                 "--out", f"{path} is not a calibration progress file ({err})"
             ) from None
+        assert isinstance(head, dict)  # check_tag refused anything else
         theirs = head["settings"]
         diff = [
             f"{SETTING_NAMES.get(k, k)}: {theirs.get(k)!r} there, {settings.get(k)!r} now"
@@ -239,8 +241,13 @@ def measure_grid(
                 if s.kind == "ppsd":
                     backends[s] = bench.backend(
                         s,
-                        lambda s=s: runner.open_distributed(
-                            spec, s, m.n_layers, _early_exit(s, heads), transport=transport
+                        partial(
+                            runner.open_distributed,
+                            spec,
+                            s,
+                            m.n_layers,
+                            _early_exit(s, heads),
+                            transport=transport,
                         ),
                     )
 

@@ -189,13 +189,16 @@ class Tolerance:
     z: float = gate.Z
     floor: float = gate.FLOOR
 
+    def allowed_drop(self, cell: ToleranceCell, same_class: bool) -> float:
+        """The drop of measured ÷ predicted this record allows ``cell`` (on the class that
+        recorded it, or elsewhere), with the record's own z and floor."""
+        return cell.threshold(same_class, self.z, self.floor)
+
     def to_dict(self) -> dict[str, Any]:
         here = {}
         for same in (True, False):
             key = "this_class" if same else "other_classes"
-            here[key] = {
-                c.label: round(c.threshold(same, self.z, self.floor), 5) for c in self.cells
-            }
+            here[key] = {c.label: round(self.allowed_drop(c, same), 5) for c in self.cells}
         return {
             **tag(RECORD),
             "hardware": self.hardware,
@@ -210,9 +213,7 @@ class Tolerance:
             "control": {"tick_s": self.control.tick_s, "python_s": self.control.python_s},
             "cells": [
                 {
-                    "label": c.label,
-                    "scheme": c.scheme.to_dict(),
-                    "alpha": c.alpha,
+                    **gate.cell_identity_dict(c),
                     "ratios": list(c.ratios),
                     "median_ratio": c.median,
                     "sd_run": c.between_runs,
@@ -265,21 +266,8 @@ class Tolerance:
                 ("label", "scheme", "alpha", "ratios", "median_ratio", "sd_run"),
                 ("label", "scheme", "ratios"),
             )
-            rs = tuple(
-                validate.number(f"{w}.ratios[{j}]", x, lo=0.0, lo_open=True)
-                for j, x in enumerate(
-                    validate.sequence(f"{w}.ratios", c["ratios"], min_len=MIN_RUNS)
-                )
-            )
-            alpha = c.get("alpha")
-            cells.append(
-                ToleranceCell(
-                    str(c["label"]),
-                    SchemeConfig.from_dict(c["scheme"], f"{w}.scheme"),
-                    None if alpha is None else validate.probability(f"{w}.alpha", alpha),
-                    rs,
-                )
-            )
+            rs = gate.positive_numbers(f"{w}.ratios", c["ratios"], min_len=MIN_RUNS)
+            cells.append(ToleranceCell(*gate.cell_identity(c, w), rs))
         return cls(
             hardware=str(d["hardware"]),
             model=str(d["model"]),

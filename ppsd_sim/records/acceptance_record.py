@@ -156,10 +156,10 @@ class ExitAcceptance:
         if len(exp) != len(clean):
             raise ConfigError("expected", f"needs {len(clean)} rows like traces, got {len(exp)}")
         out = []
-        for i, (row, bits) in enumerate(zip(exp, clean, strict=True)):
+        for i, (row, trace) in enumerate(zip(exp, clean, strict=True)):
             vals = validate.sequence(f"expected[{i}]", row)
-            if len(vals) != len(bits):
-                raise ConfigError(f"expected[{i}]", f"needs {len(bits)} values, got {len(vals)}")
+            if len(vals) != len(trace):
+                raise ConfigError(f"expected[{i}]", f"needs {len(trace)} values, got {len(vals)}")
             out.append(
                 tuple(validate.probability(f"expected[{i}][{j}]", v) for j, v in enumerate(vals))
             )

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ppsd_sim.errors import ConfigError
+
+#: any one kind of path as the keys of ``write_all``'s mapping (a Mapping is invariant in them)
+_PathT = TypeVar("_PathT", bound=str | os.PathLike[str])
 
 
 def read_text(path: str | os.PathLike[str], field: str = "file") -> str:
@@ -117,7 +121,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def write_all(files: dict[str | os.PathLike[str], str | bytes]) -> list[Path]:
+def write_all(files: Mapping[_PathT, str | bytes]) -> list[Path]:
     """Write several outputs of one command: all of them or none. Every file is first written
     to a temporary file beside its target; only when all succeeded are they renamed into place
     (a failure before that leaves every existing file untouched)."""

@@ -161,7 +161,7 @@ class LoadCost:
         out = [0.0, 0.0, 0.0]
         for i, c in zip(used, coef / scale, strict=True):
             out[i] = float(c)
-        return cls(*out)
+        return cls(out[0], out[1], out[2])
 
     # ---- JSON -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -230,6 +230,19 @@ def _one(where: str, name: str, value: Any) -> LoadCost:
     return value
 
 
+def _read_per_layer(
+    d: dict[str, Any], where: str, names: tuple[str, ...]
+) -> tuple[tuple[LoadCost, ...], dict[str, Any]]:
+    """A per-layer record's ``layers`` list and those of its single costs ``names`` it holds
+    (the reading of ``BatchedCosts`` and ``TensorParallel``); errors name the field."""
+    j = lambda n: validate.join(where, n)  # noqa: E731
+    layers = tuple(
+        LoadCost.from_dict(c, f"{j('layers')}[{i}]")
+        for i, c in enumerate(validate.sequence(j("layers"), d["layers"], min_len=1))
+    )
+    return layers, {n: LoadCost.from_dict(d[n], j(n)) for n in names if n in d}
+
+
 class _PerLayer:
     """Layer costs held as one for every layer or one per layer."""
 
@@ -286,16 +299,7 @@ class BatchedCosts(_PerLayer):
         d = validate.mapping(
             where, data, ("layers", "embed", "ee_head", "final_head", "hop", "notes"), ("layers",)
         )
-        j = lambda n: validate.join(where, n)  # noqa: E731
-        layers = tuple(
-            LoadCost.from_dict(c, f"{j('layers')}[{i}]")
-            for i, c in enumerate(validate.sequence(j("layers"), d["layers"], min_len=1))
-        )
-        kw: dict[str, Any] = {
-            n: LoadCost.from_dict(d[n], j(n))
-            for n in ("embed", "ee_head", "final_head", "hop")
-            if n in d
-        }
+        layers, kw = _read_per_layer(d, where, ("embed", "ee_head", "final_head", "hop"))
         return cls(layers=layers, notes=d.get("notes"), **kw)
 
 
@@ -354,16 +358,7 @@ class TensorParallel(_PerLayer):
             ),
             ("degree", "layers"),
         )
-        j = lambda n: validate.join(where, n)  # noqa: E731
-        layers = tuple(
-            LoadCost.from_dict(c, f"{j('layers')}[{i}]")
-            for i, c in enumerate(validate.sequence(j("layers"), d["layers"], min_len=1))
-        )
-        kw: dict[str, Any] = {
-            n: LoadCost.from_dict(d[n], j(n))
-            for n in ("embed", "final_head", "allreduce")
-            if n in d
-        }
+        layers, kw = _read_per_layer(d, where, ("embed", "final_head", "allreduce"))
         try:
             return cls(
                 degree=d["degree"],

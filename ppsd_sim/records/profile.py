@@ -250,9 +250,10 @@ class HardwareProfile:
 
     def with_costs(self, **changes: Any) -> HardwareProfile:
         """A copy with some fields replaced (numbers become Timings)."""
-        return replace(
-            self, **{k: (timing(v) if k in _TIMING_FIELDS else v) for k, v in changes.items()}
-        )
+        new: dict[str, Any] = {
+            k: (timing(v) if k in _TIMING_FIELDS else v) for k, v in changes.items()
+        }
+        return replace(self, **new)
 
     # ---- JSON -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

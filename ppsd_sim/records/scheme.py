@@ -216,6 +216,7 @@ class SchemeConfig:
     def n_devices(self) -> int:
         """Compute units the scheme occupies (PPSD: distinct devices of its stages)."""
         if self.kind == "tp_ar":
+            assert self.tp_degree is not None  # required for TP-AR by __post_init__
             return int(self.tp_degree)
         if self.kind in ("ppsd", "pp_ar"):
             return len(set(self.stage_devices()))
@@ -269,10 +270,13 @@ class SchemeConfig:
 
     def check_layers(self, n_layers: int) -> None:
         """Refuse a scheme that does not fit a model of ``n_layers`` layers."""
-        if self.kind == "eesd" and not 1 <= self.exit_layer < n_layers:
-            raise ConfigError(
-                "scheme.exit_layer", f"must satisfy 1 <= E < L = {n_layers}, got {self.exit_layer}"
-            )
+        if self.kind == "eesd":
+            assert self.exit_layer is not None  # required for EESD by __post_init__
+            if not 1 <= self.exit_layer < n_layers:
+                raise ConfigError(
+                    "scheme.exit_layer",
+                    f"must satisfy 1 <= E < L = {n_layers}, got {self.exit_layer}",
+                )
         if self.kind in ("ppsd", "pp_ar") and self.stage_boundaries[-1] != n_layers:
             raise ConfigError(
                 "scheme.stage_boundaries",

@@ -276,6 +276,11 @@ class ServingRecord:
             ("origin", "engine", "scheme", "workload", "settings", *_SCALARS[:6]),
         )
         j = lambda n: validate.join(where, n)  # noqa: E731
+
+        def fractions(n: str) -> tuple[float, ...]:
+            seq = validate.sequence(j(n), d.get(n, []))
+            return tuple(validate.number(f"{j(n)}[{i}]", v, lo=0.0) for i, v in enumerate(seq))
+
         try:
             kw: dict[str, Any] = {n: d[n] for n in _SCALARS if n in d}
             for n in ("ttft", "tpot", "e2e", "queue"):
@@ -296,13 +301,8 @@ class ServingRecord:
                 settings=ServingSettings.from_dict(d["settings"], j("settings")),
                 seed=d.get("seed"),
                 little=dict(validate.mapping(j("little"), d.get("little", {}), _LITTLE)),
-                **{
-                    n: tuple(
-                        validate.number(f"{j(n)}[{i}]", v, lo=0.0)
-                        for i, v in enumerate(validate.sequence(j(n), d.get(n, [])))
-                    )
-                    for n in ("stage_busy_fraction", "stage_wasted_fraction")
-                },
+                stage_busy_fraction=fractions("stage_busy_fraction"),
+                stage_wasted_fraction=fractions("stage_wasted_fraction"),
                 speedups={
                     b: dict(m)
                     for b, m in validate.mapping(

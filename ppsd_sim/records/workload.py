@@ -84,10 +84,15 @@ class LengthDist:
     @property
     def mean_hint(self) -> float:
         """A typical value for labels (fixed value, uniform midpoint, lognormal median)."""
+        # __post_init__ requires each kind's fields: fixed a value, uniform lo and hi,
+        # lognormal a median
         if self.kind == "fixed":
+            assert self.value is not None
             return float(self.value)
         if self.kind == "uniform":
+            assert self.lo is not None and self.hi is not None
             return (self.lo + self.hi) / 2
+        assert self.median is not None
         return float(self.median)
 
     def label(self) -> str:
@@ -324,6 +329,7 @@ class Workload:
 
     @property
     def n_requests(self) -> int:
+        assert self.count is not None  # set or refused by __post_init__
         return int(self.count)
 
     def label(self) -> str:

@@ -15,10 +15,10 @@ from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.scheme import SchemeConfig
 from ppsd_sim.records.serving_record import POLICIES, POLICY_HELP, ServingRecord, ServingSettings
 from ppsd_sim.records.workload import Arrivals, LengthDist, Workload
+from ppsd_sim.serving import tp_profile
 from ppsd_sim.serving.example import example_serving_profile, example_workload
 from ppsd_sim.serving.requests import load_arrival_times, load_requests
 from ppsd_sim.serving.simulate import compare_serving
-from ppsd_sim.serving.step_costs import tp_from_profile
 
 KINDS = ("ar", "pp_ar", "tp_ar", "eesd", "ppsd")
 CONFIG_KEYS = ("profile", "schemes", "workload", "settings", "seed")
@@ -36,9 +36,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--profile", help="HardwareProfile JSON/YAML (with batched costs if it has them)"
     )
     g.add_argument(
-        "--tp-profile",
-        help="a HardwareProfile measured with k threads: TP-AR's costs (on a CPU, TP-k is AR "
-        "with k cores in one process)",
+        tp_profile.FLAG, help=tp_profile.HELP + "; k is --tp if given, else its provenance.threads"
     )
     s = p.add_argument_group("schemes")
     s.add_argument(
@@ -140,18 +138,7 @@ def _profile(args: argparse.Namespace, cfg: dict[str, Any]) -> HardwareProfile:
     else:
         prof = example_serving_profile()
     if args.tp_profile:
-        threaded = HardwareProfile.from_dict(
-            load_document(args.tp_profile, "--tp-profile"), "--tp-profile"
-        )
-        if threaded.n_layers != prof.n_layers:
-            raise ConfigError(
-                "--tp-profile", f"has {threaded.n_layers} layers, the profile {prof.n_layers}"
-            )
-        k = args.tp or threaded.provenance.threads
-        if k is None or k < 2:
-            raise ConfigError("--tp-profile", "needs --tp K (or provenance.threads >= 2)")
-        others = tuple(t for t in prof.tp if t.degree != k)
-        prof = replace(prof, tp=(*others, tp_from_profile(threaded, k)))
+        prof = tp_profile.with_tp_profile(prof, args.tp_profile, degree=args.tp, degree_flag="--tp")
     return prof
 
 
@@ -282,7 +269,7 @@ def _workload(args: argparse.Namespace, cfg: dict[str, Any]) -> Workload:
     acc = _acceptance(args)
     if acc is not None:
         kw["acceptance"] = acc
-    fields = {
+    fields: dict[str, Any] = {
         "count": None if base.requests else base.count,
         "prompt": base.prompt,
         "output": base.output,

@@ -42,6 +42,18 @@ class ModelResult:
     max_inflight: int = 0
 
 
+@dataclass
+class _Tally:
+    """The engine's running totals (seconds busy and wasted, flushes, steps, the most tokens
+    in one step)."""
+
+    busy: float = 0.0
+    wasted: float = 0.0
+    flushes: int = 0
+    steps: int = 0
+    max_t: int = 0
+
+
 class _Seq:
     __slots__ = ("buf", "ctx", "i", "left", "pos", "rounds", "sampler")
 
@@ -65,7 +77,7 @@ def run_iteration(
     """Run the engine until every request has finished (``sched.all_done``)."""
     g = steps.gamma
     running: list[_Seq] = []
-    st = {"busy": 0.0, "wasted": 0.0, "flushes": 0, "steps": 0, "max_t": 0}
+    st = _Tally()
 
     def engine():
         while True:
@@ -73,10 +85,10 @@ def run_iteration(
             if new:
                 T = int(sum(int(reqs.prompt[i]) for i in new))
                 dur = steps.prefill(T, len(new))
-                st["max_t"] = max(st["max_t"], T)
+                st.max_t = max(st.max_t, T)
                 yield env.timeout(dur)
-                st["busy"] += dur
-                st["steps"] += 1
+                st.busy += dur
+                st.steps += 1
                 for i in new:
                     sched.first_token(i)
                     left = int(reqs.output[i]) - 1
@@ -85,7 +97,9 @@ def run_iteration(
                         continue
                     s = _Seq(i, int(reqs.prompt[i]), left)
                     if speculative:
-                        s.sampler = AcceptanceSampler(reqs.acceptance[i], reqs.seeds[i])
+                        acc = reqs.acceptance[i]
+                        assert acc is not None  # simulate.prepare refuses EESD without one
+                        s.sampler = AcceptanceSampler(acc, reqs.seeds[i])
                     running.append(s)
                 continue
             if not running:
@@ -97,10 +111,10 @@ def run_iteration(
             K = sum(s.ctx for s in running)
             if not speculative:
                 dur = steps.decode(B, K)
-                st["max_t"] = max(st["max_t"], B)
+                st.max_t = max(st.max_t, B)
                 yield env.timeout(dur)
-                st["busy"] += dur
-                st["steps"] += 1
+                st.busy += dur
+                st.steps += 1
                 for s in running:
                     s.ctx += 1
                     s.left -= 1
@@ -114,19 +128,20 @@ def run_iteration(
         drafts = [steps.draft(B, K + B * d) for d in range(g)]
         verify = steps.verify(B, K + B * g, K)
         dur = sum(drafts) + verify
-        st["max_t"] = max(st["max_t"], B * (g + 1))
+        st.max_t = max(st.max_t, B * (g + 1))
         yield env.timeout(dur)
-        st["busy"] += dur
-        st["steps"] += g + 1
+        st.busy += dur
+        st.steps += g + 1
         rejected = False
         for s in running:
             if s.pos >= len(s.buf):
+                assert s.sampler is not None  # every speculative sequence has one
                 s.buf, s.pos = s.sampler.rounds(_ROUND_CHUNK, g), 0
             a = int(s.buf[s.pos])
             s.pos += 1
             s.rounds.append(a)
             if a < g:
-                st["wasted"] += sum(drafts[a:]) / B
+                st.wasted += sum(drafts[a:]) / B
             s.ctx += a + 1
             s.left -= a + 1
             if s.left <= 0:
@@ -138,9 +153,9 @@ def run_iteration(
         running[:] = [s for s in running if s.left > 0]
         observed.extend(done)
         if rejected:
-            st["flushes"] += 1
+            st.flushes += 1
             yield env.timeout(steps.flush)
-            st["busy"] += steps.flush
+            st.busy += steps.flush
 
     observed: list[_Seq] = []
     env.process(engine())
@@ -149,6 +164,4 @@ def run_iteration(
     if speculative:
         rounds = [a for s in observed for a in s.rounds]
         obs = observed_from_rounds(np.asarray(rounds, dtype=np.int64), g) if rounds else None
-    return ModelResult(
-        [st["busy"]], [st["wasted"]], st["flushes"], st["steps"], obs, max_step_tokens=st["max_t"]
-    )
+    return ModelResult([st.busy], [st.wasted], st.flushes, st.steps, obs, max_step_tokens=st.max_t)

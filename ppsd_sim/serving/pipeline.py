@@ -291,7 +291,9 @@ class PipelineModel:
             return
         q = _Seq(i, int(self.reqs.prompt[i]), need, k)
         if self.spec:
-            q.cursor = RunCursor(AcceptanceSampler(self.reqs.acceptance[i], self.reqs.seeds[i]))
+            acc = self.reqs.acceptance[i]
+            assert acc is not None  # simulate.prepare refuses PPSD without one
+            q.cursor = RunCursor(AcceptanceSampler(acc, self.reqs.seeds[i]))
         self.seqs.append(q)
         self._put(0, _Tok(q, 0, 0, self.env.now + self.c.hop_s, k))
 
@@ -372,6 +374,7 @@ class PipelineModel:
             it.ready = self.env.now + self.c.hop_s
             self._put(0, it)
             return
+        assert q.cursor is not None  # every PPSD sequence has one
         if q.cursor.judge():
             q.run_acc += 1
             if q.blocked:  # one fewer in flight: its waiting draft may enter now

@@ -52,7 +52,9 @@ def draw_lengths(dist: LengthDist, n: int, rng: np.random.Generator) -> np.ndarr
     if dist.kind == "fixed":
         return np.full(n, dist.value, dtype=np.int64)
     if dist.kind == "uniform":
+        assert dist.lo is not None and dist.hi is not None  # required by LengthDist
         return rng.integers(dist.lo, dist.hi + 1, size=n, dtype=np.int64)
+    assert dist.median is not None and dist.sigma is not None  # required by LengthDist
     x = np.rint(dist.median * np.exp(dist.sigma * rng.standard_normal(n)))
     return np.clip(x, dist.lo or 1, dist.hi or MAX_TOKENS).astype(np.int64)
 
@@ -72,9 +74,13 @@ def realise(workload: Workload, seed: int) -> Realised:
     if arr.kind == "at_once":
         arrival: np.ndarray | None = np.zeros(n)
     elif arr.kind == "poisson":
+        assert arr.rate is not None  # required for Poisson arrivals by Arrivals
         arrival = np.cumsum(stream(seed, (0, 3)).exponential(1.0 / arr.rate, size=n))
     elif arr.kind == "trace":
-        times = arr.times or tuple(float(r.arrival_s) for r in workload.requests)
+        # no times of its own: Workload has checked that every listed request carries one
+        times = arr.times or tuple(
+            float(r.arrival_s) for r in workload.requests if r.arrival_s is not None
+        )
         arrival = np.asarray(times, dtype=float)
     else:
         arrival = None

@@ -81,6 +81,7 @@ class Scheduler:
 
     def _open(self):
         env, times = self.env, self.reqs.arrival
+        assert times is not None  # start() runs this only for known arrival times
         for i in range(self.reqs.n):
             t = float(times[i])
             if t > env.now:

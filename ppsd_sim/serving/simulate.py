@@ -35,6 +35,7 @@ BASELINE_POLICY = "real_first"  # PP-AR's standard schedule: k waves
 def draft_slots(scheme: SchemeConfig) -> int:
     """KV tokens a request reserves beyond prompt + output for tokens not yet verified."""
     if scheme.kind == "eesd":
+        assert scheme.gamma is not None  # required for EESD by SchemeConfig
         return int(scheme.gamma)
     if scheme.kind == "ppsd":
         return scheme.inflight_limit
@@ -101,6 +102,7 @@ def simulate_serving(
     env = simpy.Environment()
     sched = Scheduler(env, reqs, settings, draft_slots(scheme), workload.arrivals.think_s)
     if workload.arrivals.kind == "closed":
+        assert workload.arrivals.users is not None  # required for a closed loop by Arrivals
         sched.start_closed(int(workload.arrivals.users))
     else:
         sched.start()
@@ -171,6 +173,7 @@ def pp_ar_baseline(scheme: SchemeConfig, n_layers: int) -> SchemeConfig | None:
     if scheme.kind in ("ppsd", "pp_ar"):
         return SchemeConfig.pp_ar(scheme.stage_boundaries)
     if scheme.kind == "tp_ar":
+        assert scheme.tp_degree is not None  # required for TP-AR by SchemeConfig
         if scheme.tp_degree > n_layers:
             return None
         return SchemeConfig.pp_ar_even(n_layers, int(scheme.tp_degree))

@@ -79,6 +79,7 @@ def device_steps(profile: HardwareProfile, scheme: SchemeConfig) -> DeviceSteps:
     bc = profile.load_costs()
     tick = profile.tick.median
     if scheme.kind == "tp_ar":
+        assert scheme.tp_degree is not None  # required for TP-AR by SchemeConfig
         tp = profile.tensor_parallel(scheme.tp_degree)
         joined = LoadCost.total(
             [tp.layers_cost(0, L), tp.allreduce.scaled(L * tp.allreduces_per_layer)]
@@ -95,7 +96,7 @@ def device_steps(profile: HardwareProfile, scheme: SchemeConfig) -> DeviceSteps:
         )
     if scheme.kind not in ("ar", "eesd"):
         raise ConfigError("scheme.kind", f"{scheme.label()} is not a single-device scheme")
-    e = scheme.exit_layer if scheme.kind == "eesd" else L
+    e = L if scheme.draft_exit_layer is None else scheme.draft_exit_layer
     return DeviceSteps(
         bc.layers_cost(0, L),
         bc.layers_cost(0, e),
