@@ -20,7 +20,7 @@ from torch import nn
 from ppsd_real.arch import observe as obs
 from ppsd_real.arch.cache import FULL, SLIDING, DriverCache
 from ppsd_real.batched.cache import RaggedCache
-from ppsd_real.layers import LayerDriver
+from ppsd_real.layers import LayerDriver, call_arguments, split_calls
 from ppsd_sim.errors import ConfigError
 
 
@@ -52,7 +52,6 @@ class BatchedDriver:
                 )
             window = int(probe.layers[i].sliding_window) if kind == SLIDING else None
             self.windows.append(window)
-        self._calls: list[tuple[dict[str, Any], list[tuple[str, str, Any]]]] = []
         for i, tpl in enumerate(self.parts.templates):
             kinds = {kind for kind, _ in tpl.values()}
             if obs.MASK not in kinds or obs.CACHE not in kinds:
@@ -68,12 +67,7 @@ class BatchedDriver:
                         f"{arch}: layer {i} takes positions {name!r} without a batch axis; "
                         "batched runs need per-row positions",
                     )
-            self._calls.append(
-                (
-                    {k: d for k, (kind, d) in tpl.items() if kind == obs.CONST},
-                    [(k, kind, d) for k, (kind, d) in tpl.items() if kind != obs.CONST],
-                )
-            )
+        self._calls = split_calls(self.parts.templates)
 
     # ---- cache ------------------------------------------------------------------------------
     def new_cache(self, rows: int) -> RaggedCache:
@@ -90,22 +84,6 @@ class BatchedDriver:
         """Token embeddings (B, n, d) of B rows of n ids (absolute positions: ``run_layers``)."""
         ids = torch.tensor([list(r) for r in token_ids], dtype=torch.long, device=self.device)
         return self.parts.embed(ids)
-
-    def _positions(self, x: Any, hidden: torch.Tensor, pos: torch.Tensor) -> Any:
-        if isinstance(x, obs.Slot):
-            if x.kind == obs.HIDDEN:
-                return hidden
-            return pos.expand(*x.lead[:-1], *pos.shape)
-        return x
-
-    def _mask(self, starts: torch.Tensor, n: int, span: int, window: int | None) -> torch.Tensor:
-        q = starts[:, None] + torch.arange(n, device=self.device)[None, :]  # (B, n)
-        k = torch.arange(span, device=self.device)[None, None, :]
-        banned = k > q[:, :, None]
-        if window is not None:
-            banned |= q[:, :, None] - k >= window
-        mask = torch.zeros(banned.shape, dtype=self.dtype, device=self.device)
-        return mask.masked_fill_(banned, self._min)[:, None]
 
     @torch.inference_mode()
     def run_layers(
@@ -134,31 +112,10 @@ class BatchedDriver:
             absolute = self.parts.rotary.absolute(pos)
             if absolute is not None:
                 hidden = hidden + absolute.to(hidden.dtype)
-        ropes: dict[int, Any] = {}
-        masks: dict[int | None, torch.Tensor] = {}
+        step = _Step(self, hidden, pos, span)
         ends = None if valid is None else [s + int(v) for s, v in zip(starts, valid, strict=True)]
         for i in range(start, stop):
-            window = self.windows[i]
-            if window not in masks:
-                masks[window] = self._mask(first, n, span, window)
-            consts, dynamic = self._calls[i]
-            kwargs = dict(consts)
-            for name, kind, detail in dynamic:
-                if kind == obs.HIDDEN:
-                    kwargs[name] = hidden
-                elif kind == obs.CACHE:
-                    kwargs[name] = cache
-                elif kind == obs.MASK:
-                    kwargs[name] = masks[window]
-                elif kind == obs.POS:
-                    kwargs[name] = pos.expand(*detail[:-1], rows, n)
-                else:
-                    if detail not in ropes:
-                        call = self.parts.rotary.ropes[detail]
-                        args = [self._positions(a, hidden, pos) for a in call.args]
-                        kw = {k: self._positions(v, hidden, pos) for k, v in call.kwargs.items()}
-                        ropes[detail] = call.module(*args, **kw)
-                    kwargs[name] = ropes[detail]
+            kwargs = call_arguments(self._calls[i], i, hidden, cache, step, starts)
             cache.layers[i].plan(starts, pos, span)
             out = self.parts.layers[i](**kwargs)
             hidden = out[0] if isinstance(out, tuple) else out
@@ -170,3 +127,51 @@ class BatchedDriver:
     def head(self, hidden: torch.Tensor, head: nn.Module | None = None) -> torch.Tensor:
         """Greedy tokens (B, n) from final norm + LM head (or a separate early-exit head)."""
         return (head or self.parts.lm_head)(self.parts.norm(hidden)).argmax(-1)
+
+
+class _Step:
+    """What one batched ``run_layers`` call computes once and shares between its layers (the
+    batched twin of ``layers._Step``, for ``layers.call_arguments``): the mask per layer type,
+    positions with a batch axis, the rotary encodings of every row's positions."""
+
+    def __init__(
+        self,
+        d: BatchedDriver,
+        hidden: torch.Tensor,
+        pos: torch.Tensor,
+        span: int,
+    ) -> None:
+        self.d, self.hidden, self.pos, self.span = d, hidden, pos, span
+        self.masks: dict[int | None, torch.Tensor] = {}
+        self.ropes: dict[int, Any] = {}
+
+    def mask(self, cache: RaggedCache, i: int, n: int, pos0: object) -> torch.Tensor:
+        """Row b's query at position p sees that row's slots <= p (and > p - window)."""
+        window = self.d.windows[i]
+        if window not in self.masks:
+            d = self.d
+            q = self.pos[:, :, None]  # (B, n, 1)
+            k = torch.arange(self.span, device=d.device)[None, None, :]
+            banned = k > q
+            if window is not None:
+                banned |= q - k >= window
+            mask = torch.zeros(banned.shape, dtype=d.dtype, device=d.device)
+            self.masks[window] = mask.masked_fill_(banned, d._min)[:, None]
+        return self.masks[window]
+
+    def positions(self, lead: tuple[int, ...]) -> torch.Tensor:
+        """The (B, n) positions under the leading axes a layer was seen to take."""
+        return self.pos.expand(*lead[:-1], *self.pos.shape)
+
+    def _fill(self, x: Any) -> Any:
+        if isinstance(x, obs.Slot):
+            return self.hidden if x.kind == obs.HIDDEN else self.positions(x.lead)
+        return x
+
+    def rope(self, j: int) -> Any:
+        if j not in self.ropes:
+            call = self.d.parts.rotary.ropes[j]
+            args = [self._fill(a) for a in call.args]
+            kwargs = {k: self._fill(v) for k, v in call.kwargs.items()}
+            self.ropes[j] = call.module(*args, **kwargs)
+        return self.ropes[j]
