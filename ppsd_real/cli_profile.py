@@ -12,7 +12,8 @@ from ppsd_real.backends.transport import TRANSPORTS
 from ppsd_real.batched.profile import (
     BATCH_SIZES,
     CONTEXTS,
-    check_axis,
+    STEP_TOKENS,
+    Grid,
     profile_batched,
     with_batched,
 )
@@ -128,31 +129,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="--batched: new tokens per sequence per step, comma-separated, increasing: 1 is "
         "a decode step, gamma+1 an EESD verification (default: "
-        f"{','.join(map(str, BATCHED_STEP_TOKENS))})",
+        f"{','.join(map(str, STEP_TOKENS))})",
     )
     add_prompt_args(parser)
     add_device_args(parser)
 
 
-#: --batch-step-tokens' default: decode steps and verifications of ppsd run's default γ = 4
-BATCHED_STEP_TOKENS = (1, 5)
-
-
-def batched_axes(args: argparse.Namespace) -> tuple[tuple[int, ...], ...] | None:
-    """The --batched grid's axes, checked before any measurement (None without --batched)."""
-    flags = (
-        ("--batch-sizes", args.batch_sizes, BATCH_SIZES, 4096),
-        ("--batch-contexts", args.batch_contexts, CONTEXTS, 1_000_000),
-        ("--batch-step-tokens", args.batch_step_tokens, BATCHED_STEP_TOKENS, 4096),
-    )
+def batched_grid(args: argparse.Namespace) -> Grid | None:
+    """The --batched grid, checked before any measurement (None without --batched)."""
+    flags = {
+        "--batch-sizes": args.batch_sizes,
+        "--batch-contexts": args.batch_contexts,
+        "--batch-step-tokens": args.batch_step_tokens,
+    }
     if not args.batched:
-        for flag, given, _, _ in flags:
+        for flag, given in flags.items():
             if given is not None:
                 raise ConfigError(flag, "needs --batched")
         return None
-    return tuple(
-        check_axis(flag, default if given is None else given, 1, hi)
-        for flag, given, default, hi in flags
+    defaults = Grid()
+    return Grid(
+        defaults.batch_sizes if args.batch_sizes is None else args.batch_sizes,
+        defaults.contexts if args.batch_contexts is None else args.batch_contexts,
+        defaults.step_tokens if args.batch_step_tokens is None else args.batch_step_tokens,
     )
 
 
@@ -188,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
             "--prompt-file", f"holds {len(given)} prompts; ppsd profile measures at one context"
         )
     context = len(given[0].ids) if given is not None else (args.context or 64)
-    axes = batched_axes(args)
+    grid = batched_grid(args)
     out = output_path(args.output)
     device, dtype = resolve(args.device, args.dtype)
     spec = ModelSpec(
@@ -220,9 +219,8 @@ def run(args: argparse.Namespace) -> int:
             except StageFailure as err:
                 print(f"ppsd: error: {err}", file=sys.stderr)
                 return 1
-        if axes is not None:  # after the batch-1 profile, which it leaves as measured
-            sizes, contexts, step_tokens = axes
-            costs = profile_batched(m, sizes, contexts, step_tokens, args.repeats, e, ee)
+        if grid is not None:  # after the batch-1 profile, which it leaves as measured
+            costs = profile_batched(m, grid, args.repeats, exit_layer=e, ee_head=ee)
             prof = with_batched(prof, costs)
     write_record(out, prof)
     print(

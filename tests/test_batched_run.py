@@ -12,7 +12,7 @@ import pytest
 
 from ppsd_real import runner
 from ppsd_real.batched import cli
-from ppsd_real.batched.profile import Cell, costs_from_cells, measure_cells, with_batched
+from ppsd_real.batched.profile import Cell, Grid, costs_from_cells, measure_cells, with_batched
 from ppsd_real.batched.run import measure_batched
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.profiler import profile
@@ -55,7 +55,7 @@ def test_fit_recovers_a_linear_step_law_with_tokens_b_n_and_kv_b_c() -> None:
 
 def test_measured_cells_fill_the_profile_batched_field_and_leave_batch1_alone() -> None:
     m = runner.load(TINY)
-    cells = measure_cells(m, (1, 2, 4), (4, 16), (1, 3), repeats=5, exit_layer=2)
+    cells = measure_cells(m, Grid((1, 2, 4), (4, 16), (1, 3)), repeats=5, exit_layer=2)
     assert [(c.batch, c.context, c.step_tokens) for c in cells][:3] == [
         (1, 4, 1),
         (2, 4, 1),

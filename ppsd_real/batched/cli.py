@@ -18,6 +18,7 @@ from ppsd_real import prompts as user_prompts
 from ppsd_real import runner
 from ppsd_real.batched.run import default_prompts, measure_batched
 from ppsd_real.bench import NotLossless
+from ppsd_real.cli_run import ORACLE_ALPHA, SHIPPED_MODEL
 from ppsd_real.device import add_device_args, resolve
 from ppsd_real.drafters import DRAFTERS, DrafterSpec, heads_dir_head
 from ppsd_real.model_loading import ModelSpec, model_fingerprint
@@ -26,9 +27,6 @@ from ppsd_real.prompts import add_prompt_args
 from ppsd_real.threads import torch_threads
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import validate
-
-SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "stdlib-lm"
-ORACLE_ALPHA = 0.8
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -24,6 +24,7 @@ import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -36,7 +37,8 @@ from ppsd_sim.records.load_cost import BatchedCosts, LoadCost
 
 BATCH_SIZES = (1, 2, 4, 8, 16)
 CONTEXTS = (64, 256)
-STEP_TOKENS = (1,)
+#: decode steps, and verifications at ``ppsd run``'s default γ = 4
+STEP_TOKENS = (1, 5)
 
 
 @dataclass(frozen=True)
@@ -127,35 +129,47 @@ def _cell(
     )
 
 
+@dataclass(frozen=True)
+class Grid:
+    """The cells to measure: every batch size × context × step tokens (flag names in errors)."""
+
+    batch_sizes: tuple[int, ...] = BATCH_SIZES
+    contexts: tuple[int, ...] = CONTEXTS
+    step_tokens: tuple[int, ...] = STEP_TOKENS
+
+    def __post_init__(self) -> None:
+        for name, flag, hi in (
+            ("batch_sizes", "--batch-sizes", 4096),
+            ("contexts", "--batch-contexts", 10**6),
+            ("step_tokens", "--batch-step-tokens", 4096),
+        ):
+            object.__setattr__(self, name, check_axis(flag, getattr(self, name), 1, hi))
+
+
 def measure_cells(
     m: Loaded,
-    batch_sizes: Sequence[int] = BATCH_SIZES,
-    contexts: Sequence[int] = CONTEXTS,
-    step_tokens: Sequence[int] = STEP_TOKENS,
+    grid: Grid,
     repeats: int = 30,
     exit_layer: int | None = None,
     ee_head: torch.nn.Module | None = None,
 ) -> list[Cell]:
     """Every (batch, context, step tokens) cell, measured as the module docstring says."""
     bd = BatchedDriver(m.driver)
-    batch_sizes = check_axis("--batch-sizes", batch_sizes, 1, 4096)
-    contexts = check_axis("--batch-contexts", contexts, 1, 10**6)
-    step_tokens = check_axis("step_tokens", step_tokens, 1, 4096)
     validate.integer("--repeats", repeats, lo=5, hi=100_000)
     e = m.n_layers // 2 if exit_layer is None else exit_layer
     validate.integer("exit_layer", e, lo=1, hi=m.n_layers - 1)
     limit = getattr(m.driver.parts.config, "max_position_embeddings", None)
-    if limit is not None and contexts[-1] + step_tokens[-1] > limit:
+    if limit is not None and grid.contexts[-1] + grid.step_tokens[-1] > limit:
         raise ConfigError(
             "--batch-contexts",
-            f"{contexts[-1]} cached + {step_tokens[-1]} new tokens exceed the model's "
-            f"max_position_embeddings = {limit}",
+            f"{grid.contexts[-1]} cached + {grid.step_tokens[-1]} new tokens exceed the "
+            f"model's max_position_embeddings = {limit}",
         )
     return [
         _cell(m, bd, b, c, n, e, ee_head, repeats)
-        for c in contexts
-        for n in step_tokens
-        for b in batch_sizes
+        for c in grid.contexts
+        for n in grid.step_tokens
+        for b in grid.batch_sizes
     ]
 
 
@@ -215,19 +229,14 @@ def costs_from_cells(cells: list[Cell], exit_layer: int) -> BatchedCosts:
 
 
 def profile_batched(
-    m: Loaded,
-    batch_sizes: Sequence[int] = BATCH_SIZES,
-    contexts: Sequence[int] = CONTEXTS,
-    step_tokens: Sequence[int] = STEP_TOKENS,
-    repeats: int = 30,
-    exit_layer: int | None = None,
-    ee_head: torch.nn.Module | None = None,
+    m: Loaded, grid: Grid, repeats: int = 30, *, exit_layer: int | None = None, ee_head: Any = None
 ) -> BatchedCosts:
-    """Measure the grid and fit it (see the module docstring). Runs with torch's current
-    thread count: the caller sets it (``threads.torch_threads``) as for the batch-1 profile."""
+    """Measure the grid and fit it (see the module docstring): the early-exit step at
+    ``exit_layer`` (default L/2) with ``ee_head`` (a trained head, else the LM head). Runs with
+    torch's current thread count: the caller sets it (``threads.torch_threads``) as for the
+    batch-1 profile."""
     e = m.n_layers // 2 if exit_layer is None else exit_layer
-    cells = measure_cells(m, batch_sizes, contexts, step_tokens, repeats, e, ee_head)
-    return costs_from_cells(cells, e)
+    return costs_from_cells(measure_cells(m, grid, repeats, e, ee_head), e)
 
 
 def with_batched(profile: HardwareProfile, costs: BatchedCosts) -> HardwareProfile:
