@@ -9,6 +9,14 @@ from pathlib import Path
 from ppsd_real import prompts, runner
 from ppsd_real.backends.distributed import StageFailure
 from ppsd_real.backends.transport import TRANSPORTS
+from ppsd_real.batched.profile import (
+    BATCH_SIZES,
+    CONTEXTS,
+    STEP_TOKENS,
+    Grid,
+    profile_batched,
+    with_batched,
+)
 from ppsd_real.device import add_device_args, resolve
 from ppsd_real.drafters import DrafterSpec, heads_dir_head, load_ee_head
 from ppsd_real.model_loading import ModelSpec, model_fingerprint
@@ -95,8 +103,56 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="a heads folder from `ppsd heads train` for this model: checked, and its head at "
         "L/2 timed as the early-exit head (default: the LM head's timing)",
     )
+    a(
+        "--batched",
+        action="store_true",
+        help="also measure the step costs under load (the profile's `batched` field, for "
+        "`ppsd serving` and `ppsd plan --batch`): full-model and early-exit steps of B "
+        "sequences at each --batch-sizes x --batch-contexts x --batch-step-tokens, fitted "
+        "a + b*tokens + c*kv per layer and head; the batch-1 fields are measured first and "
+        "unchanged (default: off)",
+    )
+    a(
+        "--batch-sizes",
+        default=None,
+        help="--batched: batch sizes, comma-separated, increasing (default: "
+        f"{','.join(map(str, BATCH_SIZES))})",
+    )
+    a(
+        "--batch-contexts",
+        default=None,
+        help="--batched: cached tokens per sequence, comma-separated, increasing (default: "
+        f"{','.join(map(str, CONTEXTS))})",
+    )
+    a(
+        "--batch-step-tokens",
+        default=None,
+        help="--batched: new tokens per sequence per step, comma-separated, increasing: 1 is "
+        "a decode step, gamma+1 an EESD verification (default: "
+        f"{','.join(map(str, STEP_TOKENS))})",
+    )
     add_prompt_args(parser)
     add_device_args(parser)
+
+
+def batched_grid(args: argparse.Namespace) -> Grid | None:
+    """The --batched grid, checked before any measurement (None without --batched)."""
+    flags = {
+        "--batch-sizes": args.batch_sizes,
+        "--batch-contexts": args.batch_contexts,
+        "--batch-step-tokens": args.batch_step_tokens,
+    }
+    if not args.batched:
+        for flag, given in flags.items():
+            if given is not None:
+                raise ConfigError(flag, "needs --batched")
+        return None
+    defaults = Grid()
+    return Grid(
+        defaults.batch_sizes if args.batch_sizes is None else args.batch_sizes,
+        defaults.contexts if args.batch_contexts is None else args.batch_contexts,
+        defaults.step_tokens if args.batch_step_tokens is None else args.batch_step_tokens,
+    )
 
 
 def output_path(given: str | None) -> Path:
@@ -131,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
             "--prompt-file", f"holds {len(given)} prompts; ppsd profile measures at one context"
         )
     context = len(given[0].ids) if given is not None else (args.context or 64)
+    grid = batched_grid(args)
     out = output_path(args.output)
     device, dtype = resolve(args.device, args.dtype)
     spec = ModelSpec(
@@ -162,6 +219,9 @@ def run(args: argparse.Namespace) -> int:
             except StageFailure as err:
                 print(f"ppsd: error: {err}", file=sys.stderr)
                 return 1
+        if grid is not None:  # after the batch-1 profile, which it leaves as measured
+            costs = profile_batched(m, grid, args.repeats, exit_layer=e, ee_head=ee)
+            prof = with_batched(prof, costs)
     write_record(out, prof)
     print(
         f"wrote {out} ({prof.provenance.latency_context}): {m.n_layers} layers, layer "
@@ -169,4 +229,22 @@ def run(args: argparse.Namespace) -> int:
         f"{prof.final_head.median * 1e3:.3f} ms, hop {prof.hop.median * 1e6:.0f} µs, tick "
         f"{prof.tick.median * 1e6:.0f} µs, concurrency slowdown {prof.concurrency_slowdown:.3f}"
     )
+    if prof.batched is not None:
+        print(batched_summary(prof))
     return 0
+
+
+def batched_summary(prof) -> str:
+    """One line on the batched costs: the grid and how well the fit reproduces its steps."""
+    import json
+
+    notes = json.loads(prof.batched.notes or "{}")
+    cells = notes.get("cells", [])
+    full = notes.get("fit_rel_error_full_step", {})
+    ee = notes.get("fit_rel_error_ee_step", {})
+    return (
+        f"batched costs: {len(cells)} cells (batch x context x step tokens), fitted "
+        f"a + b*tokens + c*kv; fit vs measured full step: median |error| "
+        f"{full.get('median_abs', 0):.1%}, max {full.get('max_abs', 0):.1%}; early-exit step: "
+        f"median {ee.get('median_abs', 0):.1%}, max {ee.get('max_abs', 0):.1%}"
+    )

@@ -150,6 +150,45 @@ class ModelParts:
         return parts
 
 
+#: one layer's call, split once: its constant arguments, and (name, kind, detail) of those
+#: made per step (``arch.observe``'s producers)
+LayerCall = tuple[dict[str, Any], list[tuple[str, str, Any]]]
+
+
+def split_calls(templates: list[dict[str, tuple]]) -> list[LayerCall]:
+    """Each layer's observed call template (``ModelParts.templates``) split for replay."""
+    return [
+        (
+            {k: d for k, (kind, d) in tpl.items() if kind == obs.CONST},
+            [(k, kind, d) for k, (kind, d) in tpl.items() if kind != obs.CONST],
+        )
+        for tpl in templates
+    ]
+
+
+def call_arguments(
+    call: LayerCall, i: int, hidden: torch.Tensor, cache: Any, step: Any, pos0: Any
+) -> dict[str, Any]:
+    """Layer ``i``'s keyword arguments for one step: the hidden state and cache as given, the
+    mask, positions and rotary encodings from ``step`` (``mask(cache, i, n, pos0)``,
+    ``positions(lead)``, ``rope(j)``: the batch-1 ``_Step`` here, a batched one in
+    ``ppsd_real.batched.driver``)."""
+    consts, dynamic = call
+    kwargs = dict(consts)
+    for name, kind, detail in dynamic:
+        if kind == obs.HIDDEN:
+            kwargs[name] = hidden
+        elif kind == obs.CACHE:
+            kwargs[name] = cache
+        elif kind == obs.MASK:
+            kwargs[name] = step.mask(cache, i, int(hidden.shape[1]), pos0)
+        elif kind == obs.POS:
+            kwargs[name] = step.positions(detail)
+        else:
+            kwargs[name] = step.rope(detail)
+    return kwargs
+
+
 class _Step:
     """What one ``run_layers`` call computes once and shares between its layers."""
 
@@ -175,8 +214,10 @@ class _Step:
         (None for one token: it may see every key the layer returns, and the attention
         backends' implicit causal flag would be misaligned for a multi-token step over a
         non-empty cache; None for linear-attention layers)."""
+        if n == 1:
+            return None
         kind = cache.kinds[i] if i < len(cache.kinds) else FULL
-        if n == 1 or kind == LINEAR:
+        if kind == LINEAR:
             return None
         layer = cache.layers[i] if i < len(cache.layers) else None
         kv_len, kv_off = layer.get_mask_sizes(n) if layer is not None else (pos0 + n, 0)
@@ -223,14 +264,7 @@ class LayerDriver:
         # outside run_layers); they are registered on the first polled run.
         self._poll = None
         self._hooked = False
-        # each layer's call, split once: constant arguments, and those made per step
-        self._calls: list[tuple[dict[str, Any], list[tuple[str, str, Any]]]] = [
-            (
-                {k: d for k, (kind, d) in tpl.items() if kind == obs.CONST},
-                [(k, kind, d) for k, (kind, d) in tpl.items() if kind != obs.CONST],
-            )
-            for tpl in parts.templates
-        ]
+        self._calls = split_calls(parts.templates)
 
     def _hook_polls(self) -> None:
         self._hooked = True
@@ -294,19 +328,7 @@ class LayerDriver:
         self, i: int, hidden: torch.Tensor, step: _Step, pos0: int, cache: Any
     ) -> torch.Tensor:
         n = hidden.shape[1]
-        consts, dynamic = self._calls[i]
-        kwargs = dict(consts)
-        for name, kind, detail in dynamic:
-            if kind == obs.HIDDEN:
-                kwargs[name] = hidden
-            elif kind == obs.CACHE:
-                kwargs[name] = cache
-            elif kind == obs.MASK:
-                kwargs[name] = None if n == 1 else step.mask(cache, i, n, pos0)
-            elif kind == obs.POS:
-                kwargs[name] = step.positions(detail)
-            else:
-                kwargs[name] = step.rope(detail)
+        kwargs = call_arguments(self._calls[i], i, hidden, cache, step, pos0)
         cache.before(i, pos0, hidden)
         try:
             out = self.parts.layers[i](**kwargs)

@@ -1,0 +1,244 @@
+"""Measure a model's step costs under load: the HardwareProfile's ``batched`` field.
+
+For each cell of a grid — B sequences (batch sizes, default 1, 2, 4, 8, 16) each holding c
+cached tokens (2–3 context lengths) and bringing n new tokens (1: a decode step; γ + 1: an
+EESD verification) — a step runs on the ``BatchedDriver`` and ``profiler.full_model_steps``
+times each layer and the final head inside full steps, with the batch-1 profiler's discipline
+(3 warm-up steps excluded, ``repeats`` samples, medians). The embedding, and a trained
+early-exit head, are timed in loops of their own as the batch-1 profiler times them; the
+whole full-model step (embed + all layers + head) and early-exit step (embed + layers[0:E] +
+EE head) are timed too and kept in the notes, beside how well the fit reproduces them.
+
+Each component's cell medians give its ``LoadCost.fit``: ``a + b·tokens + c·kv`` with tokens
+= B·n (the step's new tokens) and kv = B·c (the KV entries the step reads), the load form
+``ppsd_sim.serving.step_costs`` composes. A linear form rather than a grid: the cells are
+batch × context, which is not a rectangle in (tokens, kv). The batch-1 fields of a profile are
+measured before and never touched (``with_batched`` only adds ``batched``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ppsd_real.batched.driver import BatchedDriver
+from ppsd_real.profiler import _samples, full_model_steps
+from ppsd_real.runner import Loaded
+from ppsd_sim.errors import ConfigError
+from ppsd_sim.records import HardwareProfile, validate
+from ppsd_sim.records.load_cost import BatchedCosts, LoadCost
+
+BATCH_SIZES = (1, 2, 4, 8, 16)
+CONTEXTS = (64, 256)
+#: decode steps, and verifications at ``ppsd run``'s default γ = 4
+STEP_TOKENS = (1, 5)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measured step shape and its medians (seconds)."""
+
+    batch: int
+    context: int
+    step_tokens: int
+    layers: tuple[float, ...]
+    embed: float
+    final_head: float
+    ee_head: float
+    full_step: float
+    ee_step: float
+
+    @property
+    def tokens(self) -> int:
+        return self.batch * self.step_tokens
+
+    @property
+    def kv(self) -> int:
+        return self.batch * self.context
+
+
+def check_axis(field: str, values: str | Sequence[int], lo: int, hi: int) -> tuple[int, ...]:
+    """A strictly increasing list of integers in [lo, hi], given as a list or as the flag's
+    comma-separated text (one line naming ``field`` otherwise)."""
+    if isinstance(values, str):
+        try:
+            values = [int(x) for x in values.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(field, f"must be comma-separated integers, got {values!r}") from None
+    xs = validate.sequence(field, list(values), min_len=1)
+    out = tuple(validate.integer(f"{field}[{i}]", v, lo=lo, hi=hi) for i, v in enumerate(xs))
+    if any(b <= a for a, b in itertools.pairwise(out)):
+        raise ConfigError(field, f"must be strictly increasing, got {list(out)}")
+    return out
+
+
+def _cell(
+    m: Loaded,
+    bd: BatchedDriver,
+    batch: int,
+    context: int,
+    n: int,
+    exit_layer: int,
+    ee_head: torch.nn.Module | None,
+    repeats: int,
+) -> Cell:
+    L = bd.n_layers
+    vocab = int(bd.parts.lm_head.weight.shape[0])
+    ids = [1 + i % (vocab - 1) for i in range(context + n)]
+    cache = bd.new_cache(1)
+    h0 = bd.run_layers(bd.embed([ids]), 0, L, cache, 0)
+    cache.keep_rows([0] * batch)  # every row holds the same `context` entries (+ n, rewritten)
+    x = h0[:, -n:].expand(batch, n, h0.shape[-1]).contiguous()
+    # the batch-1 profiler's per-layer loop, on the batched driver (same calls, B rows)
+    layer_s, head_s = full_model_steps(
+        dataclasses.replace(m, driver=bd), repeats, cache, x, context
+    )
+    few = max(5, repeats // 3)
+    tok = [[5] * n for _ in range(batch)]
+    embed = _samples(lambda: bd.embed(tok), repeats, sync=bd.sync)
+    final = statistics.median(head_s)
+    ee = final
+    if ee_head is not None:  # as the batch-1 profiler: in-step head × (trained ÷ LM head) in loops
+        hot_ee = statistics.median(_samples(lambda: bd.head(x, ee_head), repeats, sync=bd.sync))
+        hot = statistics.median(_samples(lambda: bd.head(x), repeats, sync=bd.sync))
+        ee = final * hot_ee / hot
+
+    def full() -> None:
+        bd.head(bd.run_layers(bd.embed(tok), 0, L, cache, context))
+
+    def early() -> None:
+        bd.head(bd.run_layers(bd.embed(tok), 0, exit_layer, cache, context), ee_head)
+
+    return Cell(
+        batch,
+        context,
+        n,
+        tuple(statistics.median(xs) for xs in layer_s),
+        statistics.median(embed),
+        final,
+        ee,
+        statistics.median(_samples(full, few, sync=bd.sync)),
+        statistics.median(_samples(early, few, sync=bd.sync)),
+    )
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The cells to measure: every batch size × context × step tokens (flag names in errors)."""
+
+    batch_sizes: tuple[int, ...] = BATCH_SIZES
+    contexts: tuple[int, ...] = CONTEXTS
+    step_tokens: tuple[int, ...] = STEP_TOKENS
+
+    def __post_init__(self) -> None:
+        for name, flag, hi in (
+            ("batch_sizes", "--batch-sizes", 4096),
+            ("contexts", "--batch-contexts", 10**6),
+            ("step_tokens", "--batch-step-tokens", 4096),
+        ):
+            object.__setattr__(self, name, check_axis(flag, getattr(self, name), 1, hi))
+
+
+def measure_cells(
+    m: Loaded,
+    grid: Grid,
+    repeats: int = 30,
+    exit_layer: int | None = None,
+    ee_head: torch.nn.Module | None = None,
+) -> list[Cell]:
+    """Every (batch, context, step tokens) cell, measured as the module docstring says."""
+    bd = BatchedDriver(m.driver)
+    validate.integer("--repeats", repeats, lo=5, hi=100_000)
+    e = m.n_layers // 2 if exit_layer is None else exit_layer
+    validate.integer("exit_layer", e, lo=1, hi=m.n_layers - 1)
+    limit = getattr(m.driver.parts.config, "max_position_embeddings", None)
+    if limit is not None and grid.contexts[-1] + grid.step_tokens[-1] > limit:
+        raise ConfigError(
+            "--batch-contexts",
+            f"{grid.contexts[-1]} cached + {grid.step_tokens[-1]} new tokens exceed the "
+            f"model's max_position_embeddings = {limit}",
+        )
+    return [
+        _cell(m, bd, b, c, n, e, ee_head, repeats)
+        for c in grid.contexts
+        for n in grid.step_tokens
+        for b in grid.batch_sizes
+    ]
+
+
+def _fit(cells: list[Cell], seconds: Sequence[float], kv: bool = True) -> LoadCost:
+    return LoadCost.fit(
+        [c.tokens for c in cells], [c.kv if kv else 0 for c in cells], list(seconds)
+    )
+
+
+def costs_from_cells(cells: list[Cell], exit_layer: int) -> BatchedCosts:
+    """The fitted ``BatchedCosts`` (one cost per layer; heads and embed read no KV) and, in
+    its notes, the cells' medians and the fit's relative error on the whole steps."""
+    if not cells:
+        raise ConfigError("cells", "needs at least one measured cell")
+    L = len(cells[0].layers)
+    layers = tuple(_fit(cells, [c.layers[i] for c in cells]) for i in range(L))
+    embed = _fit(cells, [c.embed for c in cells], kv=False)
+    final = _fit(cells, [c.final_head for c in cells], kv=False)
+    ee = _fit(cells, [c.ee_head for c in cells], kv=False)
+    full_fit = LoadCost.total([embed, *layers, final])
+    ee_fit = LoadCost.total([embed, *layers[:exit_layer], ee])
+
+    def err(fit: LoadCost, c: Cell, measured: float) -> float:
+        return fit.time(c.tokens, c.kv) / measured - 1.0 if measured > 0 else 0.0
+
+    full_err = [err(full_fit, c, c.full_step) for c in cells]
+    ee_err = [err(ee_fit, c, c.ee_step) for c in cells]
+    notes = {
+        "how": "per (batch B, context c, step tokens n): B rows of c cached tokens; layers and "
+        "final head timed inside full steps (3 warm-up, medians), embed and a trained EE head "
+        "in loops; each component fitted a + b*tokens + c*kv (non-negative least squares), "
+        "tokens = B*n, kv = B*c",
+        "exit_layer": exit_layer,
+        "cells": [
+            {
+                "batch": c.batch,
+                "context": c.context,
+                "step_tokens": c.step_tokens,
+                "full_step_s": round(c.full_step, 7),
+                "ee_step_s": round(c.ee_step, 7),
+                "layers_sum_s": round(sum(c.layers), 7),
+            }
+            for c in cells
+        ],
+        "fit_rel_error_full_step": {
+            "median_abs": round(statistics.median(abs(x) for x in full_err), 4),
+            "max_abs": round(max(abs(x) for x in full_err), 4),
+        },
+        "fit_rel_error_ee_step": {
+            "median_abs": round(statistics.median(abs(x) for x in ee_err), 4),
+            "max_abs": round(max(abs(x) for x in ee_err), 4),
+        },
+    }
+    return BatchedCosts(
+        layers=layers, embed=embed, ee_head=ee, final_head=final, notes=json.dumps(notes)
+    )
+
+
+def profile_batched(
+    m: Loaded, grid: Grid, repeats: int = 30, *, exit_layer: int | None = None, ee_head: Any = None
+) -> BatchedCosts:
+    """Measure the grid and fit it (see the module docstring): the early-exit step at
+    ``exit_layer`` (default L/2) with ``ee_head`` (a trained head, else the LM head). Runs with
+    torch's current thread count: the caller sets it (``threads.torch_threads``) as for the
+    batch-1 profile."""
+    e = m.n_layers // 2 if exit_layer is None else exit_layer
+    return costs_from_cells(measure_cells(m, grid, repeats, e, ee_head), e)
+
+
+def with_batched(profile: HardwareProfile, costs: BatchedCosts) -> HardwareProfile:
+    """``profile`` with its ``batched`` costs set; every batch-1 field stays as measured."""
+    return dataclasses.replace(profile, batched=costs)

@@ -1,0 +1,149 @@
+"""Batched step-cost profile (the fit, the profile's batched field, `ppsd profile --batched`)
+and the batched run entry (`python -m ppsd_real.batched.cli`): figures, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ppsd_real import runner
+from ppsd_real.batched import cli
+from ppsd_real.batched.profile import Cell, Grid, costs_from_cells, measure_cells, with_batched
+from ppsd_real.batched.run import measure_batched
+from ppsd_real.drafters import DrafterSpec
+from ppsd_real.profiler import profile
+from ppsd_sim.errors import ConfigError
+from ppsd_sim.records import HardwareProfile, SchemeConfig
+from ppsd_sim.serving.step_costs import device_steps
+from tests.arch_helpers import one_thread  # noqa: F401  (autouse: one torch thread)
+from tests.real_fixtures import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _law(tokens: int, kv: int, a: float, b: float, c: float) -> float:
+    return a + b * tokens + c * kv
+
+
+def test_fit_recovers_a_linear_step_law_with_tokens_b_n_and_kv_b_c() -> None:
+    """Cells generated from known laws: tokens = B·n, kv = B·c are what the fit sees, heads
+    and embed read no KV, and the whole-step errors in the notes are 0."""
+    layer = (2e-4, 3e-5, 4e-8)
+    cells = []
+    for ctx in (32, 128):
+        for n in (1, 5):
+            for b in (1, 2, 4, 8):
+                t, k = b * n, b * ctx
+                layers = tuple(_law(t, k, *layer) for _ in range(3))
+                embed, head = _law(t, 0, 1e-5, 1e-7, 0), _law(t, 0, 5e-5, 2e-6, 0)
+                full = embed + sum(layers) + head
+                ee = embed + layers[0] + head
+                cells.append(Cell(b, ctx, n, layers, embed, head, head, full, ee))
+    costs = costs_from_cells(cells, exit_layer=1)
+    for got in costs.layers:
+        assert (got.a, got.b, got.c) == pytest.approx(layer, rel=1e-6)
+    assert costs.final_head.c == 0.0 and costs.final_head.b == pytest.approx(2e-6, rel=1e-6)
+    notes = json.loads(costs.notes)
+    assert notes["fit_rel_error_full_step"]["max_abs"] == 0.0
+    assert notes["fit_rel_error_ee_step"]["max_abs"] == 0.0
+    assert len(notes["cells"]) == len(cells)
+
+
+def test_measured_cells_fill_the_profile_batched_field_and_leave_batch1_alone() -> None:
+    m = runner.load(TINY)
+    cells = measure_cells(m, Grid((1, 2, 4), (4, 16), (1, 3)), repeats=5, exit_layer=2)
+    assert [(c.batch, c.context, c.step_tokens) for c in cells][:3] == [
+        (1, 4, 1),
+        (2, 4, 1),
+        (4, 4, 1),
+    ]
+    assert len(cells) == 12
+    for c in cells:
+        assert len(c.layers) == 4 and all(x > 0 for x in c.layers)
+        assert c.full_step > 0 and c.ee_step > 0 and c.embed > 0 and c.final_head > 0
+    costs = costs_from_cells(cells, 2)
+    base = profile(m, repeats=5)
+    prof = with_batched(base, costs)
+    assert prof.batched is costs and prof.load_costs() is costs
+    strip = {k: v for k, v in prof.to_dict().items() if k != "batched"}
+    assert strip == base.to_dict()  # every batch-1 field as measured
+    again = HardwareProfile.from_dict(json.loads(json.dumps(prof.to_dict())))
+    assert again.batched == costs
+    steps = device_steps(prof, SchemeConfig.eesd(2, 4))  # the serving simulator prices it
+    assert steps.decode(8, 8 * 64) > steps.decode(1, 64) > 0
+
+
+def test_profile_batched_flags_need_batched_and_are_checked_before_work(tmp_path) -> None:
+    from ppsd_sim.cli.main import main
+
+    out = tmp_path / "p.json"
+    assert main(["profile", "--preset", "tiny", "--batch-sizes", "1,2", "--output", str(out)]) == 2
+    for flag, bad in (
+        ("--batch-sizes", "2,1"),
+        ("--batch-contexts", "0,4"),
+        ("--batch-sizes", "a"),
+    ):
+        args = ["profile", "--preset", "tiny", "--batched", flag, bad, "--output", str(out)]
+        assert main(args) == 2
+    assert not out.exists()
+
+
+def test_measure_batched_reports_both_schemes_at_the_same_batch() -> None:
+    m = runner.load(TINY)
+    prompts = [[1, 2, 3], [7, 8, 9, 10, 11, 12], [5], [9, 9, 9, 9]]
+    rep = measure_batched(m, prompts, 6, 2, 2, 3, DrafterSpec("oracle", 1.0, 0), repeats=1)
+    ar, eesd = rep.rows
+    assert (ar.name, eesd.name) == ("ar", "eesd")
+    assert ar.speedup == 1.0 and ar.acceptance is None and eesd.acceptance == 1.0
+    assert rep.output_tokens == 24
+    for r in rep.rows:
+        assert r.tokens_s == pytest.approx(24 / r.time_s)
+        assert r.tpot_p50_s > 0 and r.ttft_p50_s > 0 and r.speedup > 0
+    assert eesd.tpot_speedup == pytest.approx(ar.tpot_p50_s / eesd.tpot_p50_s)
+    text = "\n".join(rep.lines())
+    assert "batched AR (baseline)" in text and "batch <= 2" in text
+
+
+def test_cli_bad_batch_is_one_line_exit_2() -> None:
+    got = subprocess.run(
+        [sys.executable, "-m", "ppsd_real.batched.cli", "--batch", "0", "--preset", "tiny"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert got.returncode == 2
+    lines = got.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ppsd: error: --batch:")
+
+
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["--batch", "3", "--prompt", "def f(x):"], "--batch"),
+        (["--batch", "1", "--requests", "2", "--prompt", "def f(x):"], "--requests"),
+        (["--preset", "tiny", "--drafter", "early-exit", "--alpha", "0.5"], "--alpha"),
+        (["--preset", "tiny", "--exit", "4"], "--exit"),
+        (["--preset", "tiny", "--tokens", "0"], "--tokens"),
+    ],
+)
+def test_cli_refusals_name_the_flag(argv: list[str], flag: str, capsys) -> None:
+    assert cli.main([*argv, "--repeats", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"ppsd: error: {flag}")
+
+
+def test_cli_runs_a_continuous_batch(capsys) -> None:
+    args = ["--preset", "tiny", "--batch", "2", "--requests", "3", "--tokens", "5"]
+    assert cli.main([*args, "--repeats", "1", "--closed-loop"]) == 0
+    out = capsys.readouterr().out
+    assert "3 requests (a closed loop of users), batch <= 2" in out
+    assert "batched EESD(E=2, γ=4)" in out
+
+
+def test_no_cells_refused() -> None:
+    with pytest.raises(ConfigError, match="cells"):
+        costs_from_cells([], 1)
