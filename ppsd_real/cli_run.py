@@ -163,8 +163,50 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="a folder: write every measured scheme's RunRecord there (ar.json, eesd.json, "
         "ppsd.json) (default: none)",
     )
+    load = parser.add_argument_group(
+        "load (batch > 1)",
+        "--batch N serves N sequences at once on the real layers: batched AR (the baseline) and "
+        "batched EESD with continuous batching, each request's tokens checked against its "
+        "batch-1 AR tokens (ppsd_real.batched); greedy, PPSD not batched",
+    )
+    load.add_argument("--batch", type=int, default=None, help="sequences decoded at once, >= 1")
+    load.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help="--batch: requests served (default: --batch; more: a finished sequence's place is "
+        "taken by the next)",
+    )
+    load.add_argument(
+        "--closed-loop",
+        action="store_true",
+        help="--batch: N users, each sending its next request when its last one finishes",
+    )
     add_prompt_args(parser)
     add_device_args(parser)
+
+
+#: flags of the batch-1 run that a batched run (--batch) does not take, with their defaults
+_BATCH_1_ONLY = {
+    "scheme": ("--scheme", "all"),
+    "stages": ("--stages", 2),
+    "backend": ("--backend", "distributed"),
+    "transport": ("--transport", "pipe"),
+    "temperature": ("--temperature", 0.0),
+    "output": ("--output", None),
+    "records": ("--records", None),
+}
+
+
+def _run_batched(args: argparse.Namespace) -> int:
+    """``--batch N``: the batched runner, after refusing what it does not take."""
+    from ppsd_real.batched import cli as batched
+
+    for dest, (flag, default) in _BATCH_1_ONLY.items():
+        if getattr(args, dest) != default:
+            raise ConfigError(flag, "is not taken with --batch (batched AR and EESD, greedy)")
+    args.no_reuse, args.threads = False, 1
+    return batched.run(args)
 
 
 def _check_flags(args: argparse.Namespace) -> SamplingSpec:
@@ -204,6 +246,11 @@ def _check_length(model: torch.nn.Module, prompt: list[int], tokens: int) -> Non
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.batch is not None:
+        return _run_batched(args)
+    for flag, given in (("--requests", args.requests), ("--closed-loop", args.closed_loop or None)):
+        if given is not None:
+            raise ConfigError(flag, "applies to batched runs: give --batch N")
     sampling = _check_flags(args)
     try:
         with torch_threads(1):

@@ -147,3 +147,23 @@ def test_cli_runs_a_continuous_batch(capsys) -> None:
 def test_no_cells_refused() -> None:
     with pytest.raises(ConfigError, match="cells"):
         costs_from_cells([], 1)
+
+
+def test_ppsd_run_batch_serves_the_batch_and_refuses_batch_1_flags(capsys):
+    """``ppsd run --batch N`` is the batched runner (in process, the tiny preset)."""
+    from ppsd_sim.cli.main import main as ppsd
+
+    argv = ["run", "--batch", "2", "--requests", "3", "--preset", "tiny", "--tokens", "4"]
+    assert ppsd([*argv, "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "3 requests (all waiting at t = 0), batch <= 2" in out and "x AR tok/s" in out
+    for extra, flag in (
+        (["--scheme", "ppsd"], "--scheme"),
+        (["--temperature", "1"], "--temperature"),
+        (["--backend", "sequential"], "--backend"),
+    ):
+        assert ppsd([*argv, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"ppsd: error: {flag}: is not taken"), err
+    assert ppsd(["run", "--preset", "tiny", "--closed-loop"]) == 2  # needs --batch
+    assert "--closed-loop: applies to batched runs" in capsys.readouterr().err

@@ -58,13 +58,14 @@ def _stages_of(parent: int) -> dict[str, int]:
 
 
 def _wait_generating(pid: int, timeout: float = 60.0) -> None:
-    """Until stage ``pid`` computes (its CPU time grows by most of a 0.4 s window): the stages
-    sleep between runs and while the parent times AR, and run flat out while generating."""
+    """Until stage ``pid`` computes (its CPU time grows by an eighth of a 0.4 s window): the
+    stages sleep between runs and while the parent times AR (no CPU at all), and compute while
+    generating, though on a machine other processes keep busy they get only part of a core."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         c0 = _cpu_s(pid)
         time.sleep(0.4)
-        if _cpu_s(pid) - c0 > 0.25:
+        if _cpu_s(pid) - c0 > 0.05:
             return
     raise AssertionError(f"stage pid {pid} never started generating")
 

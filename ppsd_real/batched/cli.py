@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
@@ -18,10 +17,10 @@ from ppsd_real import prompts as user_prompts
 from ppsd_real import runner
 from ppsd_real.batched.run import default_prompts, measure_batched
 from ppsd_real.bench import NotLossless
-from ppsd_real.cli_run import ORACLE_ALPHA, SHIPPED_MODEL
+from ppsd_real.cli_run import ORACLE_ALPHA
 from ppsd_real.device import add_device_args, resolve
-from ppsd_real.drafters import DRAFTERS, DrafterSpec, heads_dir_head
-from ppsd_real.model_loading import ModelSpec, model_fingerprint
+from ppsd_real.drafters import DRAFTERS, DrafterSpec, head_for_exit
+from ppsd_real.model_loading import SHIPPED_MODEL, ModelSpec, model_fingerprint
 from ppsd_real.presets import DEFAULT_CPU_PRESET, PRESETS
 from ppsd_real.prompts import add_prompt_args
 from ppsd_real.threads import torch_threads
@@ -143,12 +142,17 @@ def drafter_for(args: argparse.Namespace, m: runner.Loaded, model_dir: str | Non
     if kind == "oracle" and args.heads is not None:
         raise ConfigError("--heads", "the oracle drafter uses no head")
     alpha = (ORACLE_ALPHA if args.alpha is None else args.alpha) if kind == "oracle" else None
-    head = None
-    if args.heads is not None:
-        head = heads_dir_head(args.heads, e, model_fingerprint(m.spec), "--heads")
-    elif kind == "early-exit" and model_dir and not args.shared_head:
-        trained = Path(model_dir) / f"ee_head_exit{e}.safetensors"
-        head = str(trained) if trained.is_file() else None
+    head = (
+        None
+        if kind == "oracle"
+        else head_for_exit(
+            e,
+            model_dir=model_dir,
+            heads_dir=args.heads,
+            fingerprint=None if args.heads is None else model_fingerprint(m.spec),
+            shared_head=args.shared_head,
+        )
+    )
     return DrafterSpec(kind, alpha, args.seed, head)
 
 
