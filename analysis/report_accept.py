@@ -57,7 +57,7 @@ def _series(rec: AcceptanceRecord) -> list[tuple[str, str, list[int], list[float
                         f"{head} head, {dec.label()}{what}",
                         head,
                         [p[0] for p in pts],
-                        [float(p[1]) for p in pts],
+                        [float(p[1]) for p in pts if p[1] is not None],
                         [p[2] for p in pts],
                     )
                 )

@@ -23,7 +23,7 @@ from ppsd_sim.records.decoding import DecodingSettings
 SCHEMES = ("eesd", "ppsd")
 
 
-def _order(d: DecodingSettings) -> tuple[float, float, int]:
+def _order(d: DecodingSettings) -> tuple[float, int, float]:
     return (d.top_p, d.top_k or 0, d.temperature)
 
 

@@ -9,6 +9,7 @@ a silent pick among several settings.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def as_record(doc: Any, path: str, field: str) -> AcceptanceRecord:
         raise ConfigError(field, f"{path} is not a valid AcceptanceRecord: {err}") from None
 
 
-def _list(xs: list[Any]) -> str:
+def _list(xs: Sequence[Any]) -> str:
     return ", ".join(str(x) for x in xs)
 
 
