@@ -169,18 +169,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "batched EESD with continuous batching, each request's tokens checked against its "
         "batch-1 AR tokens (ppsd_real.batched); greedy, PPSD not batched",
     )
-    load.add_argument("--batch", type=int, default=None, help="sequences decoded at once, >= 1")
+    load.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="sequences decoded at once, >= 1 (default: none = the batch-1 run)",
+    )
     load.add_argument(
         "--requests",
         type=int,
         default=None,
         help="--batch: requests served (default: --batch; more: a finished sequence's place is "
-        "taken by the next)",
+        "taken by the next) (default: --batch)",
     )
     load.add_argument(
         "--closed-loop",
         action="store_true",
-        help="--batch: N users, each sending its next request when its last one finishes",
+        help="--batch: N users, each sending its next request when its last one finishes "
+        "(default: all requests waiting at t = 0)",
     )
     add_prompt_args(parser)
     add_device_args(parser)
