@@ -16,9 +16,9 @@ from ppsd_real.backends.transport import TRANSPORTS
 from ppsd_real.bench import Bench, Measurement, NotLossless, Variant, measure, timed
 from ppsd_real.decoders import ARDecoder, DecodeResult
 from ppsd_real.device import add_device_args, resolve
-from ppsd_real.drafters import DRAFTERS, DrafterSpec, head_for_exit
+from ppsd_real.drafters import DRAFTERS, DrafterSpec, head_from_flags
 from ppsd_real.measure import observed, to_record
-from ppsd_real.model_loading import SHIPPED_MODEL, ModelSpec, model_fingerprint
+from ppsd_real.model_loading import SHIPPED_MODEL, ModelSpec
 from ppsd_real.presets import DEFAULT_CPU_PRESET, PRESETS
 from ppsd_real.prompts import add_prompt_args
 from ppsd_real.sampling import SamplingSpec
@@ -306,17 +306,7 @@ def _run(args: argparse.Namespace, sampling: SamplingSpec) -> int:
     e = args.exit if args.exit is not None else n_layers // 2
     if not 1 <= e < n_layers:
         raise ConfigError("--exit", f"must satisfy 1 <= E < L = {n_layers}, got {e}")
-    head = (
-        None
-        if kind == "oracle"
-        else head_for_exit(
-            e,
-            model_dir=model_dir,
-            heads_dir=args.heads,
-            fingerprint=None if args.heads is None else model_fingerprint(spec),
-            shared_head=args.shared_head,
-        )
-    )
+    head = head_from_flags(args, kind, e, model_dir, spec)
     drafter = DrafterSpec(kind, alpha, args.seed, head)
     schemes = {
         "ar": SchemeConfig.ar(),

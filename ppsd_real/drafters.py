@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -155,3 +156,21 @@ def head_for_exit(
 
     trained = head_file(Path(model_dir), exit_layer)
     return str(trained) if trained.is_file() else None
+
+
+def head_from_flags(
+    args: Any, kind: str, exit_layer: int, model_dir: str | None, spec: Any
+) -> str | None:
+    """The head ``--heads``/``--shared-head`` (and a model folder's shipped heads) name for a
+    drafter of ``kind`` at ``exit_layer`` of the model ``spec`` (``ppsd run``, batched or not)."""
+    if kind == "oracle":
+        return None
+    from ppsd_real.model_loading import model_fingerprint
+
+    return head_for_exit(
+        exit_layer,
+        model_dir=model_dir,
+        heads_dir=args.heads,
+        fingerprint=None if args.heads is None else model_fingerprint(spec),
+        shared_head=args.shared_head,
+    )

@@ -19,8 +19,8 @@ from ppsd_real.batched.run import default_prompts, measure_batched
 from ppsd_real.bench import NotLossless
 from ppsd_real.cli_run import ORACLE_ALPHA
 from ppsd_real.device import add_device_args, resolve
-from ppsd_real.drafters import DRAFTERS, DrafterSpec, head_for_exit
-from ppsd_real.model_loading import SHIPPED_MODEL, ModelSpec, model_fingerprint
+from ppsd_real.drafters import DRAFTERS, DrafterSpec, head_from_flags
+from ppsd_real.model_loading import SHIPPED_MODEL, ModelSpec
 from ppsd_real.presets import DEFAULT_CPU_PRESET, PRESETS
 from ppsd_real.prompts import add_prompt_args
 from ppsd_real.threads import torch_threads
@@ -142,17 +142,7 @@ def drafter_for(args: argparse.Namespace, m: runner.Loaded, model_dir: str | Non
     if kind == "oracle" and args.heads is not None:
         raise ConfigError("--heads", "the oracle drafter uses no head")
     alpha = (ORACLE_ALPHA if args.alpha is None else args.alpha) if kind == "oracle" else None
-    head = (
-        None
-        if kind == "oracle"
-        else head_for_exit(
-            e,
-            model_dir=model_dir,
-            heads_dir=args.heads,
-            fingerprint=None if args.heads is None else model_fingerprint(m.spec),
-            shared_head=args.shared_head,
-        )
-    )
+    head = head_from_flags(args, kind, e, model_dir, m.spec)
     return DrafterSpec(kind, alpha, args.seed, head)
 
 
