@@ -35,6 +35,7 @@ from ppsd_sim.errors import ConfigError
 from ppsd_sim.predict import verify_extrapolation
 from ppsd_sim.records import validate
 from ppsd_sim.records.acceptance_spec import AcceptanceSpec
+from ppsd_sim.records.decoding import GREEDY, DecodingSettings
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.scheme import SchemeConfig
 from ppsd_sim.simulate import simulate
@@ -44,13 +45,17 @@ SENSITIVITY = 0.05
 
 # ---- PPSD stage split: min–max DP ---------------------------------------------------------------
 def minmax_splits(
-    profile: HardwareProfile, max_parts: int, slow: float, memory: WeightBudget | None = None
+    profile: HardwareProfile,
+    max_parts: int,
+    slow: float,
+    memory: WeightBudget | None = None,
+    decoding: DecodingSettings = GREEDY,
 ) -> tuple[list[list[float]], list[list[int]]]:
     """best[m][a]: the smallest possible busiest-stage time when layers [a, L) are cut into m
     contiguous stages (the last one also runs the final head); cut[m][a] is the end of the
     first of those stages. Solves every start a and every m ≤ max_parts in O(max_parts·L²).
     With ``memory`` a stage whose weights do not fit its device costs ∞ (best stays ∞ when no
-    split fits)."""
+    split fits). ``decoding``: sampling, the last stage also warps p."""
     n = profile.n_layers
     inf = math.inf
     # every later stage's busy time from the one stage-cost formula, tabled once (O(L²)
@@ -62,7 +67,14 @@ def minmax_splits(
                 memory.stage_gb(a, b, first=False, exit_=False, last=b == n) <= memory.device_gb
             ):
                 table[a][b] = stage_busy(
-                    profile, a, b, first=False, exit_=False, last=b == n, slow=slow
+                    profile,
+                    a,
+                    b,
+                    first=False,
+                    exit_=False,
+                    last=b == n,
+                    slow=slow,
+                    decoding=decoding,
                 )
 
     best = [[inf] * (n + 1) for _ in range(max_parts + 1)]
@@ -143,7 +155,7 @@ def _candidate(
         return Candidate(scheme, 1, None, ar_tps, 1.0, "n/a")
     e = exit_of(scheme)
     alpha = curve.alpha(e)
-    tps = analytic.tokens_per_s(profile, scheme, alpha)
+    tps = analytic.tokens_per_s(profile, scheme, alpha, curve.decoding)
     verify = verify_extrapolation(profile, scheme)
     notes = (verify,) if verify else ()
     return Candidate(
@@ -176,7 +188,7 @@ def enumerate_candidates(
         validate.integer(f"exits[{i}]", e, lo=1, hi=n - 1)
     if memory is not None and memory.n_layers != n:
         raise ConfigError("memory", f"describes {memory.n_layers} layers, the profile {n}")
-    ar_tps = analytic.ar_tokens_per_s(profile)
+    ar_tps = analytic.ar_tokens_per_s(profile, curve.decoding)
 
     def fits(scheme: SchemeConfig) -> bool:
         return memory is None or memory.fits(scheme)
@@ -190,7 +202,7 @@ def enumerate_candidates(
     max_k = min(devices, n)
     if max_k >= 2:
         slow = contention(profile, tuple(range(max_k)))  # one device per stage
-        best, cut = minmax_splits(profile, max_k - 1, slow, memory)
+        best, cut = minmax_splits(profile, max_k - 1, slow, memory, curve.decoding)
         for e in exit_list:
             draft = draft_cuts(memory, e)
             if draft is None:
@@ -207,8 +219,15 @@ def enumerate_candidates(
     return out
 
 
-def _finish(profile: HardwareProfile, c: Candidate, sim_tokens: int, seed: int) -> Candidate:
-    """Add break-even α, sensitivity to α ± 0.05 and a simulator confirmation."""
+def _finish(
+    profile: HardwareProfile,
+    c: Candidate,
+    sim_tokens: int,
+    seed: int,
+    decoding: DecodingSettings = GREEDY,
+) -> Candidate:
+    """Add break-even α, sensitivity to α ± 0.05 and a simulator confirmation, all decoded as
+    the curve was measured (``decoding``)."""
     if c.scheme.kind == "ar":
         if sim_tokens:
             rec = simulate(profile, c.scheme, tokens=sim_tokens, seed=seed, engine="auto").record
@@ -219,15 +238,15 @@ def _finish(profile: HardwareProfile, c: Candidate, sim_tokens: int, seed: int) 
         raise ConfigError("alpha", f"{c.scheme.label()} needs an acceptance to be judged")
     lo, hi = max(0.0, alpha - SENSITIVITY), min(1.0, alpha + SENSITIVITY)
     changes: dict[str, Any] = {
-        "break_even_alpha": analytic.break_even_alpha(profile, c.scheme),
-        "speedup_alpha_lo": analytic.speedup(profile, c.scheme, lo),
-        "speedup_alpha_hi": analytic.speedup(profile, c.scheme, hi),
+        "break_even_alpha": analytic.break_even_alpha(profile, c.scheme, decoding),
+        "speedup_alpha_lo": analytic.speedup(profile, c.scheme, lo, decoding),
+        "speedup_alpha_hi": analytic.speedup(profile, c.scheme, hi, decoding),
     }
     if sim_tokens:
         rec = simulate(
             profile,
             c.scheme,
-            AcceptanceSpec.iid(alpha),
+            AcceptanceSpec.iid(alpha).with_decoding(decoding),
             tokens=sim_tokens,
             seed=seed,
             engine="auto",
@@ -275,7 +294,7 @@ def plan(
     cands = enumerate_candidates(
         profile, curve, devices, max_gamma=max_gamma, exits=exits, memory=memory
     )
-    ar_tps = analytic.ar_tokens_per_s(profile)
+    ar_tps = analytic.ar_tokens_per_s(profile, curve.decoding)
     best_kind: dict[str, Candidate] = {}
     for c in cands:
         if c.scheme.kind not in best_kind or c.tokens_per_s > best_kind[c.scheme.kind].tokens_per_s:
@@ -294,8 +313,9 @@ def plan(
                 f"no configuration on ≤ {devices} device(s) reaches {min_tokens_per_s:g} tokens/s;"
                 f" the fastest is {b.scheme.label()} at {b.tokens_per_s:.1f} tokens/s"
             )
-    chosen = tuple(_finish(profile, c, sim_tokens, seed) for c in ranked[:top])
-    best = {k: _finish(profile, c, 0, seed) for k, c in best_kind.items()}
+    dec = curve.decoding
+    chosen = tuple(_finish(profile, c, sim_tokens, seed, dec) for c in ranked[:top])
+    best = {k: _finish(profile, c, 0, seed, dec) for k, c in best_kind.items()}
     return Plan(
         candidates=chosen,
         best_per_scheme=best,
@@ -332,14 +352,15 @@ def _every_config(
     profile: HardwareProfile, curve: AcceptanceCurve, devices: int, max_gamma: int
 ) -> list[tuple[SchemeConfig, float]]:
     n = profile.n_layers
-    out = [(SchemeConfig.ar(), analytic.ar_tokens_per_s(profile))]
+    dec = curve.decoding
+    out = [(SchemeConfig.ar(), analytic.ar_tokens_per_s(profile, dec))]
     for e in range(1, n):
         for g in range(1, max_gamma + 1):
             s = SchemeConfig.eesd(e, g)
-            out.append((s, analytic.tokens_per_s(profile, s, curve.alpha(e))))
+            out.append((s, analytic.tokens_per_s(profile, s, curve.alpha(e), dec)))
     for k in range(2, min(devices, n) + 1):
         for cuts in itertools.combinations(range(1, n), k - 1):
             for es in range(1, k):
                 s = SchemeConfig.ppsd((*cuts, n), exit_stage=es)
-                out.append((s, analytic.tokens_per_s(profile, s, curve.alpha(exit_of(s)))))
+                out.append((s, analytic.tokens_per_s(profile, s, curve.alpha(exit_of(s)), dec)))
     return out

@@ -41,7 +41,8 @@ def speedup_by_decoding(
     configs: Sequence[Candidate],
 ) -> list[tuple[DecodingSettings, list[tuple[float, float]]]]:
     """Per decoding setting of ``rec`` (greedy first): (α at the configuration's exit, predicted
-    speedup over AR) for each configuration."""
+    speedup over AR decoded the same way, with the profile's sampling costs where it has them)
+    for each configuration."""
     out = []
     for dec in sorted(rec.decodings(), key=_order):
         try:
@@ -52,7 +53,7 @@ def speedup_by_decoding(
         for c in configs:
             e = c.scheme.draft_exit_layer
             a = curve.alpha(e) if e is not None else 1.0
-            row.append((a, analytic.speedup(profile, c.scheme, a)))
+            row.append((a, analytic.speedup(profile, c.scheme, a, dec)))
         out.append((dec, row))
     return out
 

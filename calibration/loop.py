@@ -19,6 +19,8 @@ from ppsd_real.sampling import GREEDY, SamplingSpec
 from ppsd_real.threads import torch_threads
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import HardwareProfile, SchemeConfig
+from ppsd_sim.records.decoding import GREEDY as GREEDY_DECODING
+from ppsd_sim.records.decoding import DecodingSettings
 from ppsd_sim.records.io import check_writable_dir
 
 
@@ -33,10 +35,15 @@ class Calibration:
 
 
 def measure_profile(
-    spec: ModelSpec, n_layers_hint: int | None = None, repeats: int = 30, transport: str = "pipe"
+    spec: ModelSpec,
+    n_layers_hint: int | None = None,
+    repeats: int = 30,
+    transport: str = "pipe",
+    sampling: SamplingSpec = GREEDY,
 ) -> HardwareProfile:
     """The profile the predictions rest on: layer/head/crop latencies, and hop, per-tick cost
-    and concurrency slowdown measured between real stage processes."""
+    and concurrency slowdown measured between real stage processes; at a sampling
+    ``sampling``, the cost of choosing a token that way too."""
     with torch_threads(1):
         m = runner.load(spec)
         layers = m.n_layers
@@ -45,7 +52,7 @@ def measure_profile(
         with runner.open_distributed(
             spec, scheme, layers, DrafterSpec(), transport=transport
         ) as be:
-            return profiler.profile(m, repeats, backend=be, threads=1)
+            return profiler.profile(m, repeats, backend=be, threads=1, sampling=sampling)
 
 
 def rows_of(
@@ -53,15 +60,21 @@ def rows_of(
     measured: list[Measured],
     sim_tokens: int,
     baseline: str | None = None,
+    decoding: DecodingSettings = GREEDY_DECODING,
 ) -> list[Row]:
     """One row per cell: predicted at the cell's α, or at the acceptance the run measured when
-    the early exit drafted (its α is not set); ``baseline`` names the measured speedup's
-    baseline where it is not greedy AR on one thread."""
+    the early exit drafted (its α is not set), decoded as the cells were (``decoding``);
+    ``baseline`` names the measured speedup's baseline where it is not greedy AR on one
+    thread."""
     rows = []
     for meas in measured:
         c: Cell = meas.cell
-        pred = predict(profile, c, tokens=sim_tokens, alpha=meas.observed_alpha)
-        replay = predict(profile, c, tokens=sim_tokens, trace=meas.trace) if meas.trace else None
+        pred = predict(profile, c, tokens=sim_tokens, alpha=meas.observed_alpha, decoding=decoding)
+        replay = (
+            predict(profile, c, tokens=sim_tokens, trace=meas.trace, decoding=decoding)
+            if meas.trace
+            else None
+        )
         rows.append(
             Row(
                 label=c.label,
@@ -125,7 +138,7 @@ def run_calibration(
     profile = progress.load_profile()
     profile_resumed = profile is not None
     if profile is None:
-        profile = measure_profile(spec, transport=transport)
+        profile = measure_profile(spec, transport=transport, sampling=sampling)
         progress.save_profile(profile)
     grid = default_grid if drafter == "oracle" else drafter_grid
     cells = grid(profile.n_layers, quick=quick)
@@ -141,7 +154,7 @@ def run_calibration(
         heads=heads,
     )
     baseline = None if sampling.greedy else f"AR 1 thread, sampled {sampling.label()}"
-    rows = rows_of(profile, measured, sim_tokens, baseline)
+    rows = rows_of(profile, measured, sim_tokens, baseline, sampling.decoding)
     summary = summarise(rows)
     info = {
         "model": spec.name,

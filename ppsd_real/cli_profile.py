@@ -25,8 +25,9 @@ from ppsd_real.profiler import profile
 from ppsd_real.prompts import add_prompt_args
 from ppsd_real.threads import check_threads, torch_threads
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import SchemeConfig, validate
+from ppsd_sim.records import SchemeConfig, decoding, validate
 from ppsd_sim.records.io import check_writable, write_record
+from ppsd_sim.records.sampling import SamplingSpec
 
 DEFAULT_OUTPUT = "profile.json"
 
@@ -64,6 +65,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=30,
         help="timed samples per latency, at least 5, after 3 warm-up calls (default: 30)",
     )
+    a(
+        "--temperature",
+        type=float,
+        default=None,
+        help="also measure what choosing a token costs when sampling at this temperature "
+        "(warp, draw, judge: what sampled what-ifs add; default: greedy, not measured)",
+    )
+    a("--top-k", type=int, default=None, help="with --temperature: top-k (default off)")
+    a("--top-p", type=float, default=None, help="with --temperature: top-p (default 1.0)")
     a(
         "--no-hop",
         "--no-stages",
@@ -187,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
             "--prompt-file", f"holds {len(given)} prompts; ppsd profile measures at one context"
         )
     context = len(given[0].ids) if given is not None else (args.context or 64)
+    d = decoding.from_args(args)
+    sampling = SamplingSpec(d.temperature, d.top_k, d.top_p)
     grid = batched_grid(args)
     out = output_path(args.output)
     device, dtype = resolve(args.device, args.dtype)
@@ -205,7 +217,9 @@ def run(args: argparse.Namespace) -> int:
             path = heads_dir_head(args.heads, e, model_fingerprint(spec), "--heads")
             ee = load_ee_head(DrafterSpec(head_path=path), m.driver.parts.lm_head)
         if args.no_stages:
-            prof = profile(m, args.repeats, context, threads=args.threads, ee_head=ee)
+            prof = profile(
+                m, args.repeats, context, threads=args.threads, ee_head=ee, sampling=sampling
+            )
         else:
             scheme = SchemeConfig.ppsd_split(m.n_layers, args.stages, e, stages_field="--stages")
             try:
@@ -214,7 +228,13 @@ def run(args: argparse.Namespace) -> int:
                     spec, scheme, m.n_layers, drafter, transport=args.transport
                 ) as be:
                     prof = profile(
-                        m, args.repeats, context, backend=be, threads=args.threads, ee_head=ee
+                        m,
+                        args.repeats,
+                        context,
+                        backend=be,
+                        threads=args.threads,
+                        ee_head=ee,
+                        sampling=sampling,
                     )
             except StageFailure as err:
                 print(f"ppsd: error: {err}", file=sys.stderr)
@@ -231,6 +251,12 @@ def run(args: argparse.Namespace) -> int:
     )
     if prof.batched is not None:
         print(batched_summary(prof))
+    if prof.sampling is not None:
+        s = prof.sampling
+        print(
+            f"sampling at {s.settings.label()}: warp {s.warp.median * 1e6:.0f} µs, draw "
+            f"{s.draw.median * 1e6:.0f} µs, judge {s.judge.median * 1e6:.0f} µs per vector"
+        )
     return 0
 
 

@@ -7,6 +7,8 @@ full-model figures go to the notes. Also measured there: ``concurrency_slowdown`
 alone vs all stages over the same time window, interleaved), ``hop`` over the transport in use,
 and ``tick`` (the per-token control cost: a stage's time in a real run minus its layers, heads
 and blocked waits). Without stage processes the profile is full-model only and tick stays 0.
+At a sampling setting the per-vector cost of choosing a token that way is measured too
+(``sampling_costs``), on the model's own logits, in the calling process.
 """
 
 from __future__ import annotations
@@ -15,17 +17,22 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
+from ppsd_real import sampling as sampling_rules
 from ppsd_real.backends.base import MeasurableBackend
 from ppsd_real.decoders import ARDecoder
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.measure import provenance
 from ppsd_real.runner import Loaded
+from ppsd_real.sampling import GREEDY, SamplingSpec
 from ppsd_real.threads import torch_threads
 from ppsd_sim.records import HardwareProfile, Timing
+from ppsd_sim.records.sampling_cost import SamplingCosts
 
 VERIFY_TOKENS = (1, 2, 4, 8, 16)
+SAMPLING_REPEATS = 300  # each part takes tens of µs: many samples for a stable median
 
 
 def _samples(
@@ -74,6 +81,39 @@ def full_model_steps(
         if rep >= 3:
             heads.append(time.perf_counter() - t0)
     return out, heads
+
+
+def sampling_costs(
+    m: Loaded, target: Any, draft: Any, spec: SamplingSpec, repeats: int = SAMPLING_REPEATS
+) -> SamplingCosts:
+    """warp, draw and judge (``records.sampling_cost``) timed on the model's logits for the
+    hidden states ``target`` (p) and ``draft`` (q), one vocabulary-wide vector each, as the
+    decoders call them (``ppsd_real.sampling``). Each draw and judge is at its own position, so
+    the keyed uniforms differ and the judged drafts mix acceptances and rejections (a
+    rejection's residual draw included) as in a run."""
+    d = m.driver
+    lp, lq = d.logits(target)[-1], d.logits(draft)[-1]
+    warps = _samples(lambda: sampling_rules.probs(lp, spec), repeats, sync=d.sync)
+    p, q = sampling_rules.probs(lp, spec), sampling_rules.probs(lq, spec)
+    drafts = [sampling_rules.draft_from(q, spec.seed, i) for i in range(repeats + 3)]
+    draws: list[float] = []
+    judges: list[float] = []
+    for i in range(repeats + 3):
+        t0 = time.perf_counter()
+        sampling_rules.target_from(p, spec.seed, i)
+        t1 = time.perf_counter()
+        sampling_rules.judge(drafts[i], p, q, spec.seed, i)
+        sampling_rules.expected_acceptance(p, q)
+        t2 = time.perf_counter()
+        if i >= 3:  # warm-up
+            draws.append(t1 - t0)
+            judges.append(t2 - t1)
+    return SamplingCosts(
+        settings=spec.decoding,
+        warp=Timing.of_samples(warps),
+        draw=Timing.of_samples(draws),
+        judge=Timing.of_samples(judges),
+    )
 
 
 def _stage_timings(
@@ -135,15 +175,24 @@ def profile(
     window_s: float = 0.5,
     rounds: int = 2,
     ee_head: Any = None,
+    sampling: SamplingSpec = GREEDY,
 ) -> HardwareProfile:
     """Latencies at a cache of ``context_len`` tokens; warm-up excluded, raw samples kept.
     With ``backend`` the pipeline's latencies are per-stage (see the module docstring). The
     full-model timings run with ``threads`` torch threads (set here, restored after), so the
     provenance's thread count is the one measured with. ``ee_head`` (a trained head) is timed
     as the early-exit head without stage processes; with them, the stages' own drafter head
-    is (open the backend with its ``DrafterSpec``)."""
+    is (open the backend with its ``DrafterSpec``). A sampling ``sampling`` adds the
+    profile's ``sampling`` costs, measured at those settings."""
     with torch_threads(threads):
-        return _profile(m, repeats, context_len, backend, threads, window_s, rounds, ee_head)
+        prof = _profile(m, repeats, context_len, backend, threads, window_s, rounds, ee_head)
+        if sampling.greedy:
+            return prof
+        d, prompt = m.driver, list(range(1, 9))
+        full = d.run_layers(d.embed(prompt), 0, m.n_layers, d.new_cache(), 0)
+        early = d.run_layers(d.embed(prompt), 0, max(1, m.n_layers // 2), d.new_cache(), 0)
+        costs = sampling_costs(m, full[:, -1:], early[:, -1:], sampling)
+        return replace(prof, sampling=costs)
 
 
 def _profile(

@@ -24,6 +24,7 @@ from scipy.optimize import brentq
 from ppsd_sim.costs import PpsdCosts, ar_costs, eesd_costs, ppsd_costs
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import validate
+from ppsd_sim.records.decoding import GREEDY, DecodingSettings
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.scheme import SchemeConfig
 from ppsd_sim.schedule import SegmentSchedule, segment_schedule
@@ -91,14 +92,19 @@ def ppsd_general_speedup(
 
 
 # ---- profile forms ------------------------------------------------------------------------------
-def ar_tokens_per_s(profile: HardwareProfile) -> float:
-    t = ar_costs(profile).token
+def ar_tokens_per_s(profile: HardwareProfile, decoding: DecodingSettings = GREEDY) -> float:
+    t = ar_costs(profile, decoding).token
     return 1.0 / t if t > 0 else math.inf
 
 
-def eesd_tokens_per_s(profile: HardwareProfile, scheme: SchemeConfig, alpha: float) -> float:
+def eesd_tokens_per_s(
+    profile: HardwareProfile,
+    scheme: SchemeConfig,
+    alpha: float,
+    decoding: DecodingSettings = GREEDY,
+) -> float:
     """Long-run tokens/s of EESD under i.i.d. acceptance α (renewal reward over rounds)."""
-    c = eesd_costs(profile, scheme)
+    c = eesd_costs(profile, scheme, decoding)
     alpha = validate.probability("alpha", alpha)
     p_reject = 1.0 - alpha**c.gamma
     round_time = c.gamma * c.draft_step + c.verify + p_reject * c.flush
@@ -171,9 +177,11 @@ def _expected_commit(sch: SegmentSchedule, alpha: float, c: PpsdCosts) -> float:
     return total
 
 
-def ppsd_rate(profile: HardwareProfile, scheme: SchemeConfig) -> PpsdRate:
+def ppsd_rate(
+    profile: HardwareProfile, scheme: SchemeConfig, decoding: DecodingSettings = GREEDY
+) -> PpsdRate:
     """The long-run rate model of a PPSD scheme whose stages have one device each."""
-    c = ppsd_costs(profile, scheme)
+    c = ppsd_costs(profile, scheme, decoding)
     if not c.dedicated:
         raise ConfigError(
             "scheme.devices",
@@ -206,33 +214,51 @@ def _bounded_schedule(c: PpsdCosts, limit: int) -> SegmentSchedule | None:
     return sch
 
 
-def ppsd_tokens_per_s(profile: HardwareProfile, scheme: SchemeConfig, alpha: float) -> float:
+def ppsd_tokens_per_s(
+    profile: HardwareProfile,
+    scheme: SchemeConfig,
+    alpha: float,
+    decoding: DecodingSettings = GREEDY,
+) -> float:
     """Long-run tokens/s of PPSD under i.i.d. acceptance α, every stage on its own device,
     at most ``scheme.inflight_limit`` tokens in flight (see ``PpsdRate``)."""
-    return ppsd_rate(profile, scheme).tokens_per_s(alpha)
+    return ppsd_rate(profile, scheme, decoding).tokens_per_s(alpha)
 
 
-def tokens_per_s(profile: HardwareProfile, scheme: SchemeConfig, alpha: float) -> float:
-    """Closed-form long-run tokens/s of any scheme under i.i.d. acceptance."""
+def tokens_per_s(
+    profile: HardwareProfile,
+    scheme: SchemeConfig,
+    alpha: float,
+    decoding: DecodingSettings = GREEDY,
+) -> float:
+    """Closed-form long-run tokens/s of any scheme under i.i.d. acceptance; ``decoding``
+    adds the profile's sampling costs when it samples (``ppsd_sim.costs``)."""
     if scheme.kind == "ar":
-        return ar_tokens_per_s(profile)
+        return ar_tokens_per_s(profile, decoding)
     if scheme.kind == "eesd":
-        return eesd_tokens_per_s(profile, scheme, alpha)
-    return ppsd_tokens_per_s(profile, scheme, alpha)
+        return eesd_tokens_per_s(profile, scheme, alpha, decoding)
+    return ppsd_tokens_per_s(profile, scheme, alpha, decoding)
 
 
-def speedup(profile: HardwareProfile, scheme: SchemeConfig, alpha: float) -> float:
-    """Closed-form speedup over AR on the same profile."""
-    return tokens_per_s(profile, scheme, alpha) / ar_tokens_per_s(profile)
+def speedup(
+    profile: HardwareProfile,
+    scheme: SchemeConfig,
+    alpha: float,
+    decoding: DecodingSettings = GREEDY,
+) -> float:
+    """Closed-form speedup over AR decoded the same way on the same profile."""
+    return tokens_per_s(profile, scheme, alpha, decoding) / ar_tokens_per_s(profile, decoding)
 
 
-def break_even_alpha(profile: HardwareProfile, scheme: SchemeConfig) -> float | None:
+def break_even_alpha(
+    profile: HardwareProfile, scheme: SchemeConfig, decoding: DecodingSettings = GREEDY
+) -> float | None:
     """Smallest α at which the scheme is at least as fast as AR on this profile (None: never)."""
     if scheme.kind == "ppsd":
-        rate, ar = ppsd_rate(profile, scheme), ar_tokens_per_s(profile)
+        rate, ar = ppsd_rate(profile, scheme, decoding), ar_tokens_per_s(profile, decoding)
         f = lambda a: rate.tokens_per_s(a) / ar - 1.0  # noqa: E731
     else:
-        f = lambda a: speedup(profile, scheme, a) - 1.0  # noqa: E731
+        f = lambda a: speedup(profile, scheme, a, decoding) - 1.0  # noqa: E731
     if f(1.0) < 0:
         return None
     if f(0.0) >= 0:

@@ -4,6 +4,13 @@ One place decides what a draft step, a verification pass or a pipeline stage cos
 closed forms, the SimPy model and the fast path can never disagree about the inputs.
 Conventions (see GLOSSARY.md): every forward step pays one ``tick``; the embedding runs in
 the first step/stage; verifying n tokens costs ``factor(n)`` × the one-token latency.
+
+Sampled decoding (``decoding`` with temperature > 0) adds the profile's per-vector sampling
+costs (``records.sampling_cost``) where the real decoders pay them: an AR token and every draft
+warp one head output and draw from it; an EESD verification warps its γ+1 rows, judges up to γ
+drafts and draws the bonus token (charged in full: the cost of a round that ends early is
+slightly over-counted); in PPSD the exit stage samples each draft, the last stage warps p and
+stage 0, which judges, pays one judge per token.
 """
 
 from __future__ import annotations
@@ -11,7 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ppsd_sim.errors import ConfigError
+from ppsd_sim.records.decoding import GREEDY, DecodingSettings
 from ppsd_sim.records.profile import HardwareProfile
+from ppsd_sim.records.sampling_cost import GREEDY_CHOICE, TokenChoice
 from ppsd_sim.records.scheme import SchemeConfig
 
 
@@ -91,17 +100,20 @@ class PpsdCosts:
         return self.fill_latency + self.hop + self.flush
 
 
-def ar_costs(profile: HardwareProfile) -> ArCosts:
-    return ArCosts(profile.ar_token_time())
+def ar_costs(profile: HardwareProfile, decoding: DecodingSettings = GREEDY) -> ArCosts:
+    return ArCosts(profile.ar_token_time() + profile.token_choice(decoding).sample)
 
 
-def eesd_costs(profile: HardwareProfile, scheme: SchemeConfig) -> EesdCosts:
+def eesd_costs(
+    profile: HardwareProfile, scheme: SchemeConfig, decoding: DecodingSettings = GREEDY
+) -> EesdCosts:
     scheme.check_layers(profile.n_layers)
     e, g, n_layers = scheme.exit_layer, scheme.gamma, profile.n_layers
     if e is None or g is None:
         raise ConfigError("scheme", f"EESD costs need an EESD scheme, not {scheme.kind!r}")
     tick, embed = profile.tick.median, profile.embed.median
-    draft = embed + profile.layers_time(0, e) + profile.ee_head.median + tick
+    choice = profile.token_choice(decoding)
+    draft = embed + profile.layers_time(0, e) + profile.ee_head.median + choice.sample + tick
     f = profile.factor(g + 1)
     if scheme.cache_reuse:
         # Early layers already hold x0..d_{γ-1}: only the last draft passes them (1 token);
@@ -113,18 +125,43 @@ def eesd_costs(profile: HardwareProfile, scheme: SchemeConfig) -> EesdCosts:
         )
     else:
         verify = embed * f + (profile.layers_time(0, n_layers) + profile.final_head.median) * f
+    verify += (g + 1) * choice.warp + g * choice.judge + choice.draw
     return EesdCosts(
         draft, verify + tick, profile.flush.median, g, not profile.profiled_verify(g + 1)
     )
 
 
 def stage_compute(
-    profile: HardwareProfile, start: int, stop: int, *, first: bool, slow: float
+    profile: HardwareProfile,
+    start: int,
+    stop: int,
+    *,
+    first: bool,
+    slow: float,
+    choice: TokenChoice = GREEDY_CHOICE,
 ) -> float:
-    """A PPSD stage's per-token compute before its heads: its layers (+ the embedding on the
-    first stage), slowed by contention, plus one tick."""
-    t = profile.layers_time(start, stop) + (profile.embed.median if first else 0.0)
+    """A PPSD stage's per-token compute before its heads: its layers (+ the embedding and,
+    sampling, the judging on the first stage, which is the controller), slowed by contention,
+    plus one tick."""
+    t = profile.layers_time(start, stop)
+    if first:
+        t += profile.embed.median + choice.judge
     return t * slow + profile.tick.median
+
+
+def stage_heads(
+    profile: HardwareProfile,
+    *,
+    exit_: bool,
+    last: bool,
+    slow: float,
+    choice: TokenChoice = GREEDY_CHOICE,
+) -> tuple[float, float]:
+    """(early-exit head, final head) per token on a stage that runs them (0 where it does
+    not); sampling, the exit stage also warps q and draws the draft, the last stage warps p."""
+    ee = (profile.ee_head.median + choice.sample) * slow if exit_ else 0.0
+    final = (profile.final_head.median + choice.warp) * slow if last else 0.0
+    return ee, final
 
 
 def stage_busy(
@@ -136,15 +173,13 @@ def stage_busy(
     exit_: bool,
     last: bool,
     slow: float,
+    decoding: DecodingSettings = GREEDY,
 ) -> float:
-    """Time one token occupies a PPSD stage: ``stage_compute`` plus the early-exit head on the
-    exit stage and the final head on the last (``PpsdCosts.busy_per_token`` in closed form)."""
-    t = stage_compute(profile, start, stop, first=first, slow=slow)
-    if exit_:
-        t += profile.ee_head.median * slow
-    if last:
-        t += profile.final_head.median * slow
-    return t
+    """Time one token occupies a PPSD stage: ``stage_compute`` plus the heads it runs
+    (``PpsdCosts.busy_per_token`` in closed form)."""
+    choice = profile.token_choice(decoding)
+    t = stage_compute(profile, start, stop, first=first, slow=slow, choice=choice)
+    return t + sum(stage_heads(profile, exit_=exit_, last=last, slow=slow, choice=choice))
 
 
 def contention(profile: HardwareProfile, devices: tuple[int, ...]) -> float:
@@ -153,18 +188,22 @@ def contention(profile: HardwareProfile, devices: tuple[int, ...]) -> float:
     return profile.concurrency_slowdown if len(set(devices)) > 1 else 1.0
 
 
-def ppsd_costs(profile: HardwareProfile, scheme: SchemeConfig) -> PpsdCosts:
+def ppsd_costs(
+    profile: HardwareProfile, scheme: SchemeConfig, decoding: DecodingSettings = GREEDY
+) -> PpsdCosts:
     scheme.check_layers(profile.n_layers)
     devices = scheme.stage_devices()
     slow = contention(profile, devices)
+    choice = profile.token_choice(decoding)
     compute = [
-        stage_compute(profile, st.start, st.stop, first=st.first, slow=slow)
+        stage_compute(profile, st.start, st.stop, first=st.first, slow=slow, choice=choice)
         for st in scheme.stages()
     ]
+    ee_head, final_head = stage_heads(profile, exit_=True, last=True, slow=slow, choice=choice)
     return PpsdCosts(
         compute=tuple(compute),
-        ee_head=profile.ee_head.median * slow,
-        final_head=profile.final_head.median * slow,
+        ee_head=ee_head,
+        final_head=final_head,
         hop=profile.hop.median,
         flush=profile.flush.median,
         exit_stage=scheme.exit_stage - 1,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from ppsd_sim.costs import eesd_costs
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records.acceptance_spec import AcceptanceSpec
+from ppsd_sim.records.decoding import GREEDY, DecodingSettings
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.run_record import RunRecord
 from ppsd_sim.records.scheme import SchemeConfig
@@ -41,11 +42,16 @@ def verify_extrapolation(profile: HardwareProfile, scheme: SchemeConfig) -> str 
     return None
 
 
-def range_flags(profile: HardwareProfile, scheme: SchemeConfig) -> tuple[str, ...]:
+def range_flags(
+    profile: HardwareProfile, scheme: SchemeConfig, decoding: DecodingSettings = GREEDY
+) -> tuple[str, ...]:
     """Where a prediction of ``scheme`` rests on something ``profile`` did not measure: an
     extrapolated verify size, an unprofiled hop, stage latencies taken from full-model steps
-    with no contention figure, or a profile that is not a measurement at all."""
+    with no contention figure, sampled decoding without sampling costs, or a profile that is
+    not a measurement at all."""
     flags: list[str] = []
+    if not decoding.greedy and profile.sampling is None:
+        flags.append("sampling costs not profiled (0): the profile was measured greedy")
     verify = verify_extrapolation(profile, scheme)
     if verify:
         flags.append(verify)
@@ -70,8 +76,10 @@ def predict(
     tokens: int = DEFAULT_TOKENS,
     seed: int = 0,
 ) -> Prediction:
-    """Simulated speedup of ``scheme`` over AR on ``profile`` (AR itself: 1 by definition)."""
-    flags = range_flags(profile, scheme)
+    """Simulated speedup of ``scheme`` over AR on ``profile`` (AR itself: 1 by definition),
+    both decoded as ``acceptance`` was measured (its ``decoding``)."""
+    decoding = acceptance.decoding if acceptance is not None else GREEDY
+    flags = range_flags(profile, scheme, decoding)
     if scheme.kind == "ar":
         return Prediction(1.0, "analytic", flags)
     rec = simulate(profile, scheme, acceptance, tokens=tokens, seed=seed, engine="auto").record
@@ -120,6 +128,8 @@ def predict_run(
             raise ConfigError("acceptance", "the run records no acceptance")
         acc = AcceptanceSpec.iid(obs.rate)
         flags.append(f"acceptance taken as i.i.d. at the observed rate {obs.rate:.3f}")
+    if acc is not None and not run.sampling.greedy:
+        acc = acc.with_decoding(run.sampling.decoding)
     base = _baseline_flag(run, prof)
     if base:
         flags.append(base)

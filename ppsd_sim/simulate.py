@@ -17,6 +17,7 @@ from ppsd_sim.engines.result import EngineResult
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import validate
 from ppsd_sim.records.acceptance_spec import HISTOGRAM_TAILS, AcceptanceSpec
+from ppsd_sim.records.decoding import GREEDY, DecodingSettings
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.run_record import RunRecord
 from ppsd_sim.records.scheme import SchemeConfig
@@ -104,19 +105,22 @@ def simulate(
     engine: str = "simpy",
     timeline: bool = False,
 ) -> Simulation:
-    """Simulate ``tokens`` committed tokens. Same inputs and seed → identical record."""
+    """Simulate ``tokens`` committed tokens. Same inputs and seed → identical record. The
+    acceptance's decoding settings decide whether the profile's sampling costs apply (to the
+    scheme and to its AR baseline alike)."""
     tokens = validate.integer("tokens", tokens, lo=1, hi=MAX_TOKENS)
     seed = validate.integer("seed", seed, lo=0)
     used = check_inputs(profile, scheme, acceptance, engine, timeline=timeline)
-    res = _run(profile, scheme, acceptance, tokens, seed, used, timeline)
-    ar_time = tokens * ar_costs(profile).token
+    decoding = acceptance.decoding if acceptance is not None else GREEDY
+    res = _run(profile, scheme, acceptance, decoding, tokens, seed, used, timeline)
+    ar_time = tokens * ar_costs(profile, decoding).token
     speed = ar_time / res.time_s if res.time_s > 0 else float("inf")
     notes = dict(res.notes)
     iid_alpha = acceptance.alpha if acceptance is not None and acceptance.kind == "iid" else None
     if iid_alpha is not None and (
         scheme.kind == "eesd" or (scheme.kind == "ppsd" and ppsd_costs(profile, scheme).dedicated)
     ):
-        notes["closed_form_speedup"] = analytic.speedup(profile, scheme, iid_alpha)
+        notes["closed_form_speedup"] = analytic.speedup(profile, scheme, iid_alpha, decoding)
     if scheme.kind == "eesd" and eesd_costs(profile, scheme).verify_extrapolated:
         notes["extrapolated"] = (
             f"verify latency for {eesd_costs(profile, scheme).gamma + 1} tokens lies beyond "
@@ -147,13 +151,14 @@ def _run(
     profile: HardwareProfile,
     scheme: SchemeConfig,
     acceptance: AcceptanceSpec | None,
+    decoding: DecodingSettings,
     tokens: int,
     seed: int,
     engine: str,
     timeline: bool,
 ) -> EngineResult:
     if scheme.kind == "ar":
-        ar = ar_costs(profile)
+        ar = ar_costs(profile, decoding)
         return (
             simpy_sequential.run_ar(ar, tokens, timeline=timeline)
             if engine == "simpy"
@@ -162,11 +167,11 @@ def _run(
     assert acceptance is not None  # checked by check_inputs
     sampler = AcceptanceSampler(acceptance, seed)
     if scheme.kind == "eesd":
-        eesd = eesd_costs(profile, scheme)
+        eesd = eesd_costs(profile, scheme, decoding)
         if engine == "simpy":
             return simpy_sequential.run_eesd(eesd, sampler, tokens, timeline=timeline)
         return fast.run_eesd(eesd, sampler, tokens)
-    costs = ppsd_costs(profile, scheme)
+    costs = ppsd_costs(profile, scheme, decoding)
     bound = scheme.inflight_limit
     limit: int | None = bound
     if costs.dedicated and not bound_binds(costs, bound, tokens + bound + 1):

@@ -10,7 +10,9 @@ import numpy as np
 
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import validate
+from ppsd_sim.records.decoding import DecodingSettings
 from ppsd_sim.records.load_cost import BatchedCosts, LoadCost, TensorParallel
+from ppsd_sim.records.sampling_cost import GREEDY_CHOICE, SamplingCosts, TokenChoice
 from ppsd_sim.records.schema import open_record, tag
 from ppsd_sim.records.timing import Timing, timing
 
@@ -80,6 +82,8 @@ class HardwareProfile:
     Optional, for the serving model only (the batch-1 engines never read them, so batch-1
     results do not depend on them): ``batched``, the step costs under load (tokens in the
     step, KV tokens read; see ``load_cost``), and ``tp``, tensor-parallel costs per degree.
+    Optional, for sampled what-ifs only: ``sampling``, the per-vector cost of choosing a token
+    at temperature > 0 (see ``sampling_cost``; greedy predictions never read it).
     """
 
     layer_decode: tuple[Timing, ...]
@@ -95,6 +99,7 @@ class HardwareProfile:
     provenance: Provenance = field(default_factory=Provenance)
     batched: BatchedCosts | None = None
     tp: tuple[TensorParallel, ...] = ()
+    sampling: SamplingCosts | None = None
 
     def __post_init__(self) -> None:
         layers = tuple(
@@ -144,6 +149,8 @@ class HardwareProfile:
         if len(set(degrees)) != len(degrees):
             raise ConfigError("tp", f"holds one entry per degree, got degrees {degrees}")
         object.__setattr__(self, "tp", tuple(tps))
+        if self.sampling is not None and not isinstance(self.sampling, SamplingCosts):
+            raise ConfigError("sampling", "must be a SamplingCosts")
 
     # ---- derived quantities -------------------------------------------------------------
     @property
@@ -162,6 +169,14 @@ class HardwareProfile:
             + self.final_head.median
             + self.tick.median
         )
+
+    def token_choice(self, decoding: DecodingSettings) -> TokenChoice:
+        """What choosing a token adds per vector under ``decoding``: nothing when greedy or
+        when the profile measured no sampling costs (``range_flags`` says so then)."""
+        if decoding.greedy or self.sampling is None:
+            return GREEDY_CHOICE
+        s = self.sampling
+        return TokenChoice(s.warp.median, s.draw.median, s.judge.median)
 
     def factor(self, n_tokens: int) -> float:
         """Latency multiplier for processing ``n_tokens`` at once (linear interpolation;
@@ -267,6 +282,7 @@ class HardwareProfile:
             "provenance": self.provenance.to_dict(),
             **({"batched": self.batched.to_dict()} if self.batched is not None else {}),
             **({"tp": [t.to_dict() for t in self.tp]} if self.tp else {}),
+            **({"sampling": self.sampling.to_dict()} if self.sampling is not None else {}),
         }
 
     @classmethod
@@ -280,6 +296,7 @@ class HardwareProfile:
             "provenance",
             "batched",
             "tp",
+            "sampling",
         )
         d = open_record(
             data, "HardwareProfile", where, fields, ("layer_decode", "ee_head", "final_head")
@@ -303,6 +320,8 @@ class HardwareProfile:
                     TensorParallel.from_dict(t, f"{j('tp')}[{i}]")
                     for i, t in enumerate(validate.sequence(j("tp"), d["tp"]))
                 )
+            if "sampling" in d:
+                kwargs["sampling"] = SamplingCosts.from_dict(d["sampling"], j("sampling"))
             return cls(
                 layer_decode=layers,
                 verify_tokens=tuple(d.get("verify_tokens", (1,))),

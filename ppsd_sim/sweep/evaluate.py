@@ -70,5 +70,8 @@ def _closed_form(inp: SimInputs) -> dict[str, Any]:
     if acc is None or acc.kind != "iid":
         raise ConfigError("engine", "closed_form needs i.i.d. acceptance; use auto, fast or simpy")
     alpha = acc.mean_alpha  # i.i.d.: α itself
-    tps = analytic.tokens_per_s(inp.profile, inp.scheme, alpha)
-    return closed_form_result(inp.tokens, tps, analytic.speedup(inp.profile, inp.scheme, alpha))
+    dec = acc.decoding  # the simulator reads it from the acceptance too: the same costs
+    tps = analytic.tokens_per_s(inp.profile, inp.scheme, alpha, dec)
+    return closed_form_result(
+        inp.tokens, tps, analytic.speedup(inp.profile, inp.scheme, alpha, dec)
+    )
