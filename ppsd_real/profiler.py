@@ -173,7 +173,7 @@ def profile(
     backend: MeasurableBackend | None = None,
     threads: int = 1,
     window_s: float = 0.5,
-    rounds: int = 2,
+    rounds: int = 6,
     ee_head: Any = None,
     sampling: SamplingSpec = GREEDY,
 ) -> HardwareProfile:

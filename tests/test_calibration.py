@@ -192,6 +192,7 @@ def _calibrate(args, extra_env=None):
     )
 
 
+@pytest.mark.long
 def test_speed_gate_passes_unchanged_code_and_trips_on_an_injected_slowdown(tmp_path):
     common = [
         "--preset",

@@ -23,6 +23,7 @@ from ppsd_sim.records.io import read_record
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.long
 def test_gpu_check_script_dry_run_on_cpu_writes_valid_records(tmp_path):
     env = {
         **os.environ,

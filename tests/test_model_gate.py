@@ -403,6 +403,7 @@ def test_the_plan_says_which_gates_run_and_what_the_model_gate_cannot_see(tmp_pa
     assert any(ln.startswith(f"{cli.BASELINE_GATE}: speedups against") for ln in both)
 
 
+@pytest.mark.long
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="needs Linux /proc/stat")
 def test_a_control_path_slowdown_trips_the_model_gate_on_real_runs(monkeypatch):

@@ -35,6 +35,7 @@ def test_weights_are_small_enough_to_ship():
     assert len(list(SHIPPED_MODEL.glob("ee_head_exit*.safetensors"))) == 5
 
 
+@pytest.mark.long
 def test_held_out_loss_is_the_documented_one(shipped):
     model, tok, _ = shipped
     loss, _ = score_held_out(model, held_out_windows(tok, 200), {})

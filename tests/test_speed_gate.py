@@ -160,6 +160,7 @@ def _calibrate(args, env=None):
     )
 
 
+@pytest.mark.long
 @needs_proc
 def test_gate_on_a_busy_machine_says_inconclusive_and_baseline_refuses_to_record(tmp_path):
     common = ["--preset", "tiny", "--tokens", "16", "--repeats", "2"]
