@@ -12,6 +12,7 @@ from ppsd_real.backends.transport import TRANSPORTS
 from ppsd_real.batched.profile import (
     BATCH_SIZES,
     CONTEXTS,
+    FITS,
     STEP_TOKENS,
     Grid,
     profile_batched,
@@ -119,8 +120,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="also measure the step costs under load (the profile's `batched` field, for "
         "`ppsd serving` and `ppsd plan --batch`): full-model and early-exit steps of B "
         "sequences at each --batch-sizes x --batch-contexts x --batch-step-tokens, fitted "
-        "a + b*tokens + c*kv per layer and head; the batch-1 fields are measured first and "
+        "per layer and head (--batch-fit); the batch-1 fields are measured first and "
         "unchanged (default: off)",
+    )
+    a(
+        "--batch-fit",
+        default=None,
+        choices=FITS,
+        help="--batched: grid (a row per step size, linear in KV tokens, interpolated between "
+        "sizes) or linear (one a + b*tokens + c*kv) (default: grid)",
     )
     a(
         "--batch-sizes",
@@ -151,6 +159,7 @@ def batched_grid(args: argparse.Namespace) -> Grid | None:
         "--batch-sizes": args.batch_sizes,
         "--batch-contexts": args.batch_contexts,
         "--batch-step-tokens": args.batch_step_tokens,
+        "--batch-fit": args.batch_fit,
     }
     if not args.batched:
         for flag, given in flags.items():
@@ -240,7 +249,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"ppsd: error: {err}", file=sys.stderr)
                 return 1
         if grid is not None:  # after the batch-1 profile, which it leaves as measured
-            costs = profile_batched(m, grid, args.repeats, exit_layer=e, ee_head=ee)
+            costs = profile_batched(
+                m, grid, args.repeats, exit_layer=e, ee_head=ee, form=args.batch_fit or "grid"
+            )
             prof = with_batched(prof, costs)
     write_record(out, prof)
     print(
@@ -269,8 +280,9 @@ def batched_summary(prof) -> str:
     full = notes.get("fit_rel_error_full_step", {})
     ee = notes.get("fit_rel_error_ee_step", {})
     return (
-        f"batched costs: {len(cells)} cells (batch x context x step tokens), fitted "
-        f"a + b*tokens + c*kv; fit vs measured full step: median |error| "
+        f"batched costs: {len(cells)} cells (batch x context x step tokens), fitted as a "
+        + ("grid" if prof.batched.layers[0].is_grid else "linear a + b*tokens + c*kv")
+        + f"; fit vs measured full step: median |error| "
         f"{full.get('median_abs', 0):.1%}, max {full.get('max_abs', 0):.1%}; early-exit step: "
         f"median {ee.get('median_abs', 0):.1%}, max {ee.get('max_abs', 0):.1%}"
     )

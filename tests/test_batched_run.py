@@ -18,6 +18,7 @@ from ppsd_real.drafters import DrafterSpec
 from ppsd_real.profiler import profile
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import HardwareProfile, SchemeConfig
+from ppsd_sim.records.load_cost import LoadCost
 from ppsd_sim.serving.step_costs import device_steps
 from tests.arch_helpers import one_thread  # noqa: F401  (autouse: one torch thread)
 from tests.real_fixtures import TINY
@@ -43,14 +44,58 @@ def test_fit_recovers_a_linear_step_law_with_tokens_b_n_and_kv_b_c() -> None:
                 full = embed + sum(layers) + head
                 ee = embed + layers[0] + head
                 cells.append(Cell(b, ctx, n, layers, embed, head, head, full, ee))
-    costs = costs_from_cells(cells, exit_layer=1)
+    costs = costs_from_cells(cells, exit_layer=1, form="linear")
     for got in costs.layers:
         assert (got.a, got.b, got.c) == pytest.approx(layer, rel=1e-6)
     assert costs.final_head.c == 0.0 and costs.final_head.b == pytest.approx(2e-6, rel=1e-6)
     notes = json.loads(costs.notes)
-    assert notes["fit_rel_error_full_step"]["max_abs"] == 0.0
-    assert notes["fit_rel_error_ee_step"]["max_abs"] == 0.0
+    assert notes["fit_rel_error_full_step"]["max_abs"] == pytest.approx(0.0, abs=1e-9)
+    assert notes["fit_rel_error_ee_step"]["max_abs"] == pytest.approx(0.0, abs=1e-9)
     assert len(notes["cells"]) == len(cells)
+    # the default grid form reproduces the same law at the cells and between them
+    grid = costs_from_cells(cells, exit_layer=1)
+    for got in grid.layers:
+        assert got.is_grid
+        for t, k in ((1, 32), (3, 100), (5, 640), (17, 300), (40, 1024)):
+            assert got.time(t, k) == pytest.approx(_law(t, k, *layer), rel=1e-9)
+
+
+def test_the_grid_follows_a_concave_step_cost_that_a_line_misses() -> None:
+    """Steps whose cost flattens with their tokens (weights read once per step): the grid is
+    exact at every measured step, a fitted line is not; a noisy negative kv slope is clamped."""
+    from ppsd_real.batched.profile import grid_fit
+
+    def law(t, k):
+        return 1e-3 * (1 + t) ** 0.5 + 1e-7 * k
+
+    tokens = [1, 1, 2, 2, 4, 4, 8, 8, 16, 16]
+    kv = [64, 256, 128, 512, 256, 1024, 512, 2048, 1024, 4096]
+    secs = [law(t, k) for t, k in zip(tokens, kv, strict=True)]
+    g = grid_fit(tokens, kv, secs)
+    assert all(
+        g.time(t, k) == pytest.approx(y, rel=1e-9) for t, k, y in zip(tokens, kv, secs, strict=True)
+    )
+    line = LoadCost.fit(tokens, kv, secs)
+    assert (
+        max(abs(line.time(t, k) / y - 1) for t, k, y in zip(tokens, kv, secs, strict=True)) > 0.05
+    )
+    flat = grid_fit([1, 1], [64, 256], [2e-3, 1e-3])  # more cache, cheaper: noise
+    assert flat.time(1, 64) == flat.time(1, 256) == pytest.approx(1.5e-3)
+    with pytest.raises(ConfigError):
+        grid_fit([2, 4], [0, 0], [1e-3, 2e-3])
+
+
+def test_step_scales_make_the_layers_add_up_to_the_whole_steps() -> None:
+    """Layers timed one call each sum above the whole step: scaled so that the early part
+    plus embed and EE head is the early-exit step and everything is the full step."""
+    from ppsd_real.batched.profile import step_scales
+
+    c = Cell(1, 64, 1, (1.1e-3,) * 4, 1e-5, 3e-4, 2e-4, 4.11e-3, 2.01e-3)
+    f_early, f_late = step_scales(c, 2)
+    assert c.embed + 2 * 1.1e-3 * f_early + c.ee_head == pytest.approx(c.ee_step)
+    total = c.embed + 2 * 1.1e-3 * (f_early + f_late) + c.final_head
+    assert total == pytest.approx(c.full_step)
+    assert f_early < 1 and f_late < 1
 
 
 def test_measured_cells_fill_the_profile_batched_field_and_leave_batch1_alone() -> None:

@@ -4,16 +4,20 @@ For each cell of a grid — B sequences (batch sizes, default 1, 2, 4, 8, 16) ea
 cached tokens (2–3 context lengths) and bringing n new tokens (1: a decode step; γ + 1: an
 EESD verification) — a step runs on the ``BatchedDriver`` and ``profiler.full_model_steps``
 times each layer and the final head inside full steps, with the batch-1 profiler's discipline
-(3 warm-up steps excluded, ``repeats`` samples, medians). The embedding, and a trained
+(3 warm-up steps excluded, ``repeats`` samples, medians), scaled to add up to the whole step
+(``step_scales``). The embedding, and a trained
 early-exit head, are timed in loops of their own as the batch-1 profiler times them; the
 whole full-model step (embed + all layers + head) and early-exit step (embed + layers[0:E] +
 EE head) are timed too and kept in the notes, beside how well the fit reproduces them.
 
-Each component's cell medians give its ``LoadCost.fit``: ``a + b·tokens + c·kv`` with tokens
-= B·n (the step's new tokens) and kv = B·c (the KV entries the step reads), the load form
-``ppsd_sim.serving.step_costs`` composes. A linear form rather than a grid: the cells are
-batch × context, which is not a rectangle in (tokens, kv). The batch-1 fields of a profile are
-measured before and never touched (``with_batched`` only adds ``batched``).
+Each component's cell medians, at tokens = B·n (the step's new tokens) and kv = B·c (the KV
+entries the step reads), give its ``LoadCost``, the load form ``ppsd_sim.serving.step_costs``
+composes: by default a grid (``grid_fit``: per step size a line in kv, interpolated between
+step sizes; the cells are batch × context, not a rectangle in (tokens, kv), so the grid is
+built row by row), or the linear ``a + b·tokens + c·kv`` of ``LoadCost.fit`` (``form="linear"``,
+which misses the concave cost of the first rows of a step by 10-25 % on a 2-core CPU). The
+batch-1 fields of a profile are measured before and never touched (``with_batched`` only adds
+``batched``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from ppsd_real.batched.driver import BatchedDriver
@@ -38,7 +43,7 @@ from ppsd_sim.records.load_cost import BatchedCosts, LoadCost
 BATCH_SIZES = (1, 2, 4, 8, 16)
 CONTEXTS = (64, 256)
 #: decode steps, and verifications at ``ppsd run``'s default γ = 4
-STEP_TOKENS = (1, 5)
+STEP_TOKENS = (1, 5, 32)
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,39 @@ def check_axis(field: str, values: str | Sequence[int], lo: int, hi: int) -> tup
     return out
 
 
+def _rows(bd: BatchedDriver, batch: int, context: int, n: int) -> tuple[Any, torch.Tensor]:
+    """A cache of ``batch`` rows holding the same ``context`` entries, and n new hidden states
+    per row (a step at position ``context`` rewrites the same n entries every time)."""
+    vocab = int(bd.parts.lm_head.weight.shape[0])
+    ids = [1 + i % (vocab - 1) for i in range(context + n)]
+    cache = bd.new_cache(1)
+    h0 = bd.run_layers(bd.embed([ids]), 0, bd.n_layers, cache, 0)
+    cache.keep_rows([0] * batch)
+    return cache, h0[:, -n:].expand(batch, n, h0.shape[-1]).contiguous()
+
+
+def _full_step(bd: BatchedDriver, tok: list[list[int]], cache: Any, context: int) -> None:
+    bd.head(bd.run_layers(bd.embed(tok), 0, bd.n_layers, cache, context))
+
+
+#: the machine-speed reference step: (batch, cached tokens, new tokens)
+REFERENCE_STEP = (4, 64, 1)
+
+
+def reference_step_s(m: Loaded, repeats: int = 30) -> float:
+    """Median seconds of one whole full-model step of ``REFERENCE_STEP``: timed beside a
+    profile and again beside a later measurement, its ratio says how much faster or slower the
+    machine runs now than when it was profiled (a shared VM's speed drifts by 5-20 % over
+    minutes without any steal time showing)."""
+    bd = BatchedDriver(m.driver)
+    batch, context, n = REFERENCE_STEP
+    cache, _ = _rows(bd, batch, context, n)
+    tok = [[5] * n for _ in range(batch)]
+    return statistics.median(
+        _samples(lambda: _full_step(bd, tok, cache, context), repeats, sync=bd.sync)
+    )
+
+
 def _cell(
     m: Loaded,
     bd: BatchedDriver,
@@ -89,18 +127,11 @@ def _cell(
     ee_head: torch.nn.Module | None,
     repeats: int,
 ) -> Cell:
-    L = bd.n_layers
-    vocab = int(bd.parts.lm_head.weight.shape[0])
-    ids = [1 + i % (vocab - 1) for i in range(context + n)]
-    cache = bd.new_cache(1)
-    h0 = bd.run_layers(bd.embed([ids]), 0, L, cache, 0)
-    cache.keep_rows([0] * batch)  # every row holds the same `context` entries (+ n, rewritten)
-    x = h0[:, -n:].expand(batch, n, h0.shape[-1]).contiguous()
+    cache, x = _rows(bd, batch, context, n)
     # the batch-1 profiler's per-layer loop, on the batched driver (same calls, B rows)
     layer_s, head_s = full_model_steps(
         dataclasses.replace(m, driver=bd), repeats, cache, x, context
     )
-    few = max(5, repeats // 3)
     tok = [[5] * n for _ in range(batch)]
     embed = _samples(lambda: bd.embed(tok), repeats, sync=bd.sync)
     final = statistics.median(head_s)
@@ -111,7 +142,7 @@ def _cell(
         ee = final * hot_ee / hot
 
     def full() -> None:
-        bd.head(bd.run_layers(bd.embed(tok), 0, L, cache, context))
+        _full_step(bd, tok, cache, context)
 
     def early() -> None:
         bd.head(bd.run_layers(bd.embed(tok), 0, exit_layer, cache, context), ee_head)
@@ -124,8 +155,8 @@ def _cell(
         statistics.median(embed),
         final,
         ee,
-        statistics.median(_samples(full, few, sync=bd.sync)),
-        statistics.median(_samples(early, few, sync=bd.sync)),
+        statistics.median(_samples(full, repeats, sync=bd.sync)),
+        statistics.median(_samples(early, repeats, sync=bd.sync)),
     )
 
 
@@ -173,22 +204,87 @@ def measure_cells(
     ]
 
 
-def _fit(cells: list[Cell], seconds: Sequence[float], kv: bool = True) -> LoadCost:
-    return LoadCost.fit(
-        [c.tokens for c in cells], [c.kv if kv else 0 for c in cells], list(seconds)
-    )
+#: how the cells become a ``LoadCost``: ``grid`` (default) a row per measured step size,
+#: linear in kv within the row, interpolated between rows; ``linear`` one a + b·tokens + c·kv
+FITS = ("grid", "linear")
 
 
-def costs_from_cells(cells: list[Cell], exit_layer: int) -> BatchedCosts:
-    """The fitted ``BatchedCosts`` (one cost per layer; heads and embed read no KV) and, in
-    its notes, the cells' medians and the fit's relative error on the whole steps."""
+def _fit(cells: list[Cell], seconds: Sequence[float], kv: bool = True, form: str = "grid"):
+    tokens = [c.tokens for c in cells]
+    kvs = [c.kv if kv else 0 for c in cells]
+    if form == "grid" and min(tokens) == 1:
+        return grid_fit(tokens, kvs, list(seconds))
+    return LoadCost.fit(tokens, kvs, list(seconds))
+
+
+def grid_fit(tokens: Sequence[int], kv: Sequence[int], seconds: Sequence[float]) -> LoadCost:
+    """A grid ``LoadCost`` through measured steps that need not form a rectangle: for each
+    step size (tokens) measured, the least-squares line in kv through its steps (slope >= 0:
+    more cache never makes a step cheaper; one kv value: flat), sampled at kv = 0 and the
+    largest kv measured; between step sizes the grid interpolates, past the last it extends
+    linearly. Exact at every step when each size was measured at <= 2 kv values. A batched
+    step's cost is far from linear in its tokens on a CPU (the first few rows cost most: the
+    weights are read once per step), which one a + b·tokens cannot follow."""
+    rows: dict[int, list[tuple[int, float]]] = {}
+    for t, k, y in zip(tokens, kv, seconds, strict=True):
+        rows.setdefault(int(t), []).append((int(k), float(y)))
+    if 1 not in rows:
+        raise ConfigError("tokens", "a grid fit needs a measured 1-token step")
+    k_max = max(int(k) for k in kv)
+    axis = (0, k_max) if k_max > 0 else (0,)
+    table = []
+    for t in sorted(rows):
+        pts = rows[t]
+        ks = np.array([k for k, _ in pts], dtype=float)
+        ys = np.array([y for _, y in pts], dtype=float)
+        slope = 0.0
+        if len(set(ks)) > 1:
+            slope = max(0.0, float(np.polyfit(ks, ys, 1)[0]))
+        at0 = max(0.0, float(np.mean(ys - slope * ks)))
+        table.append(tuple(at0 + slope * k for k in axis))
+    return LoadCost(tokens=tuple(sorted(rows)), kv=axis, table=tuple(table))
+
+
+def step_scales(c: Cell, exit_layer: int) -> tuple[float, float]:
+    """Factors for a cell's layers [0, E) and [E, L) that make them add up to its whole
+    measured steps: embed + early + EE head = the early-exit step, and embed + early + late +
+    final head = the full step. Timing each layer in a call of its own pays the call's fixed
+    work (positions, masks) once per layer where a real step pays it once, and a step through
+    half the layers runs each layer faster than a full step does (less memory traffic between
+    its layers): on a 2-core CPU the timed layers summed 5-12 % above the full step and 10-50 %
+    above the early-exit step at small batches. The whole steps are what the engines run; the
+    per-layer timings keep only their proportions within each part. Never below 0; 1 where a
+    part's layers were not timed."""
+    early, late = sum(c.layers[:exit_layer]), sum(c.layers[exit_layer:])
+    f_early = max(0.0, c.ee_step - c.embed - c.ee_head) / early if early > 0 else 1.0
+    rest = c.full_step - c.embed - c.final_head - f_early * early
+    f_late = max(0.0, rest) / late if late > 0 else 1.0
+    return f_early, f_late
+
+
+def costs_from_cells(cells: list[Cell], exit_layer: int, form: str = "grid") -> BatchedCosts:
+    """The fitted ``BatchedCosts`` (one cost per layer; heads and embed read no KV), of
+    ``form`` (``FITS``), and, in its notes, the cells' medians and the fit's relative error on
+    the whole steps."""
     if not cells:
         raise ConfigError("cells", "needs at least one measured cell")
+    validate.choice("--batch-fit", form, FITS)
     L = len(cells[0].layers)
-    layers = tuple(_fit(cells, [c.layers[i] for c in cells]) for i in range(L))
-    embed = _fit(cells, [c.embed for c in cells], kv=False)
-    final = _fit(cells, [c.final_head for c in cells], kv=False)
-    ee = _fit(cells, [c.ee_head for c in cells], kv=False)
+    scales = [step_scales(c, exit_layer) for c in cells]
+    layers = tuple(
+        _fit(
+            cells,
+            [
+                c.layers[i] * f[0 if i < exit_layer else 1]
+                for c, f in zip(cells, scales, strict=True)
+            ],
+            form=form,
+        )
+        for i in range(L)
+    )
+    embed = _fit(cells, [c.embed for c in cells], kv=False, form=form)
+    final = _fit(cells, [c.final_head for c in cells], kv=False, form=form)
+    ee = _fit(cells, [c.ee_head for c in cells], kv=False, form=form)
     full_fit = LoadCost.total([embed, *layers, final])
     ee_fit = LoadCost.total([embed, *layers[:exit_layer], ee])
 
@@ -200,8 +296,14 @@ def costs_from_cells(cells: list[Cell], exit_layer: int) -> BatchedCosts:
     notes = {
         "how": "per (batch B, context c, step tokens n): B rows of c cached tokens; layers and "
         "final head timed inside full steps (3 warm-up, medians), embed and a trained EE head "
-        "in loops; each component fitted a + b*tokens + c*kv (non-negative least squares), "
-        "tokens = B*n, kv = B*c",
+        "in loops; per cell, layers [0, E) scaled so that embed + them + EE head = the whole "
+        "early-exit step and layers [E, L) so that embed + all layers + final head = the whole "
+        "full step (both timed as the engines run them); tokens = B*n, kv = B*c; each component fitted "
+        + (
+            "as a grid: per step size, a line in kv (slope >= 0), interpolated between sizes"
+            if form == "grid"
+            else "a + b*tokens + c*kv (non-negative least squares)"
+        ),
         "exit_layer": exit_layer,
         "cells": [
             {
@@ -229,14 +331,21 @@ def costs_from_cells(cells: list[Cell], exit_layer: int) -> BatchedCosts:
 
 
 def profile_batched(
-    m: Loaded, grid: Grid, repeats: int = 30, *, exit_layer: int | None = None, ee_head: Any = None
+    m: Loaded,
+    grid: Grid,
+    repeats: int = 30,
+    *,
+    exit_layer: int | None = None,
+    ee_head: Any = None,
+    form: str = "grid",
 ) -> BatchedCosts:
     """Measure the grid and fit it (see the module docstring): the early-exit step at
     ``exit_layer`` (default L/2) with ``ee_head`` (a trained head, else the LM head). Runs with
     torch's current thread count: the caller sets it (``threads.torch_threads``) as for the
     batch-1 profile."""
     e = m.n_layers // 2 if exit_layer is None else exit_layer
-    return costs_from_cells(measure_cells(m, grid, repeats, e, ee_head), e)
+    validate.choice("--batch-fit", form, FITS)
+    return costs_from_cells(measure_cells(m, grid, repeats, e, ee_head), e, form)
 
 
 def with_batched(profile: HardwareProfile, costs: BatchedCosts) -> HardwareProfile:
