@@ -1,6 +1,7 @@
 """``ppsd calibrate``: run the calibration loop, or gate measured speedup in CI.
 
 ppsd calibrate run [--quick]            profile → predict → measure → compare → report
+ppsd calibrate serving [--quick]        the same for batched AR and EESD at several batch sizes
 ppsd calibrate regress [--quick]        the CI speed gate (mode chosen by itself, see below)
 ppsd calibrate baseline [--runs N]      record the baseline gate's speedups for this machine
 ppsd calibrate tolerance [--runs N]     record the model-relative gate's tolerance
@@ -87,6 +88,16 @@ def configure(p: argparse.ArgumentParser) -> None:
     decoding.add_args(ee, "the runs'")
     ee.add_argument(
         "--seed", type=int, default=0, help="sampling seed (an integer >= 0; default 0)"
+    )
+
+    from calibration import cli_serving
+
+    cli_serving.configure(
+        sub.add_parser(
+            "serving",
+            help="batched AR and EESD at several batch sizes, predicted vs measured throughput "
+            "and TPOT; write a report",
+        )
     )
 
     reg = sub.add_parser(
@@ -235,9 +246,13 @@ def _progress(desc: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    command = "ppsd calibrate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    if args.action == "serving":
+        from calibration import cli_serving
+
+        return cli_serving.run(args, command)
     validate.integer("--tokens", args.tokens, lo=8)
     spec = _run_model(args) if args.action == "run" else ModelSpec(args.preset)
-    command = "ppsd calibrate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     if args.action == "run":
         return _run(args, spec, command)
     if args.action == "regress":

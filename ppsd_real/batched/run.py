@@ -85,6 +85,7 @@ class BatchedReport:
     rows: list[SchemeRow]
     load: MachineLoad | None = None
     notes: list[str] = field(default_factory=list)
+    served: dict[str, list[Served]] = field(default_factory=dict)  # the timed runs, by scheme
 
     def lines(self) -> list[str]:
         """The table ``ppsd run --batch`` prints."""
@@ -225,4 +226,6 @@ def measure_batched(
             )
         )
     notes = [f"batched AR differed from batch-1 AR at {d} (float sums)" for d in differs]
-    return BatchedReport(batch, len(prompts), arrivals, total, repeats, rows, bench.load, notes)
+    return BatchedReport(
+        batch, len(prompts), arrivals, total, repeats, rows, bench.load, notes, served=log
+    )

@@ -1,0 +1,301 @@
+"""Serving calibration: batched AR and EESD on real layers against the serving simulator.
+
+profile (batch-1 latencies + the batched step-cost grid) → measure each (batch, α) cell with
+the batched runner (``ppsd_real.batched.run``: continuous batching, interleaved repeats, every
+request's tokens checked against its batch-1 AR tokens) → predict the same requests (their
+prompt lengths, output lengths, all waiting at t = 0, the same ``max_batch``) with the serving
+simulator from the profile alone → compare throughput and p50 TPOT.
+
+Each EESD cell is predicted twice: at the acceptance its run measured, i.i.d. (the mean over
+``seeds`` simulator seeds: a few requests realise few drafts, so one seed is noisy), and with
+every request's own measured accept/reject trace replayed (acceptance noise removed, what is
+left is the step costs). The machine's speed drifts between the profile and a cell (a shared
+VM: 5-20 % over minutes with no steal time showing), so a reference step
+(``batched.profile.reference_step_s``) is timed beside the profile and before, during (after
+every repeat's EESD run) and after each cell; each row carries their ratio and the report gives the drift-corrected error beside the
+raw one. AR has no acceptance; its rows pool the AR runs of every α at that
+batch. PP-AR and PPSD are not measured here: the real runner has no batched pipeline yet.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ppsd_real import profiler
+from ppsd_real.batched.decoders import Served
+from ppsd_real.batched.profile import Grid as CostGrid
+from ppsd_real.batched.profile import profile_batched, reference_step_s, with_batched
+from ppsd_real.batched.run import BatchedReport, measure_batched
+from ppsd_real.drafters import DrafterSpec
+from ppsd_real.machine_load import MachineLoad
+from ppsd_real.runner import Loaded
+from ppsd_sim.errors import ConfigError
+from ppsd_sim.records import validate
+from ppsd_sim.records.acceptance_spec import AcceptanceSpec
+from ppsd_sim.records.profile import HardwareProfile
+from ppsd_sim.records.scheme import SchemeConfig
+from ppsd_sim.records.serving_calibration import ServingCheck
+from ppsd_sim.records.serving_record import ServingSettings
+from ppsd_sim.records.workload import Request, Workload
+from ppsd_sim.serving.metrics import metrics_from_times
+from ppsd_sim.serving.simulate import simulate_serving
+
+BATCHES = (1, 2, 4, 8)
+ALPHAS = (0.6, 0.9)
+QUICK_BATCHES = (1, 4)
+QUICK_ALPHAS = (0.9,)
+#: the issue's target for both metrics
+TARGET_MEDIAN, TARGET_WORST = 0.05, 0.10
+
+
+@dataclass(frozen=True)
+class ServingGrid:
+    """What is measured: every batch × α, ``requests_per_slot`` × batch requests per cell (so
+    that finished sequences are replaced and continuous batching is exercised), ``tokens`` output
+    tokens each, EESD at ``exit_layer`` drafting ``gamma`` per round with the oracle drafter."""
+
+    batches: tuple[int, ...] = BATCHES
+    alphas: tuple[float, ...] = ALPHAS
+    tokens: int = 32
+    gamma: int = 4
+    exit_layer: int | None = None
+    requests_per_slot: int = 2
+
+    def __post_init__(self) -> None:
+        b = validate.sequence("--batches", self.batches, min_len=1)
+        bs = tuple(validate.integer(f"--batches[{i}]", v, lo=1, hi=64) for i, v in enumerate(b))
+        if list(bs) != sorted(set(bs)):
+            raise ConfigError("--batches", f"must be increasing without repeats, got {list(bs)}")
+        a = validate.sequence("--alphas", self.alphas, min_len=1)
+        al = tuple(validate.probability(f"--alphas[{i}]", v) for i, v in enumerate(a))
+        object.__setattr__(self, "batches", bs)
+        object.__setattr__(self, "alphas", al)
+        validate.integer("--tokens", self.tokens, lo=2, hi=4096)
+        validate.integer("--gamma", self.gamma, lo=1, hi=64)
+        validate.integer("requests_per_slot", self.requests_per_slot, lo=1, hi=64)
+
+    def exit_for(self, n_layers: int) -> int:
+        e = n_layers // 2 if self.exit_layer is None else self.exit_layer
+        if not 1 <= e < n_layers:
+            raise ConfigError("--exit", f"must satisfy 1 <= E < L = {n_layers}, got {e}")
+        return e
+
+    @property
+    def cells(self) -> list[tuple[int, float]]:
+        return [(b, a) for b in self.batches for a in self.alphas]
+
+
+@dataclass(frozen=True)
+class ServingProfile:
+    """The profile the predictions come from and the reference step timed right after it."""
+
+    profile: HardwareProfile
+    reference_s: float
+
+
+def serving_profile(m: Loaded, repeats: int, exit_layer: int) -> ServingProfile:
+    """The batch-1 full-model latencies (no stage processes: AR and EESD need no hop) and the
+    batched step-cost grid, with the profiler's defaults and one torch thread (the caller's),
+    then the machine-speed reference step."""
+    prof = profiler.profile(m, repeats, backend=None, threads=1)
+    prof = with_batched(prof, profile_batched(m, CostGrid(), repeats, exit_layer=exit_layer))
+    return ServingProfile(prof, reference_step_s(m, repeats))
+
+
+@dataclass
+class MeasuredCell:
+    """One (batch, α) measurement: the batched report, the prompts it served and the
+    reference step (the median of its timings before, during and after the cell)."""
+
+    batch: int
+    alpha: float
+    prompt_lengths: tuple[int, ...]
+    report: BatchedReport
+    reference_s: float | None = None
+
+    def runs(self, scheme: str) -> list[Served]:
+        return self.report.served.get(scheme, [])
+
+
+def measure_cells(
+    m: Loaded,
+    prompts: Sequence[Sequence[int]],
+    grid: ServingGrid,
+    repeats: int,
+    seed: int = 0,
+    on_cell: Callable[[int, int], None] | None = None,
+    reference_repeats: int = 30,
+) -> list[MeasuredCell]:
+    """Every cell of ``grid``, in order, with the first ``batch × requests_per_slot`` prompts,
+    the reference step timed before and after each and after every repeat's EESD run."""
+    e = grid.exit_for(m.n_layers)
+    out: list[MeasuredCell] = []
+    for i, (b, a) in enumerate(grid.cells):
+        n = b * grid.requests_per_slot
+        if n > len(prompts):
+            raise ConfigError("prompts", f"batch {b} needs {n} prompts, {len(prompts)} given")
+        use = [list(p) for p in prompts[:n]]
+        refs = [reference_step_s(m, reference_repeats)]
+
+        def beside(refs: list[float] = refs) -> None:
+            refs.append(reference_step_s(m, 5))
+
+        rep = measure_batched(
+            m,
+            use,
+            grid.tokens,
+            b,
+            e,
+            grid.gamma,
+            DrafterSpec("oracle", a, seed),
+            repeats,
+            on_run=beside,
+        )
+        refs.append(reference_step_s(m, reference_repeats))
+        out.append(MeasuredCell(b, a, tuple(len(p) for p in use), rep, statistics.median(refs)))
+        if on_cell is not None:
+            on_cell(i + 1, len(grid.cells))
+    return out
+
+
+def run_figures(runs: Sequence[Served], batch: int) -> dict[str, list[float]]:
+    """Per timed run: output tokens/s over the makespan, and the p50 TPOT (the serving
+    simulator's ``metrics_from_times``: measured and simulated share one formula)."""
+    settings = ServingSettings(max_batch=batch)
+    toks, tpot = [], []
+    for s in runs:
+        n = sum(len(r.tokens) for r in s.results)
+        toks.append(n / s.time_s)
+        t = metrics_from_times(s.times, settings, keep_requests=False)["tpot"]
+        if t is not None:
+            tpot.append(t.p50)
+    return {"tokens_s": toks, "tpot_p50_s": tpot}
+
+
+@dataclass(frozen=True)
+class Predicted:
+    tokens_s: float
+    tpot_p50_s: float | None
+
+    def get(self, metric: str) -> float | None:
+        return self.tokens_s if metric == "tokens_s" else self.tpot_p50_s
+
+
+def predict_requests(
+    profile: HardwareProfile,
+    scheme: SchemeConfig,
+    prompt_lengths: Sequence[int],
+    tokens: int,
+    batch: int,
+    acceptance: Sequence[AcceptanceSpec | None],
+    seeds: int = 1,
+) -> Predicted:
+    """The serving simulator on these requests (all at t = 0, at most ``batch`` at once), the
+    mean over ``seeds`` seeds of tokens/s and of p50 TPOT."""
+    workload = Workload(
+        requests=tuple(
+            Request(int(p), tokens, None, acc)
+            for p, acc in zip(prompt_lengths, acceptance, strict=True)
+        )
+    )
+    settings = ServingSettings(max_batch=batch)
+    recs = [
+        simulate_serving(profile, scheme, workload, settings, seed=s, keep_profile=False)
+        for s in range(seeds)
+    ]
+    tpots = [r.tpot.p50 for r in recs if r.tpot is not None]
+    return Predicted(
+        statistics.fmean(r.throughput_tok_s for r in recs),
+        statistics.fmean(tpots) if tpots else None,
+    )
+
+
+@dataclass
+class Compared:
+    rows: list[ServingCheck]
+    notes: list[str] = field(default_factory=list)
+    loads: list[MachineLoad] = field(default_factory=list)
+
+
+def compare_cells(
+    sp: ServingProfile, cells: Sequence[MeasuredCell], grid: ServingGrid, seeds: int = 16
+) -> Compared:
+    """One ServingCheck per (scheme, batch[, α], metric): see the module docstring."""
+    profile = sp.profile
+    e = grid.exit_for(profile.n_layers)
+
+    def ratio(cs: Sequence[MeasuredCell]) -> float | None:
+        refs = [c.reference_s for c in cs if c.reference_s is not None]
+        return statistics.fmean(refs) / sp.reference_s if refs else None
+
+    ar = SchemeConfig.ar()
+    eesd = SchemeConfig.eesd(e, grid.gamma)
+    out = Compared([])
+    for b in grid.batches:
+        at_b = [c for c in cells if c.batch == b]
+        if not at_b:
+            continue
+        lengths = at_b[0].prompt_lengths
+        n = len(lengths)
+        ar_runs = [s for c in at_b for s in c.runs("ar")]
+        pred = predict_requests(profile, ar, lengths, grid.tokens, b, [None] * n)
+        out.rows += _checks(
+            "ar", b, n, None, None, run_figures(ar_runs, b), pred, None, ratio(at_b)
+        )
+        for c in at_b:
+            runs = c.runs("eesd")
+            traces = [r.trace for r in runs[0].results] if runs else []
+            flat = [t for tr in traces for t in tr]
+            if not flat:
+                out.notes.append(f"EESD batch {b} α={c.alpha:g}: no draft was judged; skipped")
+                continue
+            observed = sum(flat) / len(flat)
+            iid = AcceptanceSpec.iid(min(observed, 1.0))
+            pred = predict_requests(profile, eesd, lengths, grid.tokens, b, [iid] * n, seeds)
+            replay_acc = [AcceptanceSpec.from_trace(tr) if tr else iid for tr in traces]
+            replay = predict_requests(profile, eesd, lengths, grid.tokens, b, replay_acc)
+            out.rows += _checks(
+                "eesd", b, n, c.alpha, observed, run_figures(runs, b), pred, replay, ratio([c])
+            )
+        for c in at_b:
+            out.notes += [f"batch {b} α={c.alpha:g}: {x}" for x in c.report.notes]
+            if c.report.load is not None:
+                out.loads.append(c.report.load)
+    return out
+
+
+def _checks(
+    scheme: str,
+    batch: int,
+    requests: int,
+    alpha: float | None,
+    observed: float | None,
+    figures: dict[str, list[float]],
+    pred: Predicted,
+    replay: Predicted | None,
+    speed_ratio: float | None,
+) -> list[ServingCheck]:
+    rows = []
+    for metric, vals in figures.items():
+        p = pred.get(metric)
+        if not vals or p is None:
+            continue
+        rows.append(
+            ServingCheck(
+                scheme,
+                batch,
+                requests,
+                alpha,
+                observed,
+                metric,
+                statistics.median(vals),
+                min(vals),
+                max(vals),
+                p,
+                None if replay is None else replay.get(metric),
+                speed_ratio,
+            )
+        )
+    return rows
