@@ -125,13 +125,13 @@ def run(args: argparse.Namespace, command: str) -> int:
         if limit is not None and longest + grid.tokens + grid.gamma > limit:
             raise ConfigError("--tokens", f"prompt + tokens + γ exceed the model's {limit}")
         print(f"profiling {spec.name} (batch-1 latencies, batched step-cost grid)", flush=True)
-        sp = serving_profile(m, args.profile_repeats, e)
+        profile = serving_profile(m, args.profile_repeats, e)
 
         def said(done: int, total: int) -> None:
             print(f"measured cell {done}/{total}", file=sys.stderr, flush=True)
 
         cells = measure_cells(m, prompts, grid, repeats, args.seed, on_cell=said)
-    compared = compare_cells(sp, cells, grid, args.seeds)
+    compared = compare_cells(profile, cells, grid, args.seeds)
     busy = [x for x in compared.loads if x.busy]
     notes = list(compared.notes)
     if busy:
@@ -159,10 +159,9 @@ def run(args: argparse.Namespace, command: str) -> int:
             "requests_per_slot": grid.requests_per_slot,
             "drafter": "oracle",
             "threads": 1,
-            "reference_step_s_at_profile": round(sp.reference_s, 7),
         },
     )
-    rep = ServingCalibration(info, tuple(compared.rows), tuple(notes), sp.profile)
+    rep = ServingCalibration(info, tuple(compared.rows), tuple(notes), profile)
     paths = write_report(out, rep)
     print(f"serving calibration of {spec.name} on {hardware_class()}:")
     for line in summary_lines(rep):

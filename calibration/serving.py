@@ -10,10 +10,10 @@ Each EESD cell is predicted twice: at the acceptance its run measured, i.i.d. (t
 ``seeds`` simulator seeds: a few requests realise few drafts, so one seed is noisy), and with
 every request's own measured accept/reject trace replayed (acceptance noise removed, what is
 left is the step costs). The machine's speed drifts between the profile and a cell (a shared
-VM: 5-20 % over minutes with no steal time showing), so a reference step
-(``batched.profile.reference_step_s``) is timed beside the profile and before, during (after
-every repeat's EESD run) and after each cell; each row carries their ratio and the report gives the drift-corrected error beside the
-raw one. AR has no acceptance; its rows pool the AR runs of every α at that
+VM: 10-20 % over minutes with no steal time showing; a reference step timed beside the profile
+and beside each cell did not track it, so no correction is applied), which the absolute
+figures carry and the ``speedup`` rows (EESD over batched AR, paired repeat by repeat) cancel.
+AR has no acceptance; its rows pool the AR runs of every α at that
 batch. PP-AR and PPSD are not measured here: the real runner has no batched pipeline yet.
 """
 
@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ppsd_real import profiler
 from ppsd_real.batched.decoders import Served
 from ppsd_real.batched.profile import Grid as CostGrid
-from ppsd_real.batched.profile import profile_batched, reference_step_s, with_batched
+from ppsd_real.batched.profile import profile_batched, with_batched
 from ppsd_real.batched.run import BatchedReport, measure_batched
 from ppsd_real.drafters import DrafterSpec
 from ppsd_real.machine_load import MachineLoad
@@ -87,36 +87,28 @@ class ServingGrid:
         return [(b, a) for b in self.batches for a in self.alphas]
 
 
-@dataclass(frozen=True)
-class ServingProfile:
-    """The profile the predictions come from and the reference step timed right after it."""
-
-    profile: HardwareProfile
-    reference_s: float
-
-
-def serving_profile(m: Loaded, repeats: int, exit_layer: int) -> ServingProfile:
+def serving_profile(m: Loaded, repeats: int, exit_layer: int) -> HardwareProfile:
     """The batch-1 full-model latencies (no stage processes: AR and EESD need no hop) and the
-    batched step-cost grid, with the profiler's defaults and one torch thread (the caller's),
-    then the machine-speed reference step."""
+    batched step-cost grid, with the profiler's defaults and one torch thread (the caller's)."""
     prof = profiler.profile(m, repeats, backend=None, threads=1)
-    prof = with_batched(prof, profile_batched(m, CostGrid(), repeats, exit_layer=exit_layer))
-    return ServingProfile(prof, reference_step_s(m, repeats))
+    return with_batched(prof, profile_batched(m, CostGrid(), repeats, exit_layer=exit_layer))
 
 
 @dataclass
 class MeasuredCell:
-    """One (batch, α) measurement: the batched report, the prompts it served and the
-    reference step (the median of its timings before, during and after the cell)."""
+    """One (batch, α) measurement: the batched report and the prompts it served."""
 
     batch: int
     alpha: float
     prompt_lengths: tuple[int, ...]
     report: BatchedReport
-    reference_s: float | None = None
 
     def runs(self, scheme: str) -> list[Served]:
         return self.report.served.get(scheme, [])
+
+    def speedups(self, scheme: str) -> list[float]:
+        """``scheme``'s per-repeat speedup over batched AR timed around it."""
+        return next((list(r.speedups) for r in self.report.rows if r.name == scheme), [])
 
 
 def measure_cells(
@@ -126,10 +118,8 @@ def measure_cells(
     repeats: int,
     seed: int = 0,
     on_cell: Callable[[int, int], None] | None = None,
-    reference_repeats: int = 30,
 ) -> list[MeasuredCell]:
-    """Every cell of ``grid``, in order, with the first ``batch × requests_per_slot`` prompts,
-    the reference step timed before and after each and after every repeat's EESD run."""
+    """Every cell of ``grid``, in order, with the first ``batch × requests_per_slot`` prompts."""
     e = grid.exit_for(m.n_layers)
     out: list[MeasuredCell] = []
     for i, (b, a) in enumerate(grid.cells):
@@ -137,24 +127,10 @@ def measure_cells(
         if n > len(prompts):
             raise ConfigError("prompts", f"batch {b} needs {n} prompts, {len(prompts)} given")
         use = [list(p) for p in prompts[:n]]
-        refs = [reference_step_s(m, reference_repeats)]
-
-        def beside(refs: list[float] = refs) -> None:
-            refs.append(reference_step_s(m, 5))
-
         rep = measure_batched(
-            m,
-            use,
-            grid.tokens,
-            b,
-            e,
-            grid.gamma,
-            DrafterSpec("oracle", a, seed),
-            repeats,
-            on_run=beside,
+            m, use, grid.tokens, b, e, grid.gamma, DrafterSpec("oracle", a, seed), repeats
         )
-        refs.append(reference_step_s(m, reference_repeats))
-        out.append(MeasuredCell(b, a, tuple(len(p) for p in use), rep, statistics.median(refs)))
+        out.append(MeasuredCell(b, a, tuple(len(p) for p in use), rep))
         if on_cell is not None:
             on_cell(i + 1, len(grid.cells))
     return out
@@ -176,11 +152,15 @@ def run_figures(runs: Sequence[Served], batch: int) -> dict[str, list[float]]:
 
 @dataclass(frozen=True)
 class Predicted:
+    """A prediction's figures by metric name (``speedup``: over predicted AR, set by the
+    caller)."""
+
     tokens_s: float
     tpot_p50_s: float | None
+    speedup: float | None = None
 
     def get(self, metric: str) -> float | None:
-        return self.tokens_s if metric == "tokens_s" else self.tpot_p50_s
+        return {"tokens_s": self.tokens_s, "tpot_p50_s": self.tpot_p50_s}.get(metric, self.speedup)
 
 
 def predict_requests(
@@ -220,15 +200,10 @@ class Compared:
 
 
 def compare_cells(
-    sp: ServingProfile, cells: Sequence[MeasuredCell], grid: ServingGrid, seeds: int = 16
+    profile: HardwareProfile, cells: Sequence[MeasuredCell], grid: ServingGrid, seeds: int = 16
 ) -> Compared:
     """One ServingCheck per (scheme, batch[, α], metric): see the module docstring."""
-    profile = sp.profile
     e = grid.exit_for(profile.n_layers)
-
-    def ratio(cs: Sequence[MeasuredCell]) -> float | None:
-        refs = [c.reference_s for c in cs if c.reference_s is not None]
-        return statistics.fmean(refs) / sp.reference_s if refs else None
 
     ar = SchemeConfig.ar()
     eesd = SchemeConfig.eesd(e, grid.gamma)
@@ -240,10 +215,8 @@ def compare_cells(
         lengths = at_b[0].prompt_lengths
         n = len(lengths)
         ar_runs = [s for c in at_b for s in c.runs("ar")]
-        pred = predict_requests(profile, ar, lengths, grid.tokens, b, [None] * n)
-        out.rows += _checks(
-            "ar", b, n, None, None, run_figures(ar_runs, b), pred, None, ratio(at_b)
-        )
+        ar_pred = predict_requests(profile, ar, lengths, grid.tokens, b, [None] * n)
+        out.rows += _checks("ar", b, n, None, None, run_figures(ar_runs, b), ar_pred, None)
         for c in at_b:
             runs = c.runs("eesd")
             traces = [r.trace for r in runs[0].results] if runs else []
@@ -256,9 +229,10 @@ def compare_cells(
             pred = predict_requests(profile, eesd, lengths, grid.tokens, b, [iid] * n, seeds)
             replay_acc = [AcceptanceSpec.from_trace(tr) if tr else iid for tr in traces]
             replay = predict_requests(profile, eesd, lengths, grid.tokens, b, replay_acc)
-            out.rows += _checks(
-                "eesd", b, n, c.alpha, observed, run_figures(runs, b), pred, replay, ratio([c])
-            )
+            figures = {**run_figures(runs, b), "speedup": c.speedups("eesd")}
+            pred = replace(pred, speedup=pred.tokens_s / ar_pred.tokens_s)
+            replay = replace(replay, speedup=replay.tokens_s / ar_pred.tokens_s)
+            out.rows += _checks("eesd", b, n, c.alpha, observed, figures, pred, replay)
         for c in at_b:
             out.notes += [f"batch {b} α={c.alpha:g}: {x}" for x in c.report.notes]
             if c.report.load is not None:
@@ -275,7 +249,6 @@ def _checks(
     figures: dict[str, list[float]],
     pred: Predicted,
     replay: Predicted | None,
-    speed_ratio: float | None,
 ) -> list[ServingCheck]:
     rows = []
     for metric, vals in figures.items():
@@ -295,7 +268,6 @@ def _checks(
                 max(vals),
                 p,
                 None if replay is None else replay.get(metric),
-                speed_ratio,
             )
         )
     return rows

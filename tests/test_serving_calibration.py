@@ -83,6 +83,7 @@ def test_the_record_round_trips_and_recomputes_its_summary():
         ({"measured_lo": 120.0}, "measured"),
         ({"predicted": 0.0}, "predicted"),
         ({"observed_alpha": 1.5}, "observed_alpha"),
+        ({"scheme": "ar", "metric": "speedup"}, "metric"),
     ],
 )
 def test_a_bad_check_is_refused_by_field(change, field):
@@ -175,9 +176,16 @@ def test_measured_cells_compare_against_their_own_runs(tiny):
     assert figs["tokens_s"][0] == pytest.approx(4 * 8 / s.time_s)
     compared = compare_cells(_tiny_profile(tiny), cells, grid, seeds=2)
     kinds = sorted({(r.scheme, r.batch, r.metric) for r in compared.rows})
-    assert kinds == sorted(
-        (s, b, m) for s in ("ar", "eesd") for b in (1, 2) for m in ("tokens_s", "tpot_p50_s")
-    )
+    want = [(s, b, m) for s in ("ar", "eesd") for b in (1, 2) for m in ("tokens_s", "tpot_p50_s")]
+    assert kinds == sorted([*want, ("eesd", 1, "speedup"), ("eesd", 2, "speedup")])
+    by = {(r.scheme, r.batch, r.metric): r for r in compared.rows}
+    for b in (1, 2):
+        # the predicted speedup is the ratio of the predicted throughputs, one formula
+        ratio = by[("eesd", b, "tokens_s")].predicted / by[("ar", b, "tokens_s")].predicted
+        assert by[("eesd", b, "speedup")].predicted == pytest.approx(ratio, rel=1e-12)
+        assert by[("eesd", b, "speedup")].measured == pytest.approx(
+            cells[b - 1].report.rows[1].speedup
+        )
     for r in compared.rows:
         assert r.measured_lo <= r.measured <= r.measured_hi
         if r.scheme == "eesd":
@@ -211,11 +219,12 @@ def test_the_command_writes_a_report_that_reads_back(tmp_path):
     rep = ServingCalibration.from_dict(json.loads((out / "serving.json").read_text()))
     assert {r.batch for r in rep.rows} == {1, 4}
     assert {r.scheme for r in rep.rows} == {"ar", "eesd"}
+    assert rep.metrics == ("tokens_s", "tpot_p50_s", "speedup")
     assert rep.profile is not None and rep.profile.batched is not None
     md = (out / "serving.md").read_text()
     assert "median |error|" in md and "| EESD batch 4 α=0.9 |" in md
     assert (out / "profile.json").is_file()
-    assert "throughput (output tokens/s) over 4 cells: from the profile alone" in res.stdout
+    assert "throughput (output tokens/s) over 4 cells: median |error|" in res.stdout
 
 
 @pytest.mark.parametrize(

@@ -99,24 +99,6 @@ def _full_step(bd: BatchedDriver, tok: list[list[int]], cache: Any, context: int
     bd.head(bd.run_layers(bd.embed(tok), 0, bd.n_layers, cache, context))
 
 
-#: the machine-speed reference step: (batch, cached tokens, new tokens)
-REFERENCE_STEP = (4, 64, 1)
-
-
-def reference_step_s(m: Loaded, repeats: int = 30) -> float:
-    """Median seconds of one whole full-model step of ``REFERENCE_STEP``: timed beside a
-    profile and again beside a later measurement, its ratio says how much faster or slower the
-    machine runs now than when it was profiled (a shared VM's speed drifts by 5-20 % over
-    minutes without any steal time showing)."""
-    bd = BatchedDriver(m.driver)
-    batch, context, n = REFERENCE_STEP
-    cache, _ = _rows(bd, batch, context, n)
-    tok = [[5] * n for _ in range(batch)]
-    return statistics.median(
-        _samples(lambda: _full_step(bd, tok, cache, context), repeats, sync=bd.sync)
-    )
-
-
 def _cell(
     m: Loaded,
     bd: BatchedDriver,

@@ -71,6 +71,7 @@ class SchemeRow:
     speedup: float  # over batched AR at the same batch, paired per repeat
     tpot_speedup: float | None  # batched AR's p50 TPOT / this one's
     acceptance: float | None
+    speedups: tuple[float, ...] = ()  # per timed repeat, over batched AR around it
 
 
 @dataclass
@@ -223,6 +224,7 @@ def measure_batched(
                 got.speedup(name),
                 None if tpot is None or base_tpot is None or tpot <= 0 else base_tpot / tpot,
                 sum(trace) / len(trace) if trace else None,
+                tuple(got.ratios(name)),
             )
         )
     notes = [f"batched AR differed from batch-1 AR at {d} (float sums)" for d in differs]

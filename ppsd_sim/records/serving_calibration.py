@@ -3,10 +3,10 @@
 A ``ServingCheck`` is one (scheme, batch, acceptance, metric) cell: throughput (tokens/s) or
 p50 time per output token, measured on real layers (median over repeats, with their range) and
 predicted by the serving simulator from the profile alone at the acceptance the run measured,
-and again with each request's measured accept/reject trace replayed. A shared machine's speed
-drifts between the profile and the measurement; ``speed_ratio`` (a fixed reference step timed
-beside the cell ÷ the same step timed beside the profile) gives the ``corrected`` prediction:
-throughput ÷ ratio, TPOT × ratio. Unlike the batch-1
+and again with each request's measured accept/reject trace replayed; and, for a speculative
+scheme, its throughput speedup over batched AR at the same batch (measured paired repeat by
+repeat, so the machine's speed drift between the profile and the cell cancels; predicted as
+the ratio of the two predicted throughputs). Unlike the batch-1
 calibration, which compares speedups (AR is its baseline, so AR's own row is only noise), these
 are absolute figures: AR's rows test the batched step costs themselves and count in the summary.
 The signed error is ``calibration_report.signed_error``, the project's one definition.
@@ -26,8 +26,9 @@ from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.schema import open_record, tag
 
 RECORD = "ServingCalibration"
-#: the compared metrics: output tokens per second, and the p50 time per output token (s)
-METRICS = ("tokens_s", "tpot_p50_s")
+#: the compared metrics: output tokens per second, the p50 time per output token (s), and the
+#: throughput speedup over batched AR at the same batch (speculative schemes only)
+METRICS = ("tokens_s", "tpot_p50_s", "speedup")
 SCHEMES = ("ar", "eesd", "pp_ar", "ppsd")
 
 
@@ -54,7 +55,6 @@ class ServingCheck:
     measured_hi: float
     predicted: float  # simulated at ``observed_alpha`` (i.i.d.)
     replayed: float | None = None  # simulated with each request's measured trace
-    speed_ratio: float | None = None  # reference step now ÷ at the profile (> 1: slower now)
 
     def __post_init__(self) -> None:
         validate.choice("scheme", self.scheme, SCHEMES)
@@ -70,7 +70,8 @@ class ServingCheck:
         for name in ("measured", "measured_lo", "measured_hi", "predicted"):
             object.__setattr__(self, name, _positive(name, getattr(self, name)))
         object.__setattr__(self, "replayed", _maybe("replayed", self.replayed, _positive))
-        object.__setattr__(self, "speed_ratio", _maybe("speed_ratio", self.speed_ratio, _positive))
+        if self.metric == "speedup" and self.scheme == "ar":
+            raise ConfigError("metric", "AR is the speedup's baseline: it has no speedup row")
         if not self.measured_lo <= self.measured <= self.measured_hi:
             raise ConfigError("measured", "must lie within [measured_lo, measured_hi]")
 
@@ -87,20 +88,6 @@ class ServingCheck:
     def replay_error(self) -> float | None:
         return None if self.replayed is None else signed_error(self.replayed, self.measured)
 
-    @property
-    def corrected(self) -> float | None:
-        """The prediction at the machine's speed during this cell (see the module)."""
-        if self.speed_ratio is None:
-            return None
-        if self.metric == "tokens_s":
-            return self.predicted / self.speed_ratio
-        return self.predicted * self.speed_ratio
-
-    @property
-    def corrected_error(self) -> float | None:
-        c = self.corrected
-        return None if c is None else signed_error(c, self.measured)
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "scheme": self.scheme,
@@ -114,7 +101,6 @@ class ServingCheck:
             "measured_hi": self.measured_hi,
             "predicted": self.predicted,
             "replayed": self.replayed,
-            "speed_ratio": self.speed_ratio,
             "error": round(self.error, 6),
         }
 
@@ -122,7 +108,7 @@ class ServingCheck:
     def from_dict(cls, data: Any, where: str = "") -> ServingCheck:
         names = (
             "scheme", "batch", "requests", "alpha", "observed_alpha", "metric", "measured",
-            "measured_lo", "measured_hi", "predicted", "replayed", "speed_ratio",
+            "measured_lo", "measured_hi", "predicted", "replayed",
         )  # fmt: skip
         d = validate.mapping(where, data, (*names, "error"), names[:10])
         d.pop("error", None)
@@ -142,8 +128,6 @@ class MetricSummary:
     worst_abs_error: float
     worst_cell: str
     median_abs_replay_error: float | None
-    median_abs_corrected_error: float | None = None
-    worst_abs_corrected_error: float | None = None
 
     @classmethod
     def of(cls, metric: str, rows: Iterable[ServingCheck]) -> MetricSummary:
@@ -152,7 +136,6 @@ class MetricSummary:
             raise ConfigError("rows", f"no cell measures {metric}")
         worst = max(rows, key=lambda r: abs(r.error))
         replays = [abs(e) for r in rows if (e := r.replay_error) is not None]
-        fixed = [abs(e) for r in rows if (e := r.corrected_error) is not None]
         return cls(
             metric,
             len(rows),
@@ -160,8 +143,6 @@ class MetricSummary:
             abs(worst.error),
             worst.label,
             statistics.median(replays) if replays else None,
-            statistics.median(fixed) if fixed else None,
-            max(fixed) if fixed else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,14 +151,9 @@ class MetricSummary:
             "median_abs_error": round(self.median_abs_error, 6),
             "worst_abs_error": round(self.worst_abs_error, 6),
             "worst_cell": self.worst_cell,
-            **{
-                name: None if v is None else round(v, 6)
-                for name, v in (
-                    ("median_abs_replay_error", self.median_abs_replay_error),
-                    ("median_abs_corrected_error", self.median_abs_corrected_error),
-                    ("worst_abs_corrected_error", self.worst_abs_corrected_error),
-                )
-            },
+            "median_abs_replay_error": None
+            if self.median_abs_replay_error is None
+            else round(self.median_abs_replay_error, 6),
         }
 
 
