@@ -87,11 +87,13 @@ class ServingGrid:
         return [(b, a) for b in self.batches for a in self.alphas]
 
 
-def serving_profile(m: Loaded, repeats: int, exit_layer: int) -> HardwareProfile:
+def serving_profile(m: Loaded, repeats: int, exit_layer: int, gamma: int) -> HardwareProfile:
     """The batch-1 full-model latencies (no stage processes: AR and EESD need no hop) and the
     batched step-cost grid, with the profiler's defaults and one torch thread (the caller's)."""
     prof = profiler.profile(m, repeats, backend=None, threads=1)
-    return with_batched(prof, profile_batched(m, CostGrid(), repeats, exit_layer=exit_layer))
+    return with_batched(
+        prof, profile_batched(m, CostGrid(), repeats, exit_layer=exit_layer, gamma=gamma)
+    )
 
 
 @dataclass

@@ -120,6 +120,21 @@ def test_measured_cells_fill_the_profile_batched_field_and_leave_batch1_alone() 
     assert again.batched == costs
     steps = device_steps(prof, SchemeConfig.eesd(2, 4))  # the serving simulator prices it
     assert steps.decode(8, 8 * 64) > steps.decode(1, 64) > 0
+    # the one-token cells time the draft step inside rounds too; it prices EESD's drafts at
+    # the exit it was measured at, and only there
+    assert all((c.draft_step is not None) == (c.step_tokens == 1) for c in cells)
+    assert costs.draft_exit == 2 and costs.draft_step is not None
+    ones = [c.draft_step or 0.0 for c in cells if c.batch == 1 and c.step_tokens == 1]
+    # a line in kv through the two contexts' cells (flat, at their mean, if noise sloped down)
+    assert min(ones) * (1 - 1e-9) <= costs.draft_step.time(1, 4) <= max(ones) * (1 + 1e-9)
+    assert steps.draft(1, 4) == pytest.approx(
+        costs.draft_step.time(1, 4) + prof.tick.median, rel=1e-9
+    )
+    other = device_steps(prof, SchemeConfig.eesd(1, 4))
+    assert other.draft_step is None
+    assert other.draft(1, 4) == pytest.approx(
+        costs.embed.time(1) + costs.layers[0].time(1, 4) + costs.ee_head.time(1) + prof.tick.median
+    )
 
 
 def test_profile_batched_flags_need_batched_and_are_checked_before_work(tmp_path) -> None:

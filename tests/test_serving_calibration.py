@@ -195,7 +195,7 @@ def test_measured_cells_compare_against_their_own_runs(tiny):
 def _tiny_profile(m):
     from calibration.serving import serving_profile
 
-    return serving_profile(m, 5, m.n_layers // 2)
+    return serving_profile(m, 5, m.n_layers // 2, 4)
 
 
 def _cli(*args):

@@ -123,6 +123,13 @@ def test_profile_refuses_bad_batched_and_tp():
     base = HardwareProfile.uniform(4, 1e-3)
     with pytest.raises(ConfigError, match=r"^batched\.layers: needs one cost"):
         replace(base, batched=BatchedCosts(layers=(LoadCost(),) * 3))
+    with pytest.raises(ConfigError, match=r"^batched\.draft_exit: draft_step and draft_exit"):
+        BatchedCosts(layers=(LoadCost(),), draft_step=LoadCost(a=1e-3))
+    with pytest.raises(ConfigError, match=r"^batched\.draft_exit: must be >= 1"):
+        BatchedCosts(layers=(LoadCost(),), draft_step=LoadCost(a=1e-3), draft_exit=0)
+    measured = BatchedCosts(layers=(LoadCost(a=1e-3),), draft_step=LoadCost(a=2e-3), draft_exit=2)
+    assert BatchedCosts.from_dict(measured.to_dict()) == measured
+    assert measured.draft_cost(2) is measured.draft_step and measured.draft_cost(3) is None
     tp = TensorParallel(2, (LoadCost(a=1e-3),))
     with pytest.raises(ConfigError, match=r"^tp: holds one entry per degree"):
         replace(base, tp=(tp, tp))

@@ -26,6 +26,7 @@ import dataclasses
 import itertools
 import json
 import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,8 @@ BATCH_SIZES = (1, 2, 4, 8, 16)
 CONTEXTS = (64, 256)
 #: decode steps, and verifications at ``ppsd run``'s default γ = 4
 STEP_TOKENS = (1, 5, 32)
+#: drafts per round when the draft step is timed inside rounds (``ppsd run``'s default γ)
+DRAFT_GAMMA = 4
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Cell:
     ee_head: float
     full_step: float
     ee_step: float
+    draft_step: float | None = None  # one-token cells: the draft step inside rounds
 
     @property
     def tokens(self) -> int:
@@ -99,6 +103,41 @@ def _full_step(bd: BatchedDriver, tok: list[list[int]], cache: Any, context: int
     bd.head(bd.run_layers(bd.embed(tok), 0, bd.n_layers, cache, context))
 
 
+def _round_drafts(
+    bd: BatchedDriver,
+    cache: Any,
+    context: int,
+    exit_layer: int,
+    ee_head: torch.nn.Module | None,
+    gamma: int,
+    repeats: int,
+) -> float:
+    """The draft step as ``BatchedEESD`` runs it: per round, γ timed early-exit steps (one token
+    per row at successive positions), then an untimed verification of γ + 1 tokens per row
+    through layers[E:L] and the final head; the cache is cut back after every round. Returns
+    the median over rounds (3 warm-up) of the round's mean draft step: the first draft after a
+    verification finds the early layers' weights evicted from the CPU's caches, which a hot
+    loop of early-exit steps never sees."""
+    rows, n0 = cache.rows, context + 1
+    tok = [[5] for _ in range(rows)]
+    verify = bd.embed([[5] * (gamma + 1) for _ in range(rows)])
+    per_round = []
+    for r in range(3 + repeats):
+        spent = 0.0
+        for j in range(gamma):
+            bd.sync()
+            t0 = time.perf_counter()
+            bd.head(bd.run_layers(bd.embed(tok), 0, exit_layer, cache, context + j), ee_head)
+            bd.sync()
+            spent += time.perf_counter() - t0
+        bd.head(bd.run_layers(verify, exit_layer, bd.n_layers, cache, context))
+        for row in range(rows):
+            cache.crop_row(row, 0, bd.n_layers, n0)
+        if r >= 3:
+            per_round.append(spent / gamma)
+    return statistics.median(per_round)
+
+
 def _cell(
     m: Loaded,
     bd: BatchedDriver,
@@ -108,6 +147,7 @@ def _cell(
     exit_layer: int,
     ee_head: torch.nn.Module | None,
     repeats: int,
+    gamma: int,
 ) -> Cell:
     cache, x = _rows(bd, batch, context, n)
     # the batch-1 profiler's per-layer loop, on the batched driver (same calls, B rows)
@@ -139,6 +179,7 @@ def _cell(
         ee,
         statistics.median(_samples(full, repeats, sync=bd.sync)),
         statistics.median(_samples(early, repeats, sync=bd.sync)),
+        _round_drafts(bd, cache, context, exit_layer, ee_head, gamma, repeats) if n == 1 else None,
     )
 
 
@@ -165,12 +206,14 @@ def measure_cells(
     repeats: int = 30,
     exit_layer: int | None = None,
     ee_head: torch.nn.Module | None = None,
+    gamma: int = DRAFT_GAMMA,
 ) -> list[Cell]:
     """Every (batch, context, step tokens) cell, measured as the module docstring says."""
     bd = BatchedDriver(m.driver)
     validate.integer("--repeats", repeats, lo=5, hi=100_000)
     e = m.n_layers // 2 if exit_layer is None else exit_layer
     validate.integer("exit_layer", e, lo=1, hi=m.n_layers - 1)
+    validate.integer("gamma", gamma, lo=1, hi=4096)
     limit = getattr(m.driver.parts.config, "max_position_embeddings", None)
     if limit is not None and grid.contexts[-1] + grid.step_tokens[-1] > limit:
         raise ConfigError(
@@ -179,7 +222,7 @@ def measure_cells(
             f"model's max_position_embeddings = {limit}",
         )
     return [
-        _cell(m, bd, b, c, n, e, ee_head, repeats)
+        _cell(m, bd, b, c, n, e, ee_head, repeats, gamma)
         for c in grid.contexts
         for n in grid.step_tokens
         for b in grid.batch_sizes
@@ -275,12 +318,17 @@ def costs_from_cells(cells: list[Cell], exit_layer: int, form: str = "grid") -> 
 
     full_err = [err(full_fit, c, c.full_step) for c in cells]
     ee_err = [err(ee_fit, c, c.ee_step) for c in cells]
+    in_rounds = [c for c in cells if c.draft_step is not None]
+    draft = None
+    if in_rounds:
+        draft = _fit(in_rounds, [c.draft_step or 0.0 for c in in_rounds], form=form)
     notes = {
         "how": "per (batch B, context c, step tokens n): B rows of c cached tokens; layers and "
         "final head timed inside full steps (3 warm-up, medians), embed and a trained EE head "
         "in loops; per cell, layers [0, E) scaled so that embed + them + EE head = the whole "
         "early-exit step and layers [E, L) so that embed + all layers + final head = the whole "
-        "full step (both timed as the engines run them); tokens = B*n, kv = B*c; each component fitted "
+        "full step (both timed as the engines run them); the whole draft step (n = 1) timed "
+        "inside rounds of gamma drafts and a verification of the late layers; tokens = B*n, kv = B*c; each component fitted "
         + (
             "as a grid: per step size, a line in kv (slope >= 0), interpolated between sizes"
             if form == "grid"
@@ -302,13 +350,24 @@ def costs_from_cells(cells: list[Cell], exit_layer: int, form: str = "grid") -> 
             "median_abs": round(statistics.median(abs(x) for x in full_err), 4),
             "max_abs": round(max(abs(x) for x in full_err), 4),
         },
+        "draft_step_over_hot_ee_step": (
+            round(statistics.median((c.draft_step or 0.0) / c.ee_step for c in in_rounds), 4)
+            if in_rounds
+            else None
+        ),
         "fit_rel_error_ee_step": {
             "median_abs": round(statistics.median(abs(x) for x in ee_err), 4),
             "max_abs": round(max(abs(x) for x in ee_err), 4),
         },
     }
     return BatchedCosts(
-        layers=layers, embed=embed, ee_head=ee, final_head=final, notes=json.dumps(notes)
+        layers=layers,
+        embed=embed,
+        ee_head=ee,
+        final_head=final,
+        notes=json.dumps(notes),
+        draft_step=draft,
+        draft_exit=exit_layer if draft is not None else None,
     )
 
 
@@ -320,6 +379,7 @@ def profile_batched(
     exit_layer: int | None = None,
     ee_head: Any = None,
     form: str = "grid",
+    gamma: int = DRAFT_GAMMA,
 ) -> BatchedCosts:
     """Measure the grid and fit it (see the module docstring): the early-exit step at
     ``exit_layer`` (default L/2) with ``ee_head`` (a trained head, else the LM head). Runs with
@@ -327,7 +387,7 @@ def profile_batched(
     batch-1 profile."""
     e = m.n_layers // 2 if exit_layer is None else exit_layer
     validate.choice("--batch-fit", form, FITS)
-    return costs_from_cells(measure_cells(m, grid, repeats, e, ee_head), e, form)
+    return costs_from_cells(measure_cells(m, grid, repeats, e, ee_head, gamma), e, form)
 
 
 def with_batched(profile: HardwareProfile, costs: BatchedCosts) -> HardwareProfile:

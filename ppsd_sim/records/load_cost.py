@@ -263,7 +263,12 @@ class BatchedCosts(_PerLayer):
     """A model's step costs under load on one device: ``layers`` (one for every layer, or one
     per layer), ``embed``, ``ee_head``, ``final_head`` (their ``kv`` is ignored: heads read no
     cache) and ``hop`` (sending ``tokens`` hidden states to the next stage; None: the
-    profile's one-token ``hop`` for any step). ``notes`` says where the numbers came from."""
+    profile's one-token ``hop`` for any step). ``draft_step`` is a whole EESD draft step at
+    exit ``draft_exit`` (embed + layers[0:E] + EE head) timed inside rounds of drafts and
+    verifications as the engine runs them: on a CPU whose caches hold the early layers but not
+    the whole model, a draft after a verification runs cold and a hot loop of early-exit steps
+    under-prices it (on the shipped model by 30-50 %). None: priced from the layers. ``notes``
+    says where the numbers came from."""
 
     layers: tuple[LoadCost, ...]
     embed: LoadCost = ZERO
@@ -271,6 +276,8 @@ class BatchedCosts(_PerLayer):
     final_head: LoadCost = ZERO
     hop: LoadCost | None = None
     notes: str | None = None
+    draft_step: LoadCost | None = None
+    draft_exit: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", _costs("batched", "layers", self.layers, None))
@@ -280,6 +287,15 @@ class BatchedCosts(_PerLayer):
             _one("batched", "hop", self.hop)
         if self.notes is not None and not isinstance(self.notes, str):
             raise ConfigError("batched.notes", "must be a string")
+        if (self.draft_step is None) != (self.draft_exit is None):
+            raise ConfigError("batched.draft_exit", "draft_step and draft_exit go together")
+        if self.draft_step is not None:
+            _one("batched", "draft_step", self.draft_step)
+            validate.integer("batched.draft_exit", self.draft_exit, lo=1)
+
+    def draft_cost(self, exit_layer: int) -> LoadCost | None:
+        """The measured whole draft step at ``exit_layer`` (None: not measured at that exit)."""
+        return self.draft_step if self.draft_exit == exit_layer else None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -290,17 +306,19 @@ class BatchedCosts(_PerLayer):
         }
         if self.hop is not None:
             out["hop"] = self.hop.to_dict()
+        if self.draft_step is not None:
+            out["draft_step"] = self.draft_step.to_dict()
+            out["draft_exit"] = self.draft_exit
         if self.notes is not None:
             out["notes"] = self.notes
         return out
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "batched") -> BatchedCosts:
-        d = validate.mapping(
-            where, data, ("layers", "embed", "ee_head", "final_head", "hop", "notes"), ("layers",)
-        )
-        layers, kw = _read_per_layer(d, where, ("embed", "ee_head", "final_head", "hop"))
-        return cls(layers=layers, notes=d.get("notes"), **kw)
+        names = ("embed", "ee_head", "final_head", "hop", "draft_step")
+        d = validate.mapping(where, data, ("layers", *names, "draft_exit", "notes"), ("layers",))
+        layers, kw = _read_per_layer(d, where, names)
+        return cls(layers=layers, notes=d.get("notes"), draft_exit=d.get("draft_exit"), **kw)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ class DeviceSteps:
     gamma: int = 0
     cache_reuse: bool = True
     profiled_tokens: int | None = None
+    draft_step: LoadCost | None = None  # a measured whole draft step (``BatchedCosts``)
 
     def decode(self, T: int, K: int) -> float:
         """One AR step of T sequences reading K cached tokens: embed + layers + head + tick."""
@@ -55,7 +56,10 @@ class DeviceSteps:
         return self.embed.time(T) + self.layers.time(T, 0) + self.final_head.time(n) + self.tick
 
     def draft(self, B: int, K: int) -> float:
-        """One EESD draft step for B sequences: embed + layers[0:E] + EE head + tick."""
+        """One EESD draft step for B sequences: embed + layers[0:E] + EE head + tick (or the
+        profile's whole draft step measured in rounds, where it has one at this exit)."""
+        if self.draft_step is not None:
+            return self.draft_step.time(B, K) + self.tick
         return self.embed.time(B) + self.early.time(B, K) + self.ee_head.time(B) + self.tick
 
     def verify(self, B: int, K_early: int, K: int) -> float:
@@ -109,6 +113,7 @@ def device_steps(profile: HardwareProfile, scheme: SchemeConfig) -> DeviceSteps:
         gamma=scheme.gamma or 0,
         cache_reuse=scheme.cache_reuse,
         profiled_tokens=_grid_max(*bc.layers, bc.final_head),
+        draft_step=bc.draft_cost(e) if scheme.kind == "eesd" else None,
     )
 
 
