@@ -35,7 +35,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         choices=PROMPT_SETS,
         help="the project's example: windows of the stdlib's held-out text (default for the "
-        "shipped model)",
+        "shipped model; the model card's own windows, pinned in its folder, when --prompts and "
+        "--prompt-tokens are the card's)",
     )
     g.add_argument("--prompts", type=int, default=16, help="prompts taken from --prompt-set")
     g.add_argument("--prompt-tokens", type=int, default=64, help="tokens per --prompt-set prompt")
@@ -96,7 +97,8 @@ def _ints(field: str, text: str) -> tuple[int, ...]:
 
 def resolve_prompts(args: argparse.Namespace, model_dir: str, shipped: bool) -> tuple[list, str]:
     """The prompts the flags name, tokenised, and a label of their source."""
-    from ppsd_real import accept, prompts
+    from ppsd_real import prompts
+    from ppsd_real.lm import card_eval
 
     given = [n for n in ("prompt", "prompt_file", "prompt_set") if getattr(args, n) is not None]
     if len(given) > 1:
@@ -107,8 +109,9 @@ def resolve_prompts(args: argparse.Namespace, model_dir: str, shipped: bool) -> 
         if args.prompts < 1 or args.prompt_tokens < 1:
             field = "--prompts" if args.prompts < 1 else "--prompt-tokens"
             raise ConfigError(field, "must be >= 1")
-        got = accept.stdlib_held_out(model_dir, args.prompts, args.prompt_tokens)
-        return got, f"stdlib-held-out ({args.prompts} × {args.prompt_tokens} tokens)"
+        got, pinned = card_eval.held_out(model_dir, args.prompts, args.prompt_tokens)
+        where = f", pinned in {card_eval.FILE}" if pinned else ""
+        return got, f"stdlib-held-out ({args.prompts} × {args.prompt_tokens} tokens{where})"
     if not given:
         raise ConfigError(
             "--prompt", "give --prompt TEXT, --prompt-file FILE or --prompt-set for this model"

@@ -38,8 +38,11 @@ def _folder_digest(folder: str) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_trained_heads_beat_the_shared_head_and_leave_the_model_alone() -> None:
-    """~10 s: 150 distillation steps, then acceptance on 12 held-out prompts. Held-out: the
-    heads learn from 30 training-split files and are judged on the held-out modules."""
+    """~15 s: 150 distillation steps, then acceptance on 32 held-out prompts × 64 tokens. Held
+    out: the heads learn from 30 training-split files and are judged on the held-out modules.
+    The stdlib's text (so both sets) differs between Python patch releases: with 12 prompts ×
+    48 tokens the gain was 3.6 standard errors on 3.11.7 and 2.4 on 3.11.2; with these
+    4.8 and 5.1."""
     spec = qwen3()
     before = _folder_digest(spec.path or "")
     m0 = runner.load(spec)
@@ -58,8 +61,8 @@ def test_trained_heads_beat_the_shared_head_and_leave_the_model_alone() -> None:
     assert torch.equal(gen0, gen1)
     got = heads.load_heads(out, model_fingerprint(spec), m.driver.parts.lm_head)
     assert sorted(got) == [2, 3]
-    prompts = accept.stdlib_held_out(spec.path or "", 12, 32)
-    rec = accept.measure(m, prompts, 48, (3,), heads=got, progress=False)
+    prompts = accept.stdlib_held_out(spec.path or "", 32, 32)
+    rec = accept.measure(m, prompts, 64, (3,), heads=got, progress=False)
     shared, trained = rec.of(3, "shared"), rec.of(3, "trained")
     diffs = [
         sum(t) / len(t) - sum(s) / len(s)

@@ -6,7 +6,10 @@
 - per exit layer E, with the shared LM head and with the trained head: the agreement of the
   exit's greedy token with the full model's, (a) teacher-forced on the held-out text and
   (b) along the model's own greedy continuations of held-out prompts — the acceptance a
-  greedy drafter really meets, since every draft is made from a prefix equal to AR output;
+  greedy drafter really meets, since every draft is made from a prefix equal to AR output.
+  (b) is ``ppsd accept``'s measurement (``ppsd_real.accept.measure``) on prompts pinned in
+  the model folder (``eval_prompts.json``: the stdlib's text differs between Python patch
+  releases, so windows of it would shift from one interpreter to the next);
 - from (b), with the simulator's own definitions (``ppsd_sim.records.acceptance_math``), each
   stating the 0/1 sequence ("chain") it is measured over:
   * over OUTPUT POSITIONS (one outcome per generated token: does the exit's token equal the
@@ -34,10 +37,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from ppsd_real.lm import card_sampling
+from ppsd_real.lm import card_eval, card_sampling
 from ppsd_real.lm.corpus import HELD_OUT, load_corpus
 from ppsd_real.lm.heads import exit_hidden, head_file
 from ppsd_real.lm.train import SEQ_LEN, encode_stream, windows
+from ppsd_real.threads import torch_threads
 from ppsd_sim.records.acceptance_math import (
     judged_outcomes,
     pooled_lag1_correlation,
@@ -167,28 +171,17 @@ def measure(
     max_windows: int = 200,
     threads: int = 2,
 ) -> dict:
-    torch.set_num_threads(threads)
-    model, tok = load(model_dir)
-    eos = tok.token_to_id("<|endoftext|>")
-    held = encode_stream(tok, load_corpus().read("held_out"), eos)
-    batch = held_out_windows(tok, max_windows)
-    heads = trained_heads(model_dir, model.config.num_hidden_layers - 1)
-    loss, forced = score_held_out(model, batch, heads)
-    # greedy continuations of held-out prompts, spread evenly over the held-out stream
-    starts = np.linspace(0, len(held) - prompt_len - 1, prompts).astype(int)
-    gen_bits: dict[str, list[np.ndarray]] = {}
-    for s in starts:
-        prompt = held[s : s + prompt_len][None, :]
-        seq = model.generate(
-            prompt,
-            max_new_tokens=new_tokens,
-            min_new_tokens=new_tokens,
-            do_sample=False,
-            pad_token_id=eos,
-        )
-        bits = agreement(model, seq[:, :-1], heads)
-        for k, v in bits.items():  # judge only the generated positions' next tokens
-            gen_bits.setdefault(k, []).append(v[0, prompt_len - 1 :])
+    """card.json's measured sections but the sampled one (``card_sampling.add_to``): the
+    teacher-forced loss and agreement on held-out windows, and the greedy acceptance table,
+    measured by ``ppsd accept``'s code on the pinned held-out prompts (``card_eval``; pinned
+    here from the running stdlib when the folder has none of this shape yet)."""
+    plist = card_eval.pinned_or_new(model_dir, prompts, prompt_len)
+    with torch_threads(threads):
+        model, tok = load(model_dir)
+        batch = held_out_windows(tok, max_windows)
+        heads = trained_heads(model_dir, model.config.num_hidden_layers - 1)
+        loss, forced = score_held_out(model, batch, heads)
+        rec = card_eval.acceptance_record(model_dir, plist, new_tokens)
     exits: list[dict] = []
     for e in range(1, model.config.num_hidden_layers):
         row: dict = {"exit": e}
@@ -199,7 +192,7 @@ def measure(
             teacher = round(float(np.concatenate(forced[key], axis=None).mean()), 4)
             row[kind] = {
                 "alpha_held_out": teacher,
-                **position_statistics(gen_bits[key]).card_fields(),
+                **position_statistics(list(rec.of(e, kind).traces)).card_fields(),
             }
         exits.append(row)
     return {
@@ -208,7 +201,12 @@ def measure(
         "held_out_perplexity": round(math.exp(loss), 2),
         "held_out_tokens_scored": batch.shape[0] * SEQ_LEN,
         "held_out_files": list(HELD_OUT),
-        "greedy_eval": {"prompts": prompts, "prompt_len": prompt_len, "new_tokens": new_tokens},
+        "greedy_eval": {
+            "prompts": prompts,
+            "prompt_len": prompt_len,
+            "new_tokens": new_tokens,
+            "prompt_file": card_eval.FILE,
+        },
         "exits": exits,
     }
 

@@ -1,7 +1,7 @@
 """The model card's sampled-acceptance section: α(E) at T ∈ {0, 0.7, 1.0}, top-p 1.0 and 0.9.
 
 Measured by ``ppsd_real.accept.measure`` (the same code as ``ppsd accept --temperatures``) on
-the held-out prompts the greedy section uses, with the trained heads and the shared head: per
+the held-out prompts the greedy section uses (pinned in ``eval_prompts.json``, ``card_eval``), with the trained heads and the shared head: per
 setting the expected acceptance (mean Σ_x min(p(x), q(x)) of the warped distributions) and the
 realised one (drafts x ~ q judged by the exact rule), each ± its prompt-clustered standard
 error. ``python -m ppsd_real.lm.card_sampling`` refreshes only this section of card.json and
@@ -33,22 +33,16 @@ def measure(
     """The ``sampling_eval`` section of card.json (see the module docstring). Each cell
     depends only on its own setting, exit and head (uniforms are keyed by position), so a
     smaller ``grid`` or ``exits`` reproduces the card's cells it covers."""
-    from ppsd_real import accept, runner
-    from ppsd_real.lm.heads import load_heads
-    from ppsd_real.model_loading import ModelSpec, model_fingerprint
+    from ppsd_real import accept
+    from ppsd_real.lm import card_eval
     from ppsd_real.sampling import GREEDY, SamplingSpec
     from ppsd_real.threads import torch_threads
 
-    spec = ModelSpec(preset=None, path=str(model_dir))
     settings = tuple(GREEDY if t == 0 else SamplingSpec(t, None, p, seed) for t, p in grid)
+    plist = card_eval.pinned(model_dir, prompts, prompt_len)
     with torch_threads(threads):
-        m = runner.load(spec)
-        heads = load_heads(model_dir, model_fingerprint(spec), m.driver.parts.lm_head)
-        plist = accept.stdlib_held_out(str(model_dir), prompts, prompt_len)
-        exits = exits or tuple(range(1, m.n_layers))
-        rec = accept.measure(
-            m, plist, new_tokens, exits, heads=heads, settings=settings, progress=False
-        )
+        rec = card_eval.acceptance_record(model_dir, plist, new_tokens, exits, settings)
+    exits = exits or tuple(sorted({r.exit for r in rec.exits}))
     out = []
     for s in settings:
         dec = accept.decoding_of(s)

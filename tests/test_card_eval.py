@@ -1,0 +1,60 @@
+"""The model card's acceptance runs: pinned prompts (so the card reproduces on any Python patch
+release, whose stdlib text differs) and the greedy table measured by ``ppsd accept``'s code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ppsd_real.lm import card, card_eval
+from ppsd_real.prompts import Prompt
+from ppsd_sim.errors import ConfigError
+from tests.arch_helpers import SHIPPED, one_thread  # noqa: F401
+
+CARD = json.loads((SHIPPED / "card.json").read_text(encoding="utf-8"))
+
+
+def test_the_pinned_prompts_are_the_cards_protocol() -> None:
+    g = CARD["greedy_eval"]
+    assert g["prompt_file"] == card_eval.FILE
+    got = card_eval.pinned(SHIPPED, g["prompts"], g["prompt_len"])
+    vocab = json.loads((SHIPPED / "config.json").read_text(encoding="utf-8"))["vocab_size"]
+    assert len({p.ids for p in got}) == g["prompts"]  # distinct windows
+    assert all(0 <= t < vocab for p in got for t in p.ids)
+    with pytest.raises(ConfigError, match=r"holds 16 prompts of \[64\] tokens, not 16 of 32"):
+        card_eval.pinned(SHIPPED, g["prompts"], 32)
+
+
+@pytest.mark.slow
+def test_the_cards_greedy_table_is_ppsd_accepts_measurement() -> None:
+    """~6 s: ``ppsd accept``'s code on the pinned prompts gives the card's greedy figures
+    exactly (α, ρ, τ and the judged-draft α and ρ) at the first and last exit."""
+    g = CARD["greedy_eval"]
+    prompts = card_eval.pinned(SHIPPED, g["prompts"], g["prompt_len"])
+    rec = card_eval.acceptance_record(SHIPPED, prompts, g["new_tokens"], exits=(1, 5))
+    for row in (CARD["exits"][0], CARD["exits"][-1]):
+        for head in ("shared", "trained"):
+            got = card.position_statistics(list(rec.of(row["exit"], head).traces)).card_fields()
+            assert got == {k: row[head][k] for k in got}, (row["exit"], head)
+
+
+def test_prompts_round_trip_and_bad_files_are_refused(tmp_path: Path) -> None:
+    ps = [Prompt((1, 2, 3), "a@0"), Prompt((4, 5, 6), "a@9")]
+    card_eval.record(tmp_path, ps)
+    assert card_eval.load(tmp_path) == ps
+    assert card_eval.pinned_or_new(tmp_path, 2, 3) == ps  # pinned: not rebuilt, not rewritten
+    f = card_eval.path(tmp_path)
+    for text, msg in (
+        ("{", "is not a prompts file"),
+        ('{"prompts": [{"ids": [1]}]}', "is not a prompts file"),
+        ('{"prompts": []}', "holds no prompts"),
+        ('{"prompts": [{"source": "x", "ids": []}]}', "holds no prompts"),
+    ):
+        f.write_text(text, encoding="utf-8")
+        with pytest.raises(ConfigError, match=msg):
+            card_eval.load(tmp_path)
+    f.unlink()
+    with pytest.raises(ConfigError, match=r"is missing: run python -m ppsd_real\.lm\.card"):
+        card_eval.load(tmp_path)
