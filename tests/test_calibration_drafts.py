@@ -87,3 +87,30 @@ def test_flags_that_cannot_apply_are_one_line_exit_2(argv, needle, capsys, tmp_p
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and needle in err[0], err
     assert not (tmp_path / "cal").exists() or not any((tmp_path / "cal").iterdir())
+
+
+def test_a_heads_folder_drafts_every_exit_of_the_grid_and_another_models_is_refused(
+    capsys, tmp_path
+):
+    """``calibrate run --heads DIR``: the folder's manifest is checked against the model before
+    any measurement, and each exit of the grid drafts with that folder's head file."""
+    import argparse
+
+    from calibration.cli import _heads
+    from calibration.grid import exits_for
+    from ppsd_real.lm.heads import head_file
+    from tests.arch_helpers import with_tokenizer
+
+    spec = ModelSpec(preset=None, path=str(SHIPPED_MODEL))
+    args = argparse.Namespace(heads=str(SHIPPED_MODEL), shared_head=False)
+    heads, label = _heads(args, spec, 6)
+    assert heads == {e: str(head_file(SHIPPED_MODEL, e)) for e in exits_for(6)}
+    assert label == f"trained ({SHIPPED_MODEL})"
+    other = with_tokenizer("qwen3").path or ""
+    capsys.readouterr()  # building the other model prints its own progress
+    argv = ["--drafter", "early-exit", "--model-dir", other, "--heads", str(SHIPPED_MODEL)]
+    code = main(["calibrate", "run", "--quick", "--out", str(tmp_path / "cal"), *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("ppsd: error: --heads: these heads were trained for stdlib-lm")
+    assert not (tmp_path / "cal").exists() or not any((tmp_path / "cal").iterdir())
