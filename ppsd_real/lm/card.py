@@ -192,7 +192,9 @@ def measure(
             teacher = round(float(np.concatenate(forced[key], axis=None).mean()), 4)
             row[kind] = {
                 "alpha_held_out": teacher,
-                **position_statistics(list(rec.of(e, kind).traces)).card_fields(),
+                **position_statistics(
+                    [np.asarray(t) for t in rec.of(e, kind).traces]
+                ).card_fields(),
             }
         exits.append(row)
     return {
