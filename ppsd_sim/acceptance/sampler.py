@@ -157,7 +157,8 @@ class AcceptanceSampler:
                 self._round_carry = None
             # full rounds per run, capped: α = 1 gives endless runs
             full = np.minimum((runs + period - gamma) // period, need)
-            per_run = full + (runs - full * period >= 0)
+            # over judged drafts every run ends in a (maybe empty) partial round
+            per_run = full + 1 if period == gamma else full + (runs - full * period >= 0)
             cum = np.cumsum(per_run)
             idx = int(np.searchsorted(cum, need))
             if idx >= len(runs):
@@ -185,6 +186,10 @@ def _expand(runs: np.ndarray, full: np.ndarray, gamma: int, period: int) -> np.n
     """Rounds of a sequence of complete runs: ``full`` rounds of γ each, then the partial
     round r − full·period where that is >= 0 (over judged drafts, period = γ: always)."""
     rest = runs - full * period
+    if period == gamma:  # every run has its partial round: no mask (the fast path's hot loop)
+        out = np.full(int(full.sum()) + len(runs), gamma, dtype=np.int64)
+        out[np.cumsum(full + 1) - 1] = rest
+        return out
     partial = rest >= 0
     per_run = full + partial
     out = np.full(int(per_run.sum()), gamma, dtype=np.int64)
