@@ -29,15 +29,29 @@ def test_the_pinned_prompts_are_the_cards_protocol() -> None:
 
 @pytest.mark.slow
 def test_the_cards_greedy_table_is_ppsd_accepts_measurement() -> None:
-    """~6 s: ``ppsd accept``'s code on the pinned prompts gives the card's greedy figures
-    exactly (α, ρ, τ and the judged-draft α and ρ) at the first and last exit."""
+    """~12 s: ``ppsd accept``'s code on the pinned prompts gives the card's greedy figures (α,
+    ρ, τ and the judged-draft α and ρ) at the first and last exit: here exactly; the bound
+    allows the odd argmax tie that another CPU's kernels may break the other way (one flipped
+    outcome of 2,048 moves α by 0.0005)."""
     g = CARD["greedy_eval"]
     prompts = card_eval.pinned(SHIPPED, g["prompts"], g["prompt_len"])
     rec = card_eval.acceptance_record(SHIPPED, prompts, g["new_tokens"], exits=(1, 5))
     for row in (CARD["exits"][0], CARD["exits"][-1]):
         for head in ("shared", "trained"):
             got = card.position_statistics(list(rec.of(row["exit"], head).traces)).card_fields()
-            assert got == {k: row[head][k] for k in got}, (row["exit"], head)
+            want = {k: row[head][k] for k in got}
+            assert _flat(got) == pytest.approx(_flat(want), abs=2e-3), (row["exit"], head)
+
+
+def _flat(fields: dict) -> dict:
+    """The card's figures as one flat dict (its judged-draft pair nested one level down)."""
+    out = {}
+    for k, v in fields.items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        else:
+            out[k] = v
+    return out
 
 
 def test_prompts_round_trip_and_bad_files_are_refused(tmp_path: Path) -> None:
