@@ -72,3 +72,23 @@ def test_prompts_round_trip_and_bad_files_are_refused(tmp_path: Path) -> None:
     f.unlink()
     with pytest.raises(ConfigError, match=r"is missing: run python -m ppsd_real\.lm\.card"):
         card_eval.load(tmp_path)
+
+
+@pytest.mark.slow
+def test_card_measure_pins_new_prompts_and_keeps_pinned_ones(tmp_path: Path) -> None:
+    """~10 s: ``card.measure`` on a copy of the shipped folder: with the card's protocol it
+    measures on the pinned prompts (the file untouched), with another shape it pins new ones."""
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(SHIPPED, folder)
+    before = card_eval.path(folder).read_bytes()
+    got = card.measure(folder, 16, 64, 16, max_windows=2, threads=1)
+    assert card_eval.path(folder).read_bytes() == before
+    assert got["greedy_eval"] == {**CARD["greedy_eval"], "new_tokens": 16}
+    assert [r["exit"] for r in got["exits"]] == [1, 2, 3, 4, 5]
+    small = card.measure(folder, 3, 20, 8, max_windows=2, threads=1)
+    pinned = card_eval.load(folder)
+    assert len(pinned) == 3 and {len(p.ids) for p in pinned} == {20}
+    assert small["greedy_eval"]["prompts"] == 3
+    assert card_eval.pinned(folder, 3, 20) == pinned  # the next run reads them back
