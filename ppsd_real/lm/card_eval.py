@@ -66,13 +66,17 @@ def record(model_dir: str | Path, prompts: list[Prompt]) -> Path:
 def pinned(model_dir: str | Path, count: int, length: int) -> list[Prompt]:
     """The pinned prompts, refused unless they are ``count`` prompts of ``length`` tokens."""
     got = load(model_dir)
-    if len(got) != count or any(len(p.ids) != length for p in got):
+    if not _shaped(got, count, length):
         raise ConfigError(
             "greedy_eval",
             f"{path(model_dir)} holds {len(got)} prompts of "
             f"{sorted({len(p.ids) for p in got})} tokens, not {count} of {length}",
         )
     return got
+
+
+def _shaped(prompts: list[Prompt], count: int, length: int) -> bool:
+    return len(prompts) == count and all(len(p.ids) == length for p in prompts)
 
 
 def held_out(model_dir: str | Path, count: int, length: int) -> tuple[list[Prompt], bool]:
@@ -82,7 +86,7 @@ def held_out(model_dir: str | Path, count: int, length: int) -> tuple[list[Promp
 
     if path(model_dir).is_file():
         got = load(model_dir)
-        if len(got) == count and all(len(p.ids) == length for p in got):
+        if _shaped(got, count, length):
             return got, True
     return accept.stdlib_held_out(str(model_dir), count, length), False
 
