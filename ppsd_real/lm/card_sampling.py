@@ -4,8 +4,9 @@ Measured by ``ppsd_real.accept.measure`` (the same code as ``ppsd accept --tempe
 the held-out prompts the greedy section uses (pinned in ``eval_prompts.json``, ``card_eval``),
 with the trained heads and the shared head: per setting the expected acceptance (mean
 Σ_x min(p(x), q(x)) of the warped distributions) and the realised one (drafts x ~ q judged by
-the exact rule), each ± its prompt-clustered standard error. ``python -m ppsd_real.lm.card_sampling`` refreshes only this section of card.json and
-re-renders model_card.md; ``python -m ppsd_real.lm.card`` measures it with the rest.
+the exact rule), each ± its prompt-clustered standard error. ``python -m
+ppsd_real.lm.card_sampling`` refreshes only this section of card.json and re-renders
+model_card.md; ``python -m ppsd_real.lm.card`` measures it with the rest.
 """
 
 from __future__ import annotations
