@@ -119,7 +119,15 @@ def test_measured_cells_fill_the_profile_batched_field_and_leave_batch1_alone() 
     again = HardwareProfile.from_dict(json.loads(json.dumps(prof.to_dict())))
     assert again.batched == costs
     steps = device_steps(prof, SchemeConfig.eesd(2, 4))  # the serving simulator prices it
-    assert steps.decode(8, 8 * 64) > steps.decode(1, 64) > 0
+    # from the batched table (a comparison of two measured steps of this tiny model, say batch
+    # 8 slower than batch 1, is timing noise, not a test)
+    want = (
+        costs.embed.time(8)
+        + costs.layers_cost(0, 4).time(8, 8 * 64)
+        + costs.final_head.time(8)
+        + prof.tick.median
+    )
+    assert steps.decode(8, 8 * 64) == pytest.approx(want) and want > 0
     # the one-token cells time the draft step inside rounds too; it prices EESD's drafts at
     # the exit it was measured at, and only there
     assert all((c.draft_step is not None) == (c.step_tokens == 1) for c in cells)
