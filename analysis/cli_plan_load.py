@@ -24,6 +24,7 @@ from ppsd_sim.records import validate
 from ppsd_sim.records.io import check_writable, dumps, write_all
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.serving_record import POLICIES
+from ppsd_sim.records.workload import LengthDist
 from ppsd_sim.serving import tp_profile
 
 #: flags that only mean something with a load (``dest`` → the flag as typed)
@@ -127,13 +128,11 @@ def _numbers(flag: str, text: str, kind: str) -> list[float]:
 
 
 def _setup(args: argparse.Namespace) -> LoadSetup:
-    from ppsd_sim.serving.cli import parse_length
-
     kw: dict = {}
     if args.prompt:
-        kw["prompt"] = parse_length(args.prompt, "--prompt")
+        kw["prompt"] = LengthDist.parse(args.prompt, "--prompt")
     if args.output:
-        kw["output"] = parse_length(args.output, "--output")
+        kw["output"] = LengthDist.parse(args.output, "--output")
     if args.policies:
         pols = [x.strip() for x in args.policies.split(",") if x.strip()]
         for x in pols:

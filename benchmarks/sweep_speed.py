@@ -1,14 +1,22 @@
-"""Benchmark (not a test): ``ppsd sweep`` on 10,000 PPSD points of 10,000 tokens each.
+"""Benchmark (not a test): ``ppsd sweep`` on 10,000 PPSD points of 10,000 tokens each, or
+(``--serving``) on 1,000 serving load points.
 
 Measures, interleaved per repeat (BENCHMARKING.md: warm-up, repeats, medians, min–max):
   local   the whole command, local process pool (``--workers N``), fresh results folder
   ray     the same command with ``--backend ray`` (a local Ray instance with N CPUs)
   raystart  starting and stopping that Ray instance alone (the fixed part of Ray's overhead)
   inproc  one process, no pool, no store: simulate + row building for the first 2,000
-          points (the per-point compute the sweep cannot avoid)
+          points (the per-point compute the sweep cannot avoid); with ``--serving`` the
+          mean per-point compute the local run's workers recorded (``sim_ms``)
 
     python benchmarks/sweep_speed.py [--points 10000] [--tokens 10000] [--repeats 5]
-        [--workers 2] [--no-ray]
+        [--workers 2] [--no-ray] [--serving]
+
+``--serving`` (default --points 1000): EESD and PPSD (4 stages, exit 8) on the embedded
+serving example profile, α × batch cap × Poisson rate = 2 × 5 × 5 × (points / 50), each
+point 100 requests (prompts 64–256, 64 output tokens) with its AR and PP-AR baselines at the
+same load, ``seed_mode: common`` (every point serves the same requests). Each repeat also
+times the rerun of the finished local sweep (``resume``: every point skipped).
 """
 
 from __future__ import annotations
@@ -29,6 +37,9 @@ from pathlib import Path
 
 import yaml
 
+from ppsd_sim.records.io import write_record
+from ppsd_sim.serving.example import example_serving_profile
+from ppsd_sim.sweep import load_results
 from ppsd_sim.sweep.evaluate import evaluate_batch
 from ppsd_sim.sweep.runner import make_batches
 from ppsd_sim.sweep.spec import load_spec
@@ -55,6 +66,33 @@ def bench_spec(points: int, tokens: int) -> dict:
             "alpha": [round((i + 0.5) / n_alpha, 6) for i in range(n_alpha)],
             "exit": list(range(2, 12)),
             "k": list(range(2, 12)),
+        },
+    }
+
+
+def serving_spec(points: int) -> dict:
+    """Serving load points: scheme × α × batch cap × rate, 2 × 5 × 5 × (points / 50)."""
+    n_rate = max(1, points // 50)
+    return {
+        "name": "bench-serving",
+        "seed": 0,
+        "seed_mode": "common",
+        "fixed": {
+            "mode": "serving",
+            "profile": "serving_profile.json",
+            "requests": 100,
+            "prompt_len": "uniform:64:256",
+            "output_len": 64,
+            "exit": 8,
+            "gamma": 4,
+            "k": 4,
+        },
+        "axes": {
+            "scheme": ["eesd", "ppsd"],
+            "alpha": [0.6, 0.7, 0.8, 0.9, 1.0],
+            "max_batch": [1, 4, 16, 32, 64],
+            # geometric, 1 to 100 requests/s
+            "rate": [round(10 ** (2 * i / max(1, n_rate - 1)), 4) for i in range(n_rate)],
         },
     }
 
@@ -139,12 +177,15 @@ def stats(xs: list[float]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--points", type=int, default=10_000)
+    ap.add_argument("--points", type=int, help="default 10,000 (--serving: 1,000)")
     ap.add_argument("--tokens", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--serving", action="store_true", help="serving load points")
     args = ap.parse_args()
+    if args.points is None:
+        args.points = 1_000 if args.serving else 10_000
     use_ray = not args.no_ray
     if use_ray:
         try:
@@ -155,9 +196,16 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="sweep_bench_"))
     spec_path = tmp / "bench.yaml"
-    spec_path.write_text(yaml.safe_dump(bench_spec(args.points, args.tokens)))
+    if args.serving:
+        write_record(tmp / "serving_profile.json", example_serving_profile())
+        spec_path.write_text(yaml.safe_dump(serving_spec(args.points)))
+        warm = serving_spec(50)
+        warm["fixed"]["requests"] = 20
+    else:
+        spec_path.write_text(yaml.safe_dump(bench_spec(args.points, args.tokens)))
+        warm = bench_spec(200, args.tokens)
     warm_path = tmp / "warm.yaml"
-    warm_path.write_text(yaml.safe_dump(bench_spec(200, args.tokens)))
+    warm_path.write_text(yaml.safe_dump(warm))
     prov = provenance(args.workers)
     print(json.dumps(prov), flush=True)
 
@@ -166,18 +214,28 @@ def main() -> None:
     if use_ray:
         timed(sweep_cmd(warm_path, tmp / "warm-ray", args.workers, "ray"))
 
-    res: dict[str, list[float]] = {"local": [], "ray": [], "raystart": [], "inproc_ms": []}
+    res: dict[str, list[float]] = {
+        "local": [],
+        "resume": [],
+        "ray": [],
+        "raystart": [],
+        "inproc_ms": [],
+    }
     loads = []
     for i in range(args.repeats):
         loads.append(load())
         res["local"].append(timed(sweep_cmd(spec_path, tmp / f"local-{i}", args.workers, "local")))
+        res["resume"].append(timed(sweep_cmd(spec_path, tmp / f"local-{i}", args.workers, "local")))
         if use_ray:
             res["ray"].append(timed(sweep_cmd(spec_path, tmp / f"ray-{i}", args.workers, "ray")))
             res["raystart"].append(timed(ray_start_cmd(args.workers)))
-        res["inproc_ms"].append(inproc_ms(spec_path, 2000))
+        if args.serving:  # the compute the workers timed per point (sim_ms), baselines included
+            res["inproc_ms"].append(float(load_results(tmp / f"local-{i}").sim_ms.mean()))
+        else:
+            res["inproc_ms"].append(inproc_ms(spec_path, 2000))
         loads.append(load())
         print(
-            f"repeat {i}: local {res['local'][-1]:.2f} s"
+            f"repeat {i}: local {res['local'][-1]:.2f} s (resume {res['resume'][-1]:.2f} s)"
             + (
                 f", ray {res['ray'][-1]:.2f} s, ray start {res['raystart'][-1]:.2f} s"
                 if use_ray
@@ -190,10 +248,10 @@ def main() -> None:
         shutil.rmtree(tmp / f"ray-{i}", ignore_errors=True)
 
     n = len(load_spec(spec_path).points)
-    print(
-        f"\n{n:,} points x {args.tokens:,} tokens, {args.workers} workers, {args.repeats} repeats"
-    )
+    what = "serving load points" if args.serving else f"points x {args.tokens:,} tokens"
+    print(f"\n{n:,} {what}, {args.workers} workers, {args.repeats} repeats")
     print(f"local backend, whole command (s): {stats(res['local'])}")
+    print(f"rerun of the finished local sweep, all skipped (s): {stats(res['resume'])}")
     print(f"in-process compute (ms/point, 1 core): {stats(res['inproc_ms'])}")
     ideal = [m * n / 1e3 / args.workers for m in res["inproc_ms"]]
     print(f"  -> ideal {args.workers}-core compute alone (s): {stats(ideal)}")

@@ -16,7 +16,7 @@ from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import HardwareProfile, Provenance
 from ppsd_sim.records.io import write_record
 from ppsd_sim.records.serving_record import ServingRecord
-from ppsd_sim.serving.cli import parse_length
+from ppsd_sim.records.workload import LengthDist
 from ppsd_sim.serving.requests import load_requests
 
 
@@ -222,13 +222,13 @@ def test_library_errors_name_the_flag(tmp_path: Path, ppsd):
     )
 
 
-def test_parse_length():
-    assert parse_length("64", "--prompt").value == 64
-    assert parse_length("uniform:8:16", "--prompt").hi == 16
-    ln = parse_length("lognormal:300:0.4:2000", "--prompt")
+def test_length_text_form_is_parsed():
+    assert LengthDist.parse("64", "--prompt").value == 64
+    assert LengthDist.parse("uniform:8:16", "--prompt").hi == 16
+    ln = LengthDist.parse("lognormal:300:0.4:2000", "--prompt")
     assert (ln.median, ln.sigma, ln.hi) == (300.0, 0.4, 2000)
     with pytest.raises(ConfigError, match=r"^--prompt: sigma must be >= 0"):
-        parse_length("lognormal:300:-1", "--prompt")
+        LengthDist.parse("lognormal:300:-1", "--prompt")
 
 
 def test_config_file(tmp_path: Path, ppsd):

@@ -1,5 +1,6 @@
 """Resume after a real kill: SIGKILL a running ``ppsd sweep`` mid-way, rerun the same command,
-and get every point exactly once, equal to an uninterrupted run."""
+and get every point exactly once, equal to an uninterrupted run (single-sequence and serving
+points)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from ppsd_sim.sweep import load_results, parse_spec
@@ -29,6 +31,31 @@ SPEC = {
         "gamma": [2, 4, 6],
         "k": [2, 3, 4],
     },
+}
+
+# serving points (tens of ms each, baselines included), a few of which fail when built
+SERVING = {
+    "name": "kill-serving",
+    "seed": 11,
+    "fixed": {
+        "mode": "serving",
+        "layers": 24,
+        "t_layer": 5e-4,
+        "head_fraction": 0.5,
+        "requests": 24,
+        "output_len": 24,
+        "k": 3,
+        "exit": 6,
+        "gamma": 3,
+    },
+    "axes": {
+        "scheme": ["eesd", "ppsd"],
+        "alpha": [0.5, 0.7, 0.9],
+        "rate": [round(5.0 + 5.0 * i, 1) for i in range(8)],
+        "max_batch": [4, 16],
+    },
+    # exit 30 >= L: failure rows must survive the kill too
+    "points": [{"scheme": "eesd", "exit": 30, "alpha": 0.8, "rate": 10.0}],
 }
 
 
@@ -54,10 +81,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_sigkill_then_rerun_resumes_exactly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("spec", [SPEC, SERVING], ids=["single", "serving"])
+def test_sigkill_then_rerun_resumes_exactly(tmp_path: Path, spec: dict) -> None:
     spec_path = tmp_path / "kill.yaml"
-    spec_path.write_text(yaml.safe_dump(SPEC))
-    n_points = len(parse_spec(SPEC).points)
+    spec_path.write_text(yaml.safe_dump(spec))
+    n_points = len(parse_spec(spec).points)
     out = tmp_path / "resumed"
 
     proc = _sweep(spec_path, out)

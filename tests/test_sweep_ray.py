@@ -1,5 +1,5 @@
 """The Ray backend on a local 2-CPU Ray instance gives the same table as the local process
-pool (same seeds → same results), and a missing ray is one clear ConfigError."""
+pool (same seeds → same results; single-sequence and serving points), and a missing ray is one clear ConfigError."""
 
 from __future__ import annotations
 
@@ -29,7 +29,22 @@ SPEC = {
         "acceptance": ["iid", "markov"],
         "burstiness": [0.3],
     },
-    "points": [{"scheme": "ppsd", "k": 2, "devices": [0, 0], "alpha": 0.7, "tokens": 400}],
+    "points": [
+        {"scheme": "ppsd", "k": 2, "devices": [0, 0], "alpha": 0.7, "tokens": 400},
+        # serving points (many requests at once) run on Ray workers too
+        *(
+            {
+                "mode": "serving",
+                "scheme": kind,
+                "k": 2,
+                "alpha": 0.7,
+                "rate": 30.0,
+                "requests": 30,
+                "output_len": 16,
+            }
+            for kind in ("ar", "pp_ar", "ppsd")
+        ),
+    ],
 }
 
 

@@ -76,6 +76,28 @@ class LengthDist:
     ) -> LengthDist:
         return cls("lognormal", median=median, sigma=sigma, lo=lo, hi=hi)
 
+    @classmethod
+    def parse(cls, text: str, field: str) -> LengthDist:
+        """The text form flags and sweep specs use: ``N``, ``uniform:LO:HI`` or
+        ``lognormal:MEDIAN:SIGMA[:MAX]``; errors name ``field``."""
+        parts = text.strip().split(":")
+        try:
+            if len(parts) == 1:
+                return cls.fixed(_as_int(parts[0], field))
+            kind, *vals = parts
+            if kind == "uniform" and len(vals) == 2:
+                return cls.uniform(_as_int(vals[0], field), _as_int(vals[1], field))
+            if kind == "lognormal" and len(vals) in (2, 3):
+                hi = _as_int(vals[2], field) if len(vals) == 3 else None
+                return cls.lognormal(_as_float(vals[0], field), _as_float(vals[1], field), hi=hi)
+        except ConfigError as err:
+            if err.field == field:
+                raise
+            raise ConfigError(field, f"{err.field} {err.message}") from None
+        raise ConfigError(
+            field, f"must be N, uniform:LO:HI or lognormal:MEDIAN:SIGMA[:MAX], got {text!r}"
+        )
+
     @property
     def upper(self) -> int | None:
         """The largest value it can take (None: unbounded)."""
@@ -121,6 +143,20 @@ class LengthDist:
             return cls(**d)
         except ConfigError as err:
             raise err.within(where) from None
+
+
+def _as_int(text: str, field: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(field, f"expects an integer, got {text!r}") from None
+
+
+def _as_float(text: str, field: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(field, f"expects a number, got {text!r}") from None
 
 
 @dataclass(frozen=True)

@@ -93,41 +93,6 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 # ---- parsing ------------------------------------------------------------------------------------
-def parse_length(text: str, field: str) -> LengthDist:
-    """``N``, ``uniform:LO:HI`` or ``lognormal:MEDIAN:SIGMA[:MAX]``."""
-    parts = text.split(":")
-    try:
-        if len(parts) == 1:
-            return LengthDist.fixed(_int(parts[0], field))
-        kind, *vals = parts
-        if kind == "uniform" and len(vals) == 2:
-            return LengthDist.uniform(_int(vals[0], field), _int(vals[1], field))
-        if kind == "lognormal" and len(vals) in (2, 3):
-            hi = _int(vals[2], field) if len(vals) == 3 else None
-            return LengthDist.lognormal(_float(vals[0], field), _float(vals[1], field), hi=hi)
-    except ConfigError as err:
-        if err.field == field:
-            raise
-        raise ConfigError(field, f"{err.field} {err.message}") from None
-    raise ConfigError(
-        field, f"must be N, uniform:LO:HI or lognormal:MEDIAN:SIGMA[:MAX], got {text!r}"
-    )
-
-
-def _int(text: str, field: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigError(field, f"expects an integer, got {text!r}") from None
-
-
-def _float(text: str, field: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ConfigError(field, f"expects a number, got {text!r}") from None
-
-
 def _profile(args: argparse.Namespace, cfg: dict[str, Any]) -> HardwareProfile:
     if args.profile:
         prof = HardwareProfile.from_dict(load_document(args.profile, "--profile"), "--profile")
@@ -243,9 +208,9 @@ def _workload(args: argparse.Namespace, cfg: dict[str, Any]) -> Workload:
         elif timed:
             raise ConfigError(arrival_flags[0], "the requests file carries arrival times")
     if args.prompt:
-        kw["prompt"] = parse_length(args.prompt, "--prompt")
+        kw["prompt"] = LengthDist.parse(args.prompt, "--prompt")
     if args.output:
-        kw["output"] = parse_length(args.output, "--output")
+        kw["output"] = LengthDist.parse(args.output, "--output")
     if args.requests is not None:
         kw["count"] = validate.integer("--requests", args.requests, lo=1)
     if args.rate is not None:

@@ -200,11 +200,15 @@ def compare_serving(
     seed: int = 0,
     keep_requests: bool = False,
     keep_profile: bool = True,
+    shared: dict[tuple[SchemeConfig, ServingSettings], ServingRecord] | None = None,
 ) -> list[ServingRecord]:
     """Each scheme on the same workload, with ``speedups`` over AR (``ar_same_load``) and over
     PP-AR on the same stages/devices (``pp_ar_same_load``, where the scheme uses k devices;
     always under the ``real_first`` wave schedule). Every scheme's inputs are checked before
-    any runs. Baselines not in ``schemes`` are run too (not returned); each runs once."""
+    any runs. Baselines not in ``schemes`` are run too (not returned); each runs once.
+    ``shared`` keeps the non-speculative runs (the baselines among them) between calls on the
+    same profile, lengths, arrivals, seed and keep flags, whatever their acceptance (which a
+    non-speculative scheme never reads): a sweep's points at one load share their baselines."""
     schemes = validate.sequence("schemes", schemes, min_len=1)
     settings = settings or ServingSettings()
     _check_types(profile, workload, settings)
@@ -216,9 +220,11 @@ def compare_serving(
     # budget refused names the size every scheme fits in
     for s in sorted(schemes, key=draft_slots, reverse=True):
         prepare(profile, s, workload, settings, seed, reqs)
-    cache: dict[tuple[SchemeConfig, ServingSettings], ServingRecord] = {}
+    own: dict[tuple[SchemeConfig, ServingSettings], ServingRecord] = {}
+    plain = {} if shared is None else shared
 
     def run(s: SchemeConfig, st: ServingSettings) -> ServingRecord:
+        cache = own if s.kind in SPECULATIVE else plain
         if (s, st) not in cache:
             cache[(s, st)] = simulate_serving(
                 profile,

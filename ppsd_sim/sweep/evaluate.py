@@ -16,9 +16,16 @@ from typing import Any
 
 from ppsd_sim import analytic
 from ppsd_sim.errors import ConfigError
+from ppsd_sim.serving.simulate import compare_serving
 from ppsd_sim.simulate import simulate
-from ppsd_sim.sweep.points import Context, SimInputs, build
-from ppsd_sim.sweep.table import closed_form_result, failed_row, ok_row, record_result
+from ppsd_sim.sweep.points import Context, ServingInputs, SimInputs, build
+from ppsd_sim.sweep.table import (
+    closed_form_result,
+    failed_row,
+    ok_row,
+    record_result,
+    serving_result,
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,8 @@ def evaluate_batch(batch: Batch) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         try:
             inp = build(cfg, batch.context, cache)
-            row = ok_row(point_id, canonical, cfg, inp, _answer(inp))
+            result = _serve(inp, cache) if isinstance(inp, ServingInputs) else _answer(inp)
+            row = ok_row(point_id, canonical, cfg, inp, result)
         except Exception as err:  # one bad point must not stop the sweep
             row = failed_row(point_id, canonical, cfg, err)
         row["sim_ms"] = (time.perf_counter() - t0) * 1e3
@@ -57,6 +65,22 @@ def _answer(inp: SimInputs) -> dict[str, Any]:
         inp.profile, inp.scheme, inp.acceptance, tokens=inp.tokens, seed=inp.seed, engine=inp.engine
     )
     return record_result(sim.record)
+
+
+def _serve(inp: ServingInputs, cache: dict[str, Any]) -> dict[str, Any]:
+    """The serving simulator, with the speedups over AR and PP-AR at the same load; points of
+    a batch at one load share their baseline runs (the same records compare_serving makes)."""
+    shared = cache.setdefault("S:" + inp.load_key, {})
+    (rec,) = compare_serving(
+        inp.profile,
+        [inp.scheme],
+        inp.workload,
+        inp.settings,
+        seed=inp.seed,
+        keep_profile=False,
+        shared=shared,
+    )
+    return serving_result(rec)
 
 
 def _closed_form(inp: SimInputs) -> dict[str, Any]:

@@ -16,21 +16,29 @@ from typing import Any
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import validate
 from ppsd_sim.records.acceptance_spec import HISTOGRAM_TAILS, MARKOV_CHAINS
+from ppsd_sim.records.serving_record import POLICIES
+from ppsd_sim.records.workload import MAX_REQUESTS, LengthDist
 from ppsd_sim.simulate import MAX_TOKENS
 
-SCHEME_KINDS = ("ar", "eesd", "ppsd")
+#: ``single``: one sequence, the batch-1 simulator (``ppsd sim``); ``serving``: many requests
+#: at once, the serving simulator (``ppsd serving``), with speedups at the same load
+MODES = ("single", "serving")
+SCHEME_KINDS = ("ar", "pp_ar", "tp_ar", "eesd", "ppsd")
+SERVING_ONLY_SCHEMES = ("pp_ar", "tp_ar")
 ACCEPTANCE_KINDS = ("iid", "markov", "per_position", "histogram", "file")
 #: ``closed_form`` = long-run closed form (i.i.d. acceptance only); ``auto`` = closed form
 #: where it is exact (AR), else the simulator's own ``auto`` (fast path or SimPy).
 ENGINES = ("auto", "fast", "simpy", "closed_form")
 
 
-def _num(lo: float | None = None, hi: float | None = None, hi_open: bool = False):
+def _num(
+    lo: float | None = None, hi: float | None = None, hi_open: bool = False, lo_open: bool = False
+):
     def check(field: str, v: Any) -> float:
         if isinstance(v, str):  # YAML 1.1 reads "5e-4" (no dot) as a string
             with contextlib.suppress(ValueError):
                 v = float(v)
-        return validate.number(field, v, lo=lo, hi=hi, hi_open=hi_open)
+        return validate.number(field, v, lo=lo, hi=hi, hi_open=hi_open, lo_open=lo_open)
 
     return check
 
@@ -49,6 +57,19 @@ def _list(item: Callable[[str, Any], Any], min_len: int = 1):
         return [item(f"{field}[{i}]", x) for i, x in enumerate(items)]
 
     return check
+
+
+def _length(field: str, v: Any) -> str:
+    """A request length in ``LengthDist.parse``'s text form, kept as that text (an integer
+    becomes its digits, so 128 and "128" are one point)."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = str(v)
+    if not isinstance(v, str):
+        raise ConfigError(
+            field, f"must be N, uniform:LO:HI or lognormal:MEDIAN:SIGMA[:MAX], got {v!r}"
+        )
+    LengthDist.parse(v, field)
+    return v.strip()
 
 
 def _path(field: str, v: Any) -> str:
@@ -75,7 +96,18 @@ class Param:
 PARAMS: dict[str, Param] = {
     p.name: p
     for p in (
-        Param("scheme", _choice(SCHEME_KINDS), "str", "ar | eesd | ppsd"),
+        Param(
+            "mode",
+            _choice(MODES),
+            "str",
+            "single (one sequence, default) | serving (many requests at once)",
+        ),
+        Param(
+            "scheme",
+            _choice(SCHEME_KINDS),
+            "str",
+            "ar | eesd | ppsd; serving also pp_ar | tp_ar",
+        ),
         Param("profile", _path, "str", "HardwareProfile JSON/YAML file (relative to the spec)"),
         Param("layers", _int(lo=1), "int", "uniform profile: number of layers L"),
         Param("t_layer", _num(lo=0.0), "float", "uniform profile: one layer's latency (s)"),
@@ -135,10 +167,59 @@ PARAMS: dict[str, Param] = {
             "engine_requested",
         ),
         Param("replica", _int(lo=0), "int", "repeat index: a new seed for the same config"),
+        # serving mode: the load and the scheduler (ppsd serving's flags of the same names)
+        Param("tp", _int(lo=2), "int", "serving TP-AR: degree (the profile needs its TP costs)"),
+        Param("requests", _int(lo=1, hi=MAX_REQUESTS), "int", "serving: requests (default 200)"),
+        Param(
+            "prompt_len",
+            _length,
+            "str",
+            "serving: prompt tokens, N | uniform:LO:HI | "
+            "lognormal:MEDIAN:SIGMA[:MAX] (default 128)",
+        ),
+        Param("output_len", _length, "str", "serving: output tokens, same forms (default 128)"),
+        Param("rate", _num(lo=0.0, lo_open=True), "float", "serving: Poisson arrivals, req/s"),
+        Param("users", _int(lo=1), "int", "serving: closed loop of N users"),
+        Param("think", _num(lo=0.0), "float", "serving closed loop: think time (s)"),
+        Param("at_once", validate.boolean, "bool", "serving: every request arrives at t = 0"),
+        Param("max_batch", _int(lo=1, hi=10**6), "int", "serving: sequences at once (default 32)"),
+        Param("kv_budget", _int(lo=1, hi=10**12), "int", "serving: KV cache in tokens"),
+        Param("policy", _choice(POLICIES), "str", "serving pipelines: stage-1 slot policy"),
+        Param("microbatch", _int(lo=1, hi=10**6), "int", "serving pipelines: stage-1 step cap"),
+        Param("ttft_slo", _num(lo=0.0, lo_open=True), "float", "serving goodput: TTFT target (s)"),
+        Param("tpot_slo", _num(lo=0.0, lo_open=True), "float", "serving goodput: TPOT target (s)"),
     )
 }
 
 DEFAULTS: dict[str, Any] = {"tokens": 10_000, "engine": "auto"}
+#: a serving point's defaults: ppsd serving's (requests) and the records' (lengths, batch)
+SERVING_DEFAULTS: dict[str, Any] = {
+    "requests": 200,
+    "prompt_len": "128",
+    "output_len": "128",
+    "max_batch": 32,
+}
+SERVING_PARAMS = (
+    "tp",
+    "requests",
+    "prompt_len",
+    "output_len",
+    "rate",
+    "users",
+    "think",
+    "at_once",
+    "max_batch",
+    "kv_budget",
+    "policy",
+    "microbatch",
+    "ttft_slo",
+    "tpot_slo",
+)
+#: a serving point's arrival process: exactly one of these
+ARRIVAL_PARAMS = ("rate", "users", "at_once")
+#: the single-sequence simulator's own knobs (a serving point runs the SimPy serving model)
+_SINGLE_ONLY = ("tokens", "engine")
+_PIPELINE_SETTINGS = ("policy", "microbatch")
 
 #: the parameters that build a uniform profile (one place: points.py keys profiles by them too)
 PROFILE_UNIFORM = (
@@ -170,6 +251,8 @@ _ACCEPTANCE_ALL = (
 _OPTIONAL = ("exit", "k", "boundaries", "devices", "max_inflight", "chain", "tail")
 _SCHEME_USES = {
     "ar": (),
+    "pp_ar": ("exit", "k", "boundaries"),
+    "tp_ar": ("tp",),
     "eesd": ("exit", "gamma", "cache_reuse"),
     "ppsd": ("exit", "k", "boundaries", "exit_stage", "devices", "max_inflight"),
 }
@@ -182,7 +265,10 @@ _SCHEME_ALL = (
     "exit_stage",
     "devices",
     "max_inflight",
+    "tp",
 )
+SPECULATIVE = ("eesd", "ppsd")
+_STAGED = ("pp_ar", "ppsd")
 
 
 def check_value(field: str, name: str, value: Any) -> Any:
@@ -191,13 +277,14 @@ def check_value(field: str, name: str, value: Any) -> Any:
 
 
 def resolve(values: dict[str, Any], where: str) -> dict[str, Any]:
-    """One point's values → its full config: defaults filled in, values its scheme and
+    """One point's values → its full config: defaults filled in, values its mode, scheme and
     acceptance model do not use dropped (so a mixed grid does not multiply AR points by γ),
     required values checked. ``where`` names the point in errors."""
     cfg = {**DEFAULTS, **values}
     if "scheme" not in cfg:
         raise ConfigError(f"{where}.scheme", "is required (ar, eesd or ppsd)")
     scheme = cfg["scheme"]
+    _resolve_mode(cfg, values, where)
     if "profile" in cfg:
         both = [n for n in PROFILE_UNIFORM if n in cfg]
         if both:
@@ -211,7 +298,7 @@ def resolve(values: dict[str, Any], where: str) -> dict[str, Any]:
             if name not in cfg:
                 raise ConfigError(f"{where}.{name}", "is required (or give a profile file)")
     used = set(_SCHEME_USES[scheme])
-    if scheme != "ar":
+    if scheme in SPECULATIVE:
         cfg.setdefault("acceptance", "iid")
         used |= {"acceptance", *_ACCEPTANCE_USES[cfg["acceptance"]]}
     for name in (*_SCHEME_ALL, *_ACCEPTANCE_ALL):
@@ -221,8 +308,12 @@ def resolve(values: dict[str, Any], where: str) -> dict[str, Any]:
         cfg.setdefault("cache_reuse", True)
     if scheme == "ppsd":
         cfg.setdefault("exit_stage", 1)
+    if scheme in _STAGED:
         if ("k" in cfg) == ("boundaries" in cfg):
-            raise ConfigError(f"{where}.k", "a PPSD point takes exactly one of k or boundaries")
+            raise ConfigError(
+                f"{where}.k",
+                f"a {scheme.upper().replace('_', '-')} point takes exactly one of k or boundaries",
+            )
         if "boundaries" in cfg and "exit" in cfg:
             raise ConfigError(
                 f"{where}.exit", "with explicit boundaries the exit is set by exit_stage"
@@ -234,3 +325,49 @@ def resolve(values: dict[str, Any], where: str) -> dict[str, Any]:
         if name not in cfg:
             raise ConfigError(f"{where}.{name}", f"is required for scheme {scheme!r}")
     return cfg
+
+
+def _resolve_mode(cfg: dict[str, Any], values: dict[str, Any], where: str) -> None:
+    """Keep the parameters the point's mode uses (in place). A single-sequence point keeps no
+    ``mode`` key, so its ID is the one it had before serving points existed."""
+    if cfg.pop("mode", "single") == "single":
+        if cfg["scheme"] in SERVING_ONLY_SCHEMES:
+            raise ConfigError(
+                f"{where}.scheme", f"{cfg['scheme']} runs in serving mode only (mode: serving)"
+            )
+        given = [n for n in SERVING_PARAMS if n in cfg]
+        if given and "mode" not in values:
+            raise ConfigError(
+                f"{where}.{given[0]}",
+                "is a serving parameter: add mode: serving (mode: single drops it)",
+            )
+        for name in SERVING_PARAMS:
+            cfg.pop(name, None)
+        return
+    if "devices" in cfg:
+        raise ConfigError(
+            f"{where}.devices",
+            "serving mode gives each stage its own device (shared devices are modelled by "
+            "mode: single only)",
+        )
+    cfg["mode"] = "serving"
+    for name in _SINGLE_ONLY:
+        cfg.pop(name, None)
+    for name, value in SERVING_DEFAULTS.items():
+        cfg.setdefault(name, value)
+    if cfg.get("at_once") is False:
+        del cfg["at_once"]
+    arrivals = [n for n in ARRIVAL_PARAMS if n in cfg]
+    if not arrivals:
+        raise ConfigError(
+            f"{where}.rate",
+            "a serving point needs an arrival process: rate (Poisson, req/s), users (a closed "
+            "loop) or at_once: true",
+        )
+    if len(arrivals) > 1:
+        raise ConfigError(f"{where}.{arrivals[1]}", f"conflicts with {arrivals[0]}: give one")
+    if "think" in cfg and "users" not in cfg:
+        raise ConfigError(f"{where}.think", "needs users (a closed loop)")
+    if cfg["scheme"] not in _STAGED:
+        for name in _PIPELINE_SETTINGS:
+            cfg.pop(name, None)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ppsd_sim.records.acceptance_spec import AcceptanceSpec
 from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.scheme import SchemeConfig
+from ppsd_sim.records.serving_record import ServingSettings
+from ppsd_sim.records.workload import Arrivals, LengthDist, Workload
 from ppsd_sim.sweep.params import PROFILE_UNIFORM
 
 SEED_MODES = ("point", "common")
@@ -74,7 +76,26 @@ class SimInputs:
     engine: str
 
 
-def build(cfg: dict[str, Any], ctx: Context, cache: dict[str, Any] | None = None) -> SimInputs:
+@dataclass(frozen=True)
+class ServingInputs:
+    """A serving point's inputs: ``compare_serving``'s arguments. ``load_key`` names the
+    profile, workload, settings and seed, which the point's baselines depend on."""
+
+    profile: HardwareProfile
+    scheme: SchemeConfig
+    workload: Workload
+    settings: ServingSettings
+    seed: int
+    load_key: str
+
+    @property
+    def acceptance(self) -> AcceptanceSpec | None:
+        return self.workload.acceptance
+
+
+def build(
+    cfg: dict[str, Any], ctx: Context, cache: dict[str, Any] | None = None
+) -> SimInputs | ServingInputs:
     """The simulator's inputs for one point. Raises ConfigError for combinations the records
     refuse (the caller records it as a failed point)."""
     cache = {} if cache is None else cache
@@ -86,6 +107,8 @@ def build(cfg: dict[str, Any], ctx: Context, cache: dict[str, Any] | None = None
         if costs:
             profile = profile.with_costs(**costs)
         cache[key] = profile
+    if cfg.get("mode") == "serving":
+        return _serving(cfg, ctx, cache, profile, key)
     return SimInputs(
         profile,
         _scheme(cfg, profile.n_layers),
@@ -93,6 +116,38 @@ def build(cfg: dict[str, Any], ctx: Context, cache: dict[str, Any] | None = None
         cfg["tokens"],
         cfg["seed"],
         cfg["engine"],
+    )
+
+
+def _serving(
+    cfg: dict[str, Any], ctx: Context, cache: dict[str, Any], profile: HardwareProfile, pkey: str
+) -> ServingInputs:
+    if "rate" in cfg:
+        arrivals = Arrivals.poisson(cfg["rate"])
+    elif "users" in cfg:
+        arrivals = Arrivals.closed(cfg["users"], cfg.get("think", 0.0))
+    else:
+        arrivals = Arrivals.at_once()
+    workload = Workload(
+        count=cfg["requests"],
+        prompt=LengthDist.parse(cfg["prompt_len"], "prompt_len"),
+        output=LengthDist.parse(cfg["output_len"], "output_len"),
+        arrivals=arrivals,
+        acceptance=_acceptance(cfg, ctx, cache),
+    )
+    settings = ServingSettings(
+        max_batch=cfg["max_batch"],
+        kv_budget=cfg.get("kv_budget"),
+        policy=cfg.get("policy", "real_first"),
+        microbatch=cfg.get("microbatch"),
+        ttft_slo_s=cfg.get("ttft_slo"),
+        tpot_slo_s=cfg.get("tpot_slo"),
+    )
+    # the baselines (AR, PP-AR) see the workload without the acceptance, which they never use
+    load = {"profile": pkey, "workload": replace(workload, acceptance=None).to_dict()}
+    load_key = canonical_json({**load, "settings": settings.to_dict(), "seed": cfg["seed"]})
+    return ServingInputs(
+        profile, _scheme(cfg, profile.n_layers), workload, settings, cfg["seed"], load_key
     )
 
 
@@ -120,19 +175,22 @@ def _scheme(cfg: dict[str, Any], n_layers: int) -> SchemeConfig:
     kind = cfg["scheme"]
     if kind == "ar":
         return SchemeConfig.ar()
+    if kind == "tp_ar":
+        return SchemeConfig.tp_ar(cfg["tp"])
     if kind == "eesd":
         return SchemeConfig.eesd(cfg["exit"], cfg["gamma"], cfg["cache_reuse"])
-    inflight = cfg.get("max_inflight")
     if "boundaries" in cfg:
-        return SchemeConfig.ppsd(cfg["boundaries"], cfg["exit_stage"], cfg.get("devices"), inflight)
-    # the one boundary rule (as `ppsd sim` and `ppsd run` cut): stage 1 = [0, exit), the rest
-    # split evenly; without an exit, k equal stages
-    split = SchemeConfig.ppsd_split(
-        n_layers, cfg["k"], cfg.get("exit"), stages_field="k", exit_field="exit"
-    )
-    return SchemeConfig.ppsd(
-        split.stage_boundaries, cfg["exit_stage"], cfg.get("devices"), inflight
-    )
+        bounds = cfg["boundaries"]
+    else:
+        # the one boundary rule (as `ppsd sim`, `ppsd serving` and `ppsd run` cut): stage 1 =
+        # [0, exit), the rest split evenly; without an exit, k equal stages
+        split = SchemeConfig.ppsd_split(
+            n_layers, cfg["k"], cfg.get("exit"), stages_field="k", exit_field="exit"
+        )
+        bounds = split.stage_boundaries
+    if kind == "pp_ar":
+        return SchemeConfig.pp_ar(bounds)
+    return SchemeConfig.ppsd(bounds, cfg["exit_stage"], cfg.get("devices"), cfg.get("max_inflight"))
 
 
 def _acceptance(cfg: dict[str, Any], ctx: Context, cache: dict[str, Any]) -> AcceptanceSpec | None:

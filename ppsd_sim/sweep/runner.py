@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from ppsd_sim.errors import ConfigError
+from ppsd_sim.records.workload import LengthDist
 from ppsd_sim.sweep.backends import Backend
 from ppsd_sim.sweep.evaluate import Batch, evaluate_batch
 from ppsd_sim.sweep.points import Point
@@ -21,6 +22,8 @@ from ppsd_sim.sweep.store import ResultStore
 #: that a kill loses little and progress moves
 BATCH_SECONDS = 0.25
 MAX_BATCH_POINTS = 2000
+#: the serving model's single-core cost per output token (BENCHMARKS.md, serving sweep)
+SERVING_S_PER_TOKEN = 2e-5
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ def estimated_seconds(point: Point) -> float:
     """Rough single-core cost of a point, for batching only (SimPy ≈ 25 µs per token; the fast
     path ≈ 0.4 ms + 0.1 µs per token; the closed form is instant)."""
     cfg = point.config
+    if cfg.get("mode") == "serving":
+        return _serving_seconds(cfg)
     engine, tokens = cfg["engine"], cfg["tokens"]
     if engine == "closed_form" or (engine == "auto" and cfg["scheme"] == "ar"):
         return 5e-5
@@ -46,6 +51,14 @@ def estimated_seconds(point: Point) -> float:
     if engine == "simpy" or (engine == "auto" and shared):
         return 2.5e-5 * tokens
     return 4e-4 + 1e-7 * tokens
+
+
+def _serving_seconds(cfg: dict) -> float:
+    """The serving model ≈ SERVING_S_PER_TOKEN per output token per scheme run; a point runs
+    its scheme and, unless a batch shares them, AR and (on k devices) PP-AR too."""
+    output = LengthDist.parse(cfg["output_len"], "output_len").mean_hint
+    runs = 1 + (cfg["scheme"] != "ar") + (cfg["scheme"] in ("ppsd", "tp_ar"))
+    return SERVING_S_PER_TOKEN * cfg["requests"] * output * runs
 
 
 def make_batches(points: Sequence[Point], workers: int, spec: SweepSpec) -> list[Batch]:

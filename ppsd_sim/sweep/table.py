@@ -12,8 +12,10 @@ from typing import Any
 
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records.run_record import RunRecord
+from ppsd_sim.records.serving_record import ServingRecord
+from ppsd_sim.serving.simulate import BASE_AR, BASE_PP
 from ppsd_sim.sweep.params import PARAMS
-from ppsd_sim.sweep.points import SimInputs
+from ppsd_sim.sweep.points import ServingInputs, SimInputs
 
 #: (column, kind); kind is float | int | bool | str. Lists are stored as JSON text.
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -46,6 +48,24 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("stage_busy_fraction", "str"),
     ("busy_fraction_max", "float"),
     ("extrapolated", "bool"),
+    # serving points (mode: serving); tokens_per_s is their throughput, speedup its ratio
+    # over AR at the same load, time_s the span from the first arrival to the last token
+    ("requests_done", "int"),
+    ("requests_per_s", "float"),
+    ("ttft_p50", "float"),
+    ("ttft_p99", "float"),
+    ("tpot_p50", "float"),
+    ("tpot_p90", "float"),
+    ("tpot_p99", "float"),
+    ("e2e_p50", "float"),
+    ("e2e_p99", "float"),
+    ("queue_p50", "float"),
+    ("mean_batch", "float"),
+    ("goodput_rps", "float"),
+    ("speedup_tpot", "float"),  # AR's p50 TPOT ÷ this p50 TPOT, same load
+    ("speedup_pp_ar", "float"),  # throughput ÷ PP-AR's on the same devices, same load
+    ("speedup_pp_ar_tpot", "float"),
+    ("pp_ar_baseline", "str"),  # the PP-AR scheme that ran as that baseline
     # how it ran (differs between runs of the same point)
     ("sim_ms", "float"),
     ("worker", "str"),
@@ -70,7 +90,7 @@ def ok_row(
     point_id: str,
     canonical: str,
     cfg: dict[str, Any],
-    inp: SimInputs,
+    inp: SimInputs | ServingInputs,
     result: dict[str, Any],
 ) -> dict[str, Any]:
     """A finished point: its flattened config, derived shape and results."""
@@ -83,7 +103,7 @@ def ok_row(
         "n_stages": scheme.n_stages,
         "draft_exit_layer": scheme.draft_exit_layer,
         "stage_boundaries": json.dumps(list(scheme.stage_boundaries))
-        if scheme.kind == "ppsd"
+        if scheme.kind in ("ppsd", "pp_ar")
         else None,
         "alpha_mean": acc.mean_alpha if acc is not None else None,
         **result,
@@ -111,6 +131,49 @@ def record_result(record: RunRecord) -> dict[str, Any]:
         "stage_busy_fraction": json.dumps(list(busy)),
         "busy_fraction_max": max(busy) if busy else None,
         "extrapolated": "extrapolated" in record.notes,
+    }
+
+
+def serving_result(record: ServingRecord) -> dict[str, Any]:
+    """The result columns of a ServingRecord from ``compare_serving`` (speedups filled)."""
+    obs = record.acceptance_observed
+    busy = record.stage_busy_fraction
+    ar = record.speedups.get(BASE_AR, {})
+    pp = record.speedups.get(BASE_PP, {})
+
+    def pct(name: str, q: str) -> float | None:
+        summary = getattr(record, name)
+        return None if summary is None else float(getattr(summary, q))
+
+    return {
+        "engine": record.engine,
+        "time_s": record.duration_s,
+        "tokens_per_s": _finite(record.throughput_tok_s),
+        "speedup": ar.get("throughput"),
+        "acceptance_rate": obs.rate if obs is not None and obs.judged else None,
+        "acceptance_judged": obs.judged if obs is not None else None,
+        "acceptance_accepted": obs.accepted if obs is not None else None,
+        "flushes": record.flushes,
+        "rounds": record.steps,
+        "stage_busy_fraction": json.dumps(list(busy)),
+        "busy_fraction_max": max(busy) if busy else None,
+        "extrapolated": "extrapolated" in record.notes,
+        "requests_done": record.requests,
+        "requests_per_s": record.requests_per_s,
+        "ttft_p50": pct("ttft", "p50"),
+        "ttft_p99": pct("ttft", "p99"),
+        "tpot_p50": pct("tpot", "p50"),
+        "tpot_p90": pct("tpot", "p90"),
+        "tpot_p99": pct("tpot", "p99"),
+        "e2e_p50": pct("e2e", "p50"),
+        "e2e_p99": pct("e2e", "p99"),
+        "queue_p50": pct("queue", "p50"),
+        "mean_batch": record.mean_batch,
+        "goodput_rps": record.goodput_rps,
+        "speedup_tpot": ar.get("tpot_p50"),
+        "speedup_pp_ar": pp.get("throughput"),
+        "speedup_pp_ar_tpot": pp.get("tpot_p50"),
+        "pp_ar_baseline": record.baselines.get(BASE_PP),
     }
 
 
