@@ -255,3 +255,17 @@ def test_the_cli_refuses_a_bad_serving_spec_with_one_line(tmp_path: Path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "fixed.rate" in err[0] and "Traceback" not in err[0]
     assert not (tmp_path / "bad.sweep").exists()
+
+
+def test_shipped_serving_example_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "sweep_serving.yaml"
+    out = tmp_path / "example"
+    assert main(["sweep", str(example), "--out", str(out), "--no-progress", "--workers", "2"]) == 0
+    assert capsys.readouterr().out.startswith(f"spec {example}: 54 points")
+    df = load_results(out)
+    assert len(df) == 54 and (df.status == "ok").all()
+    # the load question it is for: EESD's gain over AR at a busy load falls as the batch
+    # grows, and below 1 speculation no longer pays
+    busy = df[(df.scheme == "eesd") & (df.alpha == 0.7) & (df.rate == 50.0)]
+    gain = busy.sort_values("max_batch").speedup.tolist()
+    assert gain[0] > 1.1 and gain[0] > gain[1] > gain[2] and gain[2] < 1.0

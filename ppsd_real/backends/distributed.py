@@ -309,7 +309,7 @@ def _stage_main(
 # ---- in the parent ----------------------------------------------------------------------------
 
 
-def _ended(code: int | None) -> str:
+def exit_description(code: int | None) -> str:
     if code is None:
         return "is still running"
     if code < 0:
@@ -529,7 +529,7 @@ class DistributedBackend(MeasurableBackend):
                     )
                 )
             elif code is not None and i not in got:
-                blame.append((i, f"stage {i} (pid {pid}) {_ended(code)}"))
+                blame.append((i, f"stage {i} (pid {pid}) {exit_description(code)}"))
             elif i in got and got[i].peer is None:
                 blame.append((i, f"stage {i} (pid {pid}) failed: {got[i].reason}"))
         if blame:

@@ -173,7 +173,8 @@ _DUMP = pickle.HIGHEST_PROTOCOL
 _PROBS = (Draft, Verdict)  # their last field: a probability vector (sampling) or None
 
 
-def _pack(t: torch.Tensor) -> tuple[str, tuple[int, ...], bytes]:
+def pack_tensor(t: torch.Tensor) -> tuple[str, tuple[int, ...], bytes]:
+    """A tensor as (dtype name, shape, raw bytes): plain data any pickle carries, any dtype."""
     t = t.detach().to("cpu").contiguous()
     return (
         str(t.dtype).removeprefix("torch."),
@@ -182,7 +183,7 @@ def _pack(t: torch.Tensor) -> tuple[str, tuple[int, ...], bytes]:
     )
 
 
-def _unpack(x: tuple[str, tuple[int, ...], bytes], device: str) -> torch.Tensor:
+def unpack_tensor(x: tuple[str, tuple[int, ...], bytes], device: str) -> torch.Tensor:
     t = (
         torch.frombuffer(bytearray(x[2]), dtype=torch.uint8)
         .view(getattr(torch, x[0]))
@@ -196,7 +197,7 @@ def encode(msg: StageMessage) -> bytes:
     if type(msg) is Forward:
         h = msg.hidden
         return pickle.dumps(
-            (0, msg.epoch, msg.pos, msg.tokens, None if h is None else _pack(h)), _DUMP
+            (0, msg.epoch, msg.pos, msg.tokens, None if h is None else pack_tensor(h)), _DUMP
         )
     cls = type(msg)
     get = _FIELDS.get(cls)
@@ -204,7 +205,7 @@ def encode(msg: StageMessage) -> bytes:
         return pickle.dumps((_CODE[cls],), _DUMP)
     values = get(msg)
     if cls in _PROBS and values[-1] is not None:
-        values = (*values[:-1], _pack(values[-1]))
+        values = (*values[:-1], pack_tensor(values[-1]))
     return pickle.dumps(
         (_CODE[cls], *values) if isinstance(values, tuple) else (_CODE[cls], values), _DUMP
     )
@@ -215,8 +216,8 @@ def decode(data: bytes, device: str = "cpu") -> StageMessage:
     t = pickle.loads(data)
     if t[0] == 0:
         h = t[4]
-        return Forward(t[1], t[2], t[3], None if h is None else _unpack(h, device))
+        return Forward(t[1], t[2], t[3], None if h is None else unpack_tensor(h, device))
     cls = _WIRE[t[0]]
     if cls in _PROBS and t[-1] is not None:
-        return cls(*t[1:-1], _unpack(t[-1], "cpu"))  # judged on the host (sampling.probs)
+        return cls(*t[1:-1], unpack_tensor(t[-1], "cpu"))  # judged on the host (sampling.probs)
     return cls(*t[1:])

@@ -154,7 +154,12 @@ class RaggedCache(Cache):
             raise RuntimeError("ragged cache: appending a cache of another model")
         for mine, theirs in zip(self.layers, other.layers, strict=True):
             if not theirs.is_initialized:
-                raise RuntimeError("ragged cache: appending rows that were never prefilled")
+                if mine.is_initialized:
+                    raise RuntimeError("ragged cache: appending rows that were never prefilled")
+                # a layer neither cache holds (another pipeline stage's): rows only
+                mine.lengths = mine.lengths + theirs.lengths
+                mine.rows += theirs.rows
+                continue
             if not mine.is_initialized:
                 mine.keys, mine.values = theirs.keys, theirs.values
                 mine.device, mine.dtype = theirs.device, theirs.dtype

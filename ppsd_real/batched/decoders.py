@@ -84,7 +84,7 @@ class Served:
         return res
 
 
-class _Seq:
+class SeqState:
     __slots__ = ("drafter", "i", "left", "out", "prompt", "res")
 
     def __init__(self, i: int, req: Request) -> None:
@@ -135,15 +135,15 @@ class BatchedAR:
         d, n = self.d, len(requests)
         arrival, admitted, first, finish = ([0.0] * n for _ in range(4))
         self.steps = self.flushes = 0
-        seqs = [_Seq(i, r) for i, r in enumerate(requests)]
+        seqs = [SeqState(i, r) for i, r in enumerate(requests)]
         queue = deque(seqs)
         free = deque([0.0] * self.max_batch)  # when each slot became free (closed loop)
-        running: list[_Seq] = []
+        running: list[SeqState] = []
         cache = d.new_cache(0)
         d.sync()
         t0 = time.perf_counter()
 
-        def leave(s: _Seq, t: float) -> None:
+        def leave(s: SeqState, t: float) -> None:
             finish[s.i] = t
             free.append(t)
             s.res.time_s = t - admitted[s.i]
@@ -194,7 +194,7 @@ class BatchedAR:
         )
         return Served([s.res for s in seqs], times, total, self.steps, self.flushes)
 
-    def _prefill(self, new: list[_Seq]) -> RaggedCache:
+    def _prefill(self, new: list[SeqState]) -> RaggedCache:
         """One step over the new sequences' whole prompts (right-padded): their first token."""
         d = self.d
         lens = [len(s.prompt) for s in new]
@@ -210,7 +210,7 @@ class BatchedAR:
             s.commit([int(tok)])
         return cache
 
-    def _step(self, running: list[_Seq], cache: RaggedCache) -> None:
+    def _step(self, running: list[SeqState], cache: RaggedCache) -> None:
         """One token for every running sequence."""
         d = self.d
         ids = d.embed([[s.out[-1]] for s in running])
@@ -264,7 +264,7 @@ class BatchedEESD(BatchedAR):
         self.e, self.gamma = exit_layer, validate.integer("gamma", gamma, lo=1, hi=4096)
         self.cache_reuse, self.ee_head = cache_reuse, ee_head
 
-    def _step(self, running: list[_Seq], cache: RaggedCache) -> None:
+    def _step(self, running: list[SeqState], cache: RaggedCache) -> None:
         """One round for every running sequence: γ drafts, one verification, accept, crop."""
         d, e, n_layers, g = self.d, self.e, self.d.n_layers, self.gamma
         base = [s.pending for s in running]

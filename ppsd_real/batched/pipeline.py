@@ -1,0 +1,514 @@
+"""Batched pipeline-parallel AR (PP-AR) on real layers: k stage processes, k micro-batches.
+
+What a user does with k devices and many requests without speculation, and so the baseline a
+batched PPSD must beat on the same devices. The parent process is stage 0 (embedding and its
+layers); every other stage is a process of its own holding only its layers (one torch thread,
+pinned to a core of its own when there are enough). The admitted sequences are split into k
+micro-batches (*groups*, at most ⌈max_batch / k⌉ sequences each, the serving simulator's wave
+schedule): while stage s computes one group's step, stage s − 1 computes the next group's, so
+k groups keep k stages busy. A group has one step in the pipeline at a time; its tokens come
+back from the last stage (final norm + LM head) and the group goes round again.
+
+Continuous batching per group: when a group's step returns, its finished sequences leave it
+(every stage drops their cache rows with the group's next step) and waiting requests join it
+with one prefill step of their own (whole prompts, right-padded, as ``BatchedAR``). Every stage
+keeps one ``RaggedCache`` per group. Greedy; every sequence's tokens equal its batch-1 AR
+tokens (tested). A stage that dies or fails ends the run with a ``StageFailure`` naming it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import multiprocessing as mp
+import os
+import signal
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import torch
+
+from ppsd_real.backends.distributed import StageFailure, exit_description
+from ppsd_real.backends.messages import pack_tensor, unpack_tensor
+from ppsd_real.batched.cache import RaggedCache
+from ppsd_real.batched.decoders import ARRIVALS, Request, SeqState, Served, check_requests
+from ppsd_real.batched.driver import BatchedDriver
+from ppsd_real.model_loading import ModelSpec
+from ppsd_sim.errors import ConfigError
+from ppsd_sim.records import SchemeConfig, validate
+from ppsd_sim.records.serving_record import RequestTimes
+
+#: how long a stage may take to load its layers, and the parent to hear from a busy pipeline
+START_TIMEOUT_S = 300.0
+STEP_TIMEOUT_S = 300.0
+
+
+# ---- what travels between stages --------------------------------------------------------------
+@dataclass(frozen=True)
+class GroupStep:
+    """One group's step into the next stage: ``hidden`` (rows, n, d) packed, each
+    row's first position, ``valid`` prompt lengths for a prefill (None: a decode step of one
+    token per row), and ``keep``: the rows of the group's cache that stay (in order) before
+    this step (finished sequences leave); a prefill's rows are appended after them."""
+
+    run: int
+    group: int
+    hidden: tuple | None  # ``messages.pack_tensor``; None where stage 0 builds its own
+    starts: tuple[int, ...]
+    valid: tuple[int, ...] | None
+    keep: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class GroupTokens:
+    """The last stage's greedy tokens for a group's step, one per row of that step."""
+
+    run: int
+    group: int
+    tokens: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class StopStages:
+    """End of the pipeline: each stage passes it on and exits."""
+
+
+@dataclass(frozen=True)
+class StageReady:
+    rank: int
+    pid: int
+
+
+@dataclass(frozen=True)
+class StageFailed:
+    rank: int
+    reason: str
+    details: str = ""
+
+
+# ---- one stage ----------------------------------------------------------------------------------
+class _StageCaches:
+    """A stage's caches, one per group of the current run (a new run starts empty)."""
+
+    def __init__(self, d: BatchedDriver) -> None:
+        self.d, self.run = d, -1
+        self.by_group: dict[int, RaggedCache] = {}
+
+    def step(self, msg: GroupStep, start: int, stop: int, hidden: torch.Tensor) -> torch.Tensor:
+        """Apply ``msg.keep``, run layers[start:stop] for the step, return their output."""
+        if msg.run != self.run:
+            self.run = msg.run
+            self.by_group = {}
+        cache = self.by_group.get(msg.group)
+        if cache is not None and list(msg.keep) != list(range(cache.rows)):
+            cache.keep_rows(msg.keep)
+        if msg.valid is None:
+            assert cache is not None  # a decode step follows its group's prefill
+            return self.d.run_layers(hidden, start, stop, cache, list(msg.starts))
+        new = self.d.new_cache(len(msg.valid))
+        out = self.d.run_layers(hidden, start, stop, new, 0, valid=list(msg.valid))
+        if cache is None or cache.rows == 0:
+            self.by_group[msg.group] = new
+        else:
+            cache.append(new)
+        return out
+
+
+def _stage_main(
+    model: ModelSpec,
+    rank: int,
+    start: int,
+    stop: int,
+    last: bool,
+    rx: Connection,
+    tx: Connection,
+    report: Connection,
+    cpu: int | None,
+) -> None:
+    """A stage process: load the model, keep layers[start:stop] (and the head if last), then
+    pass group steps on until told to stop. Failures go to the parent on ``report``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's (it stops us)
+    try:
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+        torch.set_num_threads(1)
+        from ppsd_real.layers import LayerDriver, ModelParts
+        from ppsd_real.model_loading import load_model
+
+        parts = ModelParts.of(load_model(model))
+        parts.layers = [m if start <= i < stop else None for i, m in enumerate(parts.layers)]
+        parts.embed = None
+        caches = _StageCaches(BatchedDriver(LayerDriver(parts, range(start, stop))))
+        d = caches.d
+        report.send(StageReady(rank, os.getpid()))
+        while True:
+            msg = rx.recv()
+            if isinstance(msg, StopStages):
+                with contextlib.suppress(OSError):
+                    tx.send(msg)
+                break
+            assert msg.hidden is not None  # every stage after the first receives states
+            h = caches.step(msg, start, stop, unpack_tensor(msg.hidden, model.device))
+            if not last:
+                out = pack_tensor(h)
+                tx.send(GroupStep(msg.run, msg.group, out, msg.starts, msg.valid, msg.keep))
+                continue
+            if msg.valid is None:
+                toks = d.head(h)[:, 0]
+            else:
+                rows = torch.arange(len(msg.valid))
+                at = torch.tensor([v - 1 for v in msg.valid])
+                toks = d.head(h[rows, at][:, None])[:, 0]
+            tx.send(GroupTokens(msg.run, msg.group, tuple(int(t) for t in toks.tolist())))
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        os._exit(0)  # the parent or a neighbour is gone: the parent reports what happened
+    except BaseException as err:  # a bug: the parent names it, with the traceback
+        first = str(err).splitlines()[0] if str(err) else ""
+        with contextlib.suppress(OSError, ValueError):
+            report.send(StageFailed(rank, f"{type(err).__name__}: {first}", traceback.format_exc()))
+        os._exit(4)
+
+
+# ---- the parent: stage 0 and the scheduler ------------------------------------------------------
+@dataclass
+class _Group:
+    index: int
+    rows: list[SeqState] = field(default_factory=list)  # the group's cache rows, in order
+    busy: bool = False
+    joining: list[SeqState] = field(default_factory=list)  # the prefill in flight
+
+    @property
+    def live(self) -> int:
+        """Sequences of the group still generating (finished ones leave at its next step)."""
+        return sum(1 for s in self.rows if s.left > 0)
+
+
+class _RunState:
+    """One run's requests: the queue, the places of a closed loop, every request's times."""
+
+    def __init__(self, requests: list[Request], max_batch: int, arrivals: str) -> None:
+        self.requests, self.arrivals = requests, arrivals
+        n = len(requests)
+        self.arrival, self.admitted, self.first, self.finish = ([0.0] * n for _ in range(4))
+        self.seqs = [SeqState(i, r) for i, r in enumerate(requests)]
+        self.queue = deque(self.seqs)
+        self.free = deque([0.0] * max_batch)  # when each place became free (closed loop)
+        self.seated = 0  # admitted and not finished
+        self.t0 = time.perf_counter()
+
+    def now(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def admit(self, room: int) -> list[SeqState]:
+        new = [self.queue.popleft() for _ in range(min(room, len(self.queue)))]
+        t = self.now()
+        for s in new:
+            place = self.free.popleft()
+            self.arrival[s.i] = place if self.arrivals == "closed" else 0.0
+            self.admitted[s.i] = t
+        self.seated += len(new)
+        return new
+
+    def leave(self, s: SeqState, t: float) -> None:
+        self.finish[s.i] = t
+        self.free.append(t)
+        self.seated -= 1
+        s.res.time_s = t - self.admitted[s.i]
+
+    def served(self, steps: int) -> Served:
+        total = self.now()
+        times = RequestTimes(
+            tuple(self.arrival),
+            tuple(self.admitted),
+            tuple(self.first),
+            tuple(self.finish),
+            tuple(len(r.prompt) for r in self.requests),
+            tuple(r.new_tokens for r in self.requests),
+        )
+        return Served([s.res for s in self.seqs], times, total, steps, 0)
+
+
+class BatchedPPAR:
+    """Continuous-batching greedy PP-AR over ``scheme``'s stages (see the module docstring).
+    Build once (the stage processes start and load their layers), ``run`` many times, close
+    (a context manager)."""
+
+    name = "pp_ar"
+
+    def __init__(
+        self,
+        driver: BatchedDriver,
+        model: ModelSpec,
+        scheme: SchemeConfig,
+        max_batch: int,
+        arrivals: str = "batch",
+        pin: bool = True,
+    ) -> None:
+        if not isinstance(scheme, SchemeConfig) or scheme.kind != "pp_ar":
+            raise ConfigError("scheme", "batched PP-AR needs a pp_ar scheme (its stages)")
+        scheme.check_layers(driver.n_layers)
+        self.max_batch = validate.integer("max_batch", max_batch, lo=1, hi=100_000)
+        self.arrivals = validate.choice("arrivals", arrivals, ARRIVALS)
+        self.d, self.scheme = driver, scheme
+        self.k = scheme.n_stages
+        self.cap = math.ceil(self.max_batch / self.k)  # sequences per group (micro-batch)
+        stages = scheme.stages()
+        self.stop0 = stages[0].stop
+        self.steps = self.flushes = 0
+        self._run = 0
+        self._procs: list[Any] = []
+        self._reports: list[Connection] = []
+        self._caches = _StageCaches(driver)
+        self._start(model, stages, pin)
+
+    # ---- processes ------------------------------------------------------------------------------
+    def _start(self, model: ModelSpec, stages: tuple, pin: bool) -> None:
+        ctx = mp.get_context("spawn")
+        cpus = sorted(os.sched_getaffinity(0))
+        own = pin and model.device == "cpu" and len(cpus) >= self.k
+        # links: parent -> stage 1 -> ... -> stage k-1 -> parent
+        pipes = [ctx.Pipe(duplex=False) for _ in range(self.k)]  # pipes[s]: into stage s+1
+        self._tx = pipes[0][1]
+        self._rx = pipes[-1][0]
+        try:
+            for s in range(1, self.k):
+                rep_rx, rep_tx = ctx.Pipe(duplex=False)
+                p = ctx.Process(
+                    target=_stage_main,
+                    args=(
+                        model,
+                        s,
+                        stages[s].start,
+                        stages[s].stop,
+                        s == self.k - 1,
+                        pipes[s - 1][0],
+                        pipes[s][1],
+                        rep_tx,
+                        cpus[s % len(cpus)] if own else None,
+                    ),
+                    name=f"ppsd-ppar-stage-{s}",
+                    daemon=True,
+                )
+                p.start()
+                rep_tx.close()
+                self._procs.append(p)
+                self._reports.append(rep_rx)
+            self._own = own
+            for s in range(1, self.k):  # the children hold these ends now
+                pipes[s - 1][0].close()
+                pipes[s][1].close()
+            deadline = time.monotonic() + START_TIMEOUT_S
+            ready: set[int] = set()
+            while len(ready) < self.k - 1:
+                for conn in self._wait(deadline, "starting"):
+                    msg = self._recv(conn, "starting")
+                    if isinstance(msg, StageReady):
+                        ready.add(msg.rank)
+                    else:
+                        self._fail(msg)
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait(self, deadline: float, what: str) -> list[Connection]:
+        """Reports or the pipeline's output ready to read; a stage that ended fails the run."""
+        sentinels = {p.sentinel for p in self._procs}
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._abort(
+                    StageFailure(f"batched PP-AR: no reply from the stages while {what}")
+                )
+            got = wait([self._rx, *self._reports, *sentinels], timeout=min(left, 1.0))
+            if any(x in sentinels for x in got):
+                self._explain(what)
+            ready = [c for c in got if c is self._rx or c in self._reports]
+            if ready:
+                return ready  # type: ignore[return-value]
+
+    def _recv(self, conn: Connection, what: str) -> Any:
+        try:
+            return conn.recv()
+        except (EOFError, OSError):  # a stage hung up: find the one that ended first
+            self._explain(what)
+            raise AssertionError("unreachable") from None
+
+    def _explain(self, what: str) -> None:
+        """A stage ended or a link closed: raise a StageFailure naming the stage to blame —
+        the one that reported a failure, else one killed or failing, not those that merely
+        lost their link to it (they exit with code 0)."""
+        deadline = time.monotonic() + 5.0
+        while True:
+            for r in self._reports:
+                if r.poll():
+                    with contextlib.suppress(EOFError, OSError):
+                        self._fail(r.recv())
+            ended = [(s + 1, p) for s, p in enumerate(self._procs) if p.exitcode is not None]
+            blamed = [(s, p) for s, p in ended if p.exitcode != 0]
+            if blamed or (ended and time.monotonic() > deadline):
+                rank, p = (blamed or ended)[0]
+                raise self._abort(
+                    StageFailure(
+                        f"batched PP-AR: stage {rank} (pid {p.pid}) {exit_description(p.exitcode)} "
+                        f"while {what}",
+                        (rank,),
+                    )
+                )
+            if time.monotonic() > deadline:
+                raise self._abort(StageFailure(f"batched PP-AR: lost the stages while {what}"))
+            time.sleep(0.02)
+
+    def _fail(self, msg: Any) -> None:
+        if isinstance(msg, StageFailed):
+            raise self._abort(
+                StageFailure(
+                    f"batched PP-AR: stage {msg.rank} failed: {msg.reason}",
+                    (msg.rank,),
+                    msg.details,
+                )
+            )
+        raise self._abort(StageFailure(f"batched PP-AR: unexpected report {msg!r}"))
+
+    def _abort(self, err: StageFailure) -> StageFailure:
+        self.close()
+        return err
+
+    def close(self) -> None:
+        """Stop the stage processes (politely, then for good). Safe to call twice."""
+        procs, self._procs = self._procs, []
+        if procs:
+            with contextlib.suppress(OSError, ValueError):
+                self._tx.send(StopStages())
+        for p in procs:
+            p.join(5)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+
+    def __enter__(self) -> BatchedPPAR:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def pids(self) -> list[int]:
+        """The stage processes (stages 1 .. k − 1)."""
+        return [int(p.pid) for p in self._procs]
+
+    # ---- the engine -------------------------------------------------------------------------------
+    def run(self, requests: list[Request]) -> Served:
+        """Decode every request (see the module docstring); timestamps from the first step."""
+        check_requests(requests, self.max_batch, "max_batch")
+        if not self._procs:
+            raise RuntimeError("batched PP-AR: the stages were closed")
+        self.steps = 0
+        self._run += 1
+        st = _RunState(requests, self.max_batch, self.arrivals)
+        groups = [_Group(g) for g in range(self.k)]
+        peak = 0  # groups in the pipeline at once: k when there is work for k groups
+        self._pin()
+        try:
+            while st.queue or any(g.busy or g.live for g in groups):
+                for g in groups:  # every idle group with work goes round once more
+                    if not g.busy:
+                        self._dispatch(g, st)
+                peak = max(peak, sum(g.busy for g in groups))
+                self._collect(groups[self._next_tokens().group], st)
+        finally:
+            self._unpin()
+        served = st.served(self.steps)
+        served.extra["groups_in_flight_peak"] = peak
+        return served
+
+    def _dispatch(self, g: _Group, st: _RunState) -> None:
+        """Admit waiting requests into the group (a prefill step) or step its sequences."""
+        room = min(self.cap - g.live, self.max_batch - st.seated)
+        if st.queue and room > 0:
+            self._prefill(g, st.admit(room))
+        elif g.live:
+            self._decode(g)
+
+    def _collect(self, g: _Group, st: _RunState) -> None:
+        """A group's tokens are back: commit them; its finished sequences leave."""
+        msg = self._last
+        t = st.now()
+        g.busy = False
+        if g.joining:
+            for s, tok in zip(g.joining, msg.tokens, strict=True):
+                s.commit([tok])
+                st.first[s.i] = t
+            g.rows += g.joining
+            done = g.joining
+            g.joining = []
+        else:
+            for s, tok in zip(g.rows, msg.tokens, strict=True):
+                s.commit([tok])
+            done = g.rows
+        for s in done:
+            if s.left == 0:
+                st.leave(s, t)
+
+    def _pin(self) -> None:
+        """Stage 0 on a core of its own while it runs (the other stages have theirs)."""
+        self._pinned = None
+        cpus = sorted(os.sched_getaffinity(0))
+        if self._own:
+            os.sched_setaffinity(0, {cpus[0]})
+            self._pinned = set(cpus)
+
+    def _unpin(self) -> None:
+        if self._pinned:
+            os.sched_setaffinity(0, self._pinned)
+        self._pinned = None
+
+    def _keep(self, g: _Group) -> tuple[int, ...]:
+        """The group's rows that stay (finished sequences leave before its next step)."""
+        keep = tuple(j for j, s in enumerate(g.rows) if s.left > 0)
+        g.rows = [g.rows[j] for j in keep]
+        return keep
+
+    def _send(self, g: _Group, h: torch.Tensor, starts: list[int], valid, keep) -> None:
+        g.busy = True
+        self.steps += 1
+        msg = GroupStep(self._run, g.index, pack_tensor(h), tuple(starts), valid, keep)
+        try:
+            self._tx.send(msg)
+        except OSError:  # BrokenPipeError included: stage 1 is gone
+            self._explain("sending a step")
+
+    def _prefill(self, g: _Group, new: list[SeqState]) -> None:
+        """Stage 0 of one prefill step over the joining sequences' whole prompts."""
+        keep = self._keep(g)
+        lens = [len(s.prompt) for s in new]
+        width = max(lens)
+        ids = [list(s.prompt) + [s.prompt[-1]] * (width - len(s.prompt)) for s in new]
+        msg = GroupStep(self._run, g.index, None, (0,) * len(new), tuple(lens), keep)
+        h = self._caches.step(msg, 0, self.stop0, self.d.embed(ids))
+        g.joining = new
+        self._send(g, h, [0] * len(new), tuple(lens), keep)
+
+    def _decode(self, g: _Group) -> None:
+        """Stage 0 of one decode step: the next token of every sequence in the group."""
+        keep = self._keep(g)
+        if not g.rows:
+            return
+        starts = [s.pending for s in g.rows]
+        msg = GroupStep(self._run, g.index, None, tuple(starts), None, keep)
+        h = self._caches.step(msg, 0, self.stop0, self.d.embed([[s.out[-1]] for s in g.rows]))
+        self._send(g, h, starts, None, keep)
+
+    def _next_tokens(self) -> GroupTokens:
+        deadline = time.monotonic() + STEP_TIMEOUT_S
+        while True:
+            for conn in self._wait(deadline, "decoding"):
+                msg = self._recv(conn, "decoding")
+                if conn is self._rx and isinstance(msg, GroupTokens) and msg.run == self._run:
+                    self._last = msg
+                    return msg
+                if conn is not self._rx:
+                    self._fail(msg)
