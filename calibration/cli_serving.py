@@ -1,7 +1,7 @@
 """``ppsd calibrate serving``: the serving model against batched runs on this machine.
 
-Profiles the model (batch-1 latencies and the batched step-cost grid), measures batched AR and
-EESD at every --batches × --alphas cell, predicts each from the profile alone and writes
+Profiles the model (batch-1 latencies and the batched step-cost grid), measures batched AR,
+EESD and PP-AR (--pp-stages processes) at every --batches × --alphas cell, predicts each from the profile alone and writes
 ``serving.json``, ``serving.md`` and ``profile.json`` (``calibration.serving``).
 """
 
@@ -35,8 +35,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     from ppsd_real.model_loading import SHIPPED_MODEL
 
     p.description = (
-        "Serve several requests at once on the real model (batched AR and EESD, continuous "
-        "batching) at each batch size and acceptance rate, predict the same requests with the "
+        "Serve several requests at once on the real model (batched AR, EESD and PP-AR, "
+        "continuous batching) at each batch size and acceptance rate, predict the same requests with the "
         "serving simulator from a profile taken in the same run, and report predicted vs "
         "measured throughput and p50 TPOT."
     )
@@ -53,6 +53,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     a("--tokens", type=int, default=32, help="output tokens per request (default 32)")
     a("--gamma", type=int, default=4, help="EESD drafts per round (default 4)")
     a("--exit", type=int, default=None, help="EESD exit layer (default L/2)")
+    a(
+        "--pp-stages",
+        type=int,
+        default=2,
+        help="batched PP-AR on this many stage processes, layers split evenly; 0: not "
+        "measured (default 2)",
+    )
     a("--repeats", type=int, default=None, help="timed repeats per cell (default 5; --quick 3)")
     a("--profile-repeats", type=int, default=30, help="samples per profiled latency (30)")
     a("--seeds", type=int, default=16, help="simulator seeds averaged per prediction (16)")
@@ -97,6 +104,7 @@ def run(args: argparse.Namespace, command: str) -> int:
         tokens=args.tokens,
         gamma=args.gamma,
         exit_layer=args.exit,
+        pp_stages=args.pp_stages or None,
     )
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)
     validate.integer("--repeats", repeats, lo=1, hi=1000)
@@ -118,6 +126,7 @@ def run(args: argparse.Namespace, command: str) -> int:
     with torch_threads(1):
         m = runner.load(spec)
         e = grid.exit_for(m.n_layers)
+        grid.pp_scheme(m.n_layers)  # refused before the profile, not after
         need = grid.batches[-1] * grid.requests_per_slot
         prompts = default_prompts(m, model_dir, need, args.seed)
         longest = max(len(p) for p in prompts)

@@ -1,4 +1,4 @@
-"""Serving calibration: batched AR and EESD on real layers against the serving simulator.
+"""Serving calibration: batched AR, EESD and PP-AR on real layers against the serving simulator.
 
 profile (batch-1 latencies + the batched step-cost grid) → measure each (batch, α) cell with
 the batched runner (``ppsd_real.batched.run``: continuous batching, interleaved repeats, every
@@ -14,7 +14,10 @@ VM: 10-20 % over minutes with no steal time showing; a reference step timed besi
 and beside each cell did not track it, so no correction is applied), which the absolute
 figures carry and the ``speedup`` rows (EESD over batched AR, paired repeat by repeat) cancel.
 AR has no acceptance; its rows pool the AR runs of every α at that
-batch. PP-AR and PPSD are not measured here: the real runner has no batched pipeline yet.
+batch, and so do PP-AR's (``pp_stages`` stage processes, layers split evenly: the serving
+simulator's PP-AR with k micro-batches, priced from the same profile; its ``speedup`` rows are
+over batched AR on one process, paired repeat by repeat). PPSD is not measured here: the real
+runner has no batched PPSD yet.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class ServingGrid:
     gamma: int = 4
     exit_layer: int | None = None
     requests_per_slot: int = 2
+    pp_stages: int | None = 2  # batched PP-AR on this many stage processes (None: not measured)
 
     def __post_init__(self) -> None:
         b = validate.sequence("--batches", self.batches, min_len=1)
@@ -75,12 +79,22 @@ class ServingGrid:
         validate.integer("--tokens", self.tokens, lo=2, hi=4096)
         validate.integer("--gamma", self.gamma, lo=1, hi=64)
         validate.integer("requests_per_slot", self.requests_per_slot, lo=1, hi=64)
+        if self.pp_stages is not None:
+            validate.integer("--pp-stages", self.pp_stages, lo=2, hi=64)
 
     def exit_for(self, n_layers: int) -> int:
         e = n_layers // 2 if self.exit_layer is None else self.exit_layer
         if not 1 <= e < n_layers:
             raise ConfigError("--exit", f"must satisfy 1 <= E < L = {n_layers}, got {e}")
         return e
+
+    def pp_scheme(self, n_layers: int) -> SchemeConfig | None:
+        """The PP-AR measured and predicted: ``pp_stages`` even stages (None: not measured)."""
+        if self.pp_stages is None:
+            return None
+        if self.pp_stages > n_layers:
+            raise ConfigError("--pp-stages", f"at most one stage per layer (L = {n_layers})")
+        return SchemeConfig.pp_ar_even(n_layers, self.pp_stages)
 
     @property
     def cells(self) -> list[tuple[int, float]]:
@@ -123,6 +137,7 @@ def measure_cells(
 ) -> list[MeasuredCell]:
     """Every cell of ``grid``, in order, with the first ``batch × requests_per_slot`` prompts."""
     e = grid.exit_for(m.n_layers)
+    grid.pp_scheme(m.n_layers)  # refused before any cell, not after
     out: list[MeasuredCell] = []
     for i, (b, a) in enumerate(grid.cells):
         n = b * grid.requests_per_slot
@@ -130,7 +145,15 @@ def measure_cells(
             raise ConfigError("prompts", f"batch {b} needs {n} prompts, {len(prompts)} given")
         use = [list(p) for p in prompts[:n]]
         rep = measure_batched(
-            m, use, grid.tokens, b, e, grid.gamma, DrafterSpec("oracle", a, seed), repeats
+            m,
+            use,
+            grid.tokens,
+            b,
+            e,
+            grid.gamma,
+            DrafterSpec("oracle", a, seed),
+            repeats,
+            pp_stages=grid.pp_stages,
         )
         out.append(MeasuredCell(b, a, tuple(len(p) for p in use), rep))
         if on_cell is not None:
@@ -209,6 +232,7 @@ def compare_cells(
 
     ar = SchemeConfig.ar()
     eesd = SchemeConfig.eesd(e, grid.gamma)
+    pp = grid.pp_scheme(profile.n_layers)
     out = Compared([])
     for b in grid.batches:
         at_b = [c for c in cells if c.batch == b]
@@ -219,6 +243,15 @@ def compare_cells(
         ar_runs = [s for c in at_b for s in c.runs("ar")]
         ar_pred = predict_requests(profile, ar, lengths, grid.tokens, b, [None] * n)
         out.rows += _checks("ar", b, n, None, None, run_figures(ar_runs, b), ar_pred, None)
+        if pp is not None:
+            pp_runs = [s for c in at_b for s in c.runs("pp_ar")]
+            pp_pred = predict_requests(profile, pp, lengths, grid.tokens, b, [None] * n)
+            pp_pred = replace(pp_pred, speedup=pp_pred.tokens_s / ar_pred.tokens_s)
+            figures = {
+                **run_figures(pp_runs, b),
+                "speedup": [x for c in at_b for x in c.speedups("pp_ar")],
+            }
+            out.rows += _checks("pp_ar", b, n, None, None, figures, pp_pred, None)
         for c in at_b:
             runs = c.runs("eesd")
             traces = [r.trace for r in runs[0].results] if runs else []

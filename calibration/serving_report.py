@@ -97,8 +97,8 @@ def render_markdown(rep: ServingCalibration) -> str:
         f"batch), at the acceptance each run measured (i.i.d., mean of {i.sim_tokens} simulator "
         "seeds), and with every request's measured accept/reject trace replayed. Errors are "
         "predicted ÷ measured − 1 (GLOSSARY: signed error); AR's rows count (absolute figures, "
-        "not speedups). The speedup rows divide EESD's throughput by batched AR's timed right before and "
-        "after it in the same repeat, so the machine's speed drift cancels there; the absolute "
+        "not speedups). The speedup rows divide EESD's (and PP-AR's) throughput by batched AR's "
+        "timed right before and after it in the same repeat, so the machine's speed drift cancels there; the absolute "
         "figures carry it (10-20 % over minutes on a shared VM).",
         "",
         f"Command: `{i.command}`" if i.command else "",

@@ -64,8 +64,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a(
         "--stages",
         type=int,
-        default=2,
-        help="PPSD stages k: stage 1 is layers [0, E), the rest split evenly (default: 2)",
+        default=None,
+        help="PPSD stages k: stage 1 is layers [0, E), the rest split evenly (default: 2); "
+        "with --batch: also measure batched PP-AR on k stage processes (layers split evenly), "
+        "the baseline on k devices (default: not measured)",
     )
     a(
         "--alpha",
@@ -167,7 +169,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "load (batch > 1)",
         "--batch N serves N sequences at once on the real layers: batched AR (the baseline) and "
         "batched EESD with continuous batching, each request's tokens checked against its "
-        "batch-1 AR tokens (ppsd_real.batched); greedy, PPSD not batched",
+        "batch-1 AR tokens (ppsd_real.batched), and with --stages k batched PP-AR on k stage "
+        "processes; greedy, PPSD not batched",
     )
     load.add_argument(
         "--batch",
@@ -195,7 +198,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 #: flags of the batch-1 run that a batched run (--batch) does not take, with their defaults
 _BATCH_1_ONLY = {
     "scheme": ("--scheme", "all"),
-    "stages": ("--stages", 2),
     "backend": ("--backend", "distributed"),
     "transport": ("--transport", "pipe"),
     "temperature": ("--temperature", 0.0),
@@ -210,7 +212,9 @@ def _run_batched(args: argparse.Namespace) -> int:
 
     for dest, (flag, default) in _BATCH_1_ONLY.items():
         if getattr(args, dest) != default:
-            raise ConfigError(flag, "is not taken with --batch (batched AR and EESD, greedy)")
+            raise ConfigError(
+                flag, "is not taken with --batch (batched AR, EESD and PP-AR, greedy)"
+            )
     args.no_reuse, args.threads = False, 1
     return batched.run(args)
 
@@ -312,7 +316,7 @@ def _run(args: argparse.Namespace, sampling: SamplingSpec) -> int:
         "ar": SchemeConfig.ar(),
         "eesd": SchemeConfig.eesd(e, args.gamma),
         "ppsd": SchemeConfig.ppsd_split(
-            n_layers, args.stages, e, stages_field="--stages", exit_field="--exit"
+            n_layers, args.stages or 2, e, stages_field="--stages", exit_field="--exit"
         ),
     }
     wanted = ["eesd", "ppsd"] if args.scheme == "all" else [args.scheme]

@@ -196,6 +196,8 @@ def test_cli_bad_batch_is_one_line_exit_2() -> None:
         (["--preset", "tiny", "--drafter", "early-exit", "--alpha", "0.5"], "--alpha"),
         (["--preset", "tiny", "--exit", "4"], "--exit"),
         (["--preset", "tiny", "--tokens", "0"], "--tokens"),
+        (["--preset", "tiny", "--stages", "1"], "--stages"),
+        (["--preset", "tiny", "--stages", "5"], "--stages"),  # the tiny model has 4 layers
     ],
 )
 def test_cli_refusals_name_the_flag(argv: list[str], flag: str, capsys) -> None:
@@ -210,6 +212,19 @@ def test_cli_runs_a_continuous_batch(capsys) -> None:
     out = capsys.readouterr().out
     assert "3 requests (a closed loop of users), batch <= 2" in out
     assert "batched EESD(E=2, γ=4)" in out
+
+
+def test_ppsd_run_batch_with_stages_measures_pp_ar_beside_ar(capsys) -> None:
+    """``--stages k`` adds batched PP-AR on k stage processes, timed against the same batched
+    AR; its tokens are checked like AR's (a difference would be a note)."""
+    from ppsd_sim.cli.main import main as ppsd
+
+    argv = ["run", "--batch", "4", "--requests", "6", "--preset", "tiny", "--tokens", "6"]
+    assert ppsd([*argv, "--stages", "2", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "batched PP-AR(k=2), 2 processes" in out
+    assert "PP-AR runs on 2 processes (stages [2, 4])" in out
+    assert "differed" not in out  # PP-AR's tokens are every request's batch-1 AR tokens
 
 
 def test_no_cells_refused() -> None:

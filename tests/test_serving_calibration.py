@@ -176,16 +176,25 @@ def test_measured_cells_compare_against_their_own_runs(tiny):
     assert figs["tokens_s"][0] == pytest.approx(4 * 8 / s.time_s)
     compared = compare_cells(_tiny_profile(tiny), cells, grid, seeds=2)
     kinds = sorted({(r.scheme, r.batch, r.metric) for r in compared.rows})
-    want = [(s, b, m) for s in ("ar", "eesd") for b in (1, 2) for m in ("tokens_s", "tpot_p50_s")]
-    assert kinds == sorted([*want, ("eesd", 1, "speedup"), ("eesd", 2, "speedup")])
+    want = [
+        (s, b, m)
+        for s in ("ar", "eesd", "pp_ar")
+        for b in (1, 2)
+        for m in ("tokens_s", "tpot_p50_s", *(("speedup",) if s != "ar" else ()))
+    ]
+    assert kinds == sorted(want)
     by = {(r.scheme, r.batch, r.metric): r for r in compared.rows}
     for b in (1, 2):
-        # the predicted speedup is the ratio of the predicted throughputs, one formula
-        ratio = by[("eesd", b, "tokens_s")].predicted / by[("ar", b, "tokens_s")].predicted
-        assert by[("eesd", b, "speedup")].predicted == pytest.approx(ratio, rel=1e-12)
-        assert by[("eesd", b, "speedup")].measured == pytest.approx(
-            cells[b - 1].report.rows[1].speedup
-        )
+        for kind in ("eesd", "pp_ar"):
+            # the predicted speedup is the ratio of the predicted throughputs, one formula
+            ratio = by[(kind, b, "tokens_s")].predicted / by[("ar", b, "tokens_s")].predicted
+            assert by[(kind, b, "speedup")].predicted == pytest.approx(ratio, rel=1e-12)
+            row = next(r for r in cells[b - 1].report.rows if r.name == kind)
+            assert by[(kind, b, "speedup")].measured == pytest.approx(row.speedup)
+    # PP-AR's own runs: every request's tokens, the batch-1 AR ones
+    pp = cells[1].runs("pp_ar")[0]
+    assert [len(r.tokens) for r in pp.results] == [8] * 4
+    assert by[("pp_ar", 2, "speedup")].label == "PP-AR batch 2"
     for r in compared.rows:
         assert r.measured_lo <= r.measured <= r.measured_hi
         if r.scheme == "eesd":
@@ -218,13 +227,14 @@ def test_the_command_writes_a_report_that_reads_back(tmp_path):
     assert res.returncode == 0, res.stderr
     rep = ServingCalibration.from_dict(json.loads((out / "serving.json").read_text()))
     assert {r.batch for r in rep.rows} == {1, 4}
-    assert {r.scheme for r in rep.rows} == {"ar", "eesd"}
+    assert {r.scheme for r in rep.rows} == {"ar", "eesd", "pp_ar"}
     assert rep.metrics == ("tokens_s", "tpot_p50_s", "speedup")
     assert rep.profile is not None and rep.profile.batched is not None
     md = (out / "serving.md").read_text()
     assert "median |error|" in md and "| EESD batch 4 α=0.9 |" in md
+    assert "| PP-AR batch 4 |" in md
     assert (out / "profile.json").is_file()
-    assert "throughput (output tokens/s) over 4 cells: median |error|" in res.stdout
+    assert "throughput (output tokens/s) over 6 cells: median |error|" in res.stdout
 
 
 @pytest.mark.parametrize(
@@ -235,6 +245,8 @@ def test_the_command_writes_a_report_that_reads_back(tmp_path):
         (["--alphas", "0.5,1.5"], "--alphas[1]"),
         (["--repeats", "0"], "--repeats"),
         (["--exit", "9"], "--exit"),
+        (["--pp-stages", "1"], "--pp-stages"),
+        (["--pp-stages", "9"], "--pp-stages"),
         (["--model-dir", "/nonexistent"], "--model-dir"),
     ],
 )

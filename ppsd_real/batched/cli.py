@@ -1,7 +1,8 @@
-"""``python -m ppsd_real.batched.cli --batch N``: batched EESD against batched AR on a real model.
+"""``python -m ppsd_real.batched.cli --batch N``: batched EESD (and, with ``--stages k``,
+batched PP-AR on k processes) against batched AR on a real model.
 
-Prints throughput (tokens/s), TPOT and TTFT p50 and the speedups of batched EESD over batched
-AR at the same batch (``batched.run``). ``configure(parser)`` / ``run(args)`` follow the
+Prints throughput (tokens/s), TPOT and TTFT p50 and the speedups over batched AR at the same
+batch (``batched.run``). ``configure(parser)`` / ``run(args)`` follow the
 project's subcommand shape; ``run_loaded`` is the part after a model is loaded, for
 ``ppsd run --batch N``.
 """
@@ -70,6 +71,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--alpha", type=float, default=None, help=f"oracle only (default: {ORACLE_ALPHA})")
     a("--shared-head", action="store_true", help="draft with the LM head, not a shipped EE head")
     a("--heads", default=None, help="a heads folder from `ppsd heads train` (default: none)")
+    a(
+        "--stages",
+        type=int,
+        default=None,
+        help="also measure batched PP-AR on k stage processes (layers split evenly; k micro-"
+        "batches): what k devices give without speculation (default: not measured)",
+    )
     a("--tokens", type=int, default=32, help="new tokens per request, >= 1 (default: 32)")
     a("--seed", type=int, default=0, help="preset weights, default prompts, oracle draws")
     a("--repeats", type=int, default=3, help="timed repeats after one warm-up (default: 3)")
@@ -86,6 +94,8 @@ def check_flags(args: argparse.Namespace) -> None:
     validate.integer("--tokens", args.tokens, lo=1, hi=1_000_000)
     validate.integer("--repeats", args.repeats, lo=1, hi=1000)
     validate.integer("--gamma", args.gamma, lo=1, hi=4096)
+    if args.stages is not None:
+        validate.integer("--stages", args.stages, lo=2, hi=64)
     from ppsd_real.threads import check_threads
 
     check_threads(args.threads, "--threads")
@@ -153,6 +163,8 @@ def run_loaded(
     e = args.exit if args.exit is not None else m.n_layers // 2
     if not 1 <= e < m.n_layers:
         raise ConfigError("--exit", f"must satisfy 1 <= E < L = {m.n_layers}, got {e}")
+    if args.stages is not None and args.stages > m.n_layers:
+        raise ConfigError("--stages", f"PP-AR needs at most one stage per layer (L = {m.n_layers})")
     drafter = drafter_for(args, m, model_dir, e)
     limit = user_prompts.context_limit(m.model.config)
     longest = max(len(p) for p in prompts)
@@ -173,6 +185,7 @@ def run_loaded(
         args.repeats,
         "closed" if args.closed_loop else "batch",
         not args.no_reuse,
+        pp_stages=args.stages,
     )
     print(
         f"model {m.spec.name}, L={m.n_layers}, E={e}, drafter {drafter.label()}, "

@@ -12,6 +12,7 @@ simulator's own ``metrics_from_times``, so measured and simulated serving share 
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import numpy as np
 
 from ppsd_real.batched.decoders import ARRIVALS, BatchedAR, BatchedEESD, Request, Served
 from ppsd_real.batched.driver import BatchedDriver
+from ppsd_real.batched.pipeline import BatchedPPAR
 from ppsd_real.bench import Bench, Variant, measure
 from ppsd_real.decoders import ARDecoder
 from ppsd_real.decoders.result import DecodeResult
@@ -28,7 +30,7 @@ from ppsd_real.drafters import Drafter, DrafterSpec, load_ee_head
 from ppsd_real.machine_load import MachineLoad
 from ppsd_real.runner import Loaded
 from ppsd_sim.errors import ConfigError
-from ppsd_sim.records import validate
+from ppsd_sim.records import SchemeConfig, validate
 from ppsd_sim.records.serving_record import ServingSettings
 from ppsd_sim.serving.metrics import metrics_from_times
 
@@ -139,9 +141,12 @@ def measure_batched(
     arrivals: str = "batch",
     cache_reuse: bool = True,
     on_run: Callable[[], None] | None = None,
+    pp_stages: int | None = None,
 ) -> BatchedReport:
     """Batched AR (the baseline) and batched EESD on ``prompts`` (one request each, all
-    generating ``new_tokens``), at most ``batch`` at once (see the module docstring)."""
+    generating ``new_tokens``), at most ``batch`` at once (see the module docstring); with
+    ``pp_stages`` = k also batched PP-AR on k stage processes (layers split evenly), timed
+    against the same batched AR: what k devices give without speculation."""
     validate.integer("--batch", batch, lo=1, hi=100_000)
     validate.integer("--tokens", new_tokens, lo=1)
     validate.integer("--repeats", repeats, lo=1, hi=1000)
@@ -167,25 +172,33 @@ def measure_batched(
     ar = BatchedAR(bd, batch, arrivals)
     eesd = BatchedEESD(bd, batch, exit_layer, gamma, cache_reuse, ee_head)
     log: dict[str, list[Served]] = {"ar": [], "eesd": []}
-    differs: list[str] = []
+    differs: dict[str, str] = {}
+    pp_scheme = None
+    if pp_stages is not None:
+        pp_scheme = SchemeConfig.pp_ar_even(m.n_layers, pp_stages)
+        log["pp_ar"] = []
 
     def timed(name: str, engine: BatchedAR, reqs: list[Request]) -> Callable[[int], DecodeResult]:
         def run(rep: int) -> DecodeResult:
             served = engine.run(reqs)
             if rep > 0:
                 log[name].append(served)
-            if name == "ar" and not differs:
+            if name != "eesd" and name not in differs:
                 diff = _first_difference([r.tokens for r in served.results], refs)
                 if diff is not None:
-                    differs.append(diff)
+                    differs[name] = diff
             return served.result()
 
         return run
 
     reference = [t for r in refs for t in r]
-    with Bench() as bench:
+    with Bench() as bench, contextlib.ExitStack() as stack:
+        variants = [Variant("eesd", timed("eesd", eesd, drafting))]
+        if pp_scheme is not None:
+            pp = stack.enter_context(BatchedPPAR(bd, m.spec, pp_scheme, batch, arrivals))
+            variants.append(Variant("pp_ar", timed("pp_ar", pp, plain), lossless=False))
         got = measure(
-            [Variant("eesd", timed("eesd", eesd, drafting))],
+            variants,
             Variant("ar", timed("ar", ar, plain), lossless=False),
             reference,
             repeats=repeats,
@@ -208,8 +221,10 @@ def measure_batched(
         + ("" if cache_reuse else ", no reuse")
         + ")",
     }
+    if pp_scheme is not None:
+        labels["pp_ar"] = f"batched PP-AR(k={pp_stages}), {pp_stages} processes"
     rows = []
-    for name in ("ar", "eesd"):
+    for name in log:
         med = got.median_s(name)
         tpot, base_tpot = p50(name, "tpot"), p50("ar", "tpot")
         trace = [t for s in log[name] for r in s.results for t in r.trace]
@@ -227,7 +242,16 @@ def measure_batched(
                 tuple(got.ratios(name)),
             )
         )
-    notes = [f"batched AR differed from batch-1 AR at {d} (float sums)" for d in differs]
+    notes = [
+        f"{labels[name].split(',')[0].removesuffix(' (baseline)')} differed from batch-1 AR at "
+        f"{d} (float sums)"
+        for name, d in differs.items()
+    ]
+    if pp_scheme is not None:
+        notes.append(
+            f"PP-AR runs on {pp_stages} processes (stages {list(pp_scheme.stage_boundaries)}), "
+            "one torch thread each; its speedup is over batched AR on one"
+        )
     return BatchedReport(
         batch, len(prompts), arrivals, total, repeats, rows, bench.load, notes, served=log
     )

@@ -78,7 +78,7 @@ class ServingCheck:
     @property
     def label(self) -> str:
         acc = "" if self.alpha is None else f" α={self.alpha:g}"
-        return f"{self.scheme.upper()} batch {self.batch}{acc}"
+        return f"{self.scheme.upper().replace('_', '-')} batch {self.batch}{acc}"
 
     @property
     def error(self) -> float:
