@@ -47,6 +47,25 @@ class LocalTransport:
         return None
 
 
+def spin_then_poll(
+    poller: select.poll, spin_s: float, timeout: float | None
+) -> list[tuple[int, int]]:
+    """``poller``'s events (data waiting, or a hung-up peer whose recv raises EOFError):
+    checked at once; then, with ``spin_s`` > 0, busy-polled that long (only on a core of its
+    own: sharing one, the spin would starve the other stage; a sleeping wake-up costs tens to
+    hundreds of µs on a VM); then waited for up to ``timeout`` s (None: forever; 0: no wait)."""
+    events = poller.poll(0)
+    if events or timeout == 0:
+        return events
+    if spin_s > 0:
+        end = time.perf_counter() + min(spin_s, timeout or spin_s)
+        while time.perf_counter() < end:
+            events = poller.poll(0)
+            if events:
+                return events
+    return poller.poll(-1 if timeout is None else max(1, round(timeout * 1e3)))
+
+
 class PipeTransport(ProcessTransport):
     """Duplex pipes to the peers this stage talks to (``peers[rank] = Connection``).
 
@@ -91,20 +110,9 @@ class PipeTransport(ProcessTransport):
         except (BrokenPipeError, ConnectionError, EOFError, OSError) as err:
             raise PeerLost(dst, type(err).__name__) from None
 
-    def _ready(self, timeout_ms: int) -> Connection | None:
-        """A connection with data (or hung up: its recv raises EOFError), or None."""
-        events = self._poller.poll(timeout_ms)
-        return self._by_fd[events[0][0]] if events else None
-
     def recv(self, timeout: float | None) -> StageMessage | None:
-        conn = self._ready(0)
-        if conn is None and (timeout is None or timeout > 0):
-            if self.spin_s > 0:
-                end = time.perf_counter() + min(self.spin_s, timeout or self.spin_s)
-                while conn is None and time.perf_counter() < end:
-                    conn = self._ready(0)
-            if conn is None:
-                conn = self._ready(-1 if timeout is None else max(1, round(timeout * 1e3)))
+        events = spin_then_poll(self._poller, self.spin_s, timeout)
+        conn = self._by_fd[events[0][0]] if events else None
         if conn is None:
             return None
         try:

@@ -22,6 +22,7 @@ import contextlib
 import math
 import multiprocessing as mp
 import os
+import select
 import signal
 import time
 import traceback
@@ -34,6 +35,7 @@ import torch
 
 from ppsd_real.backends.distributed import StageFailure, exit_description
 from ppsd_real.backends.messages import pack_tensor, unpack_tensor
+from ppsd_real.backends.transport import PipeTransport, spin_then_poll
 from ppsd_real.batched.cache import RaggedCache
 from ppsd_real.batched.decoders import ARRIVALS, Request, SeqState, Served, check_requests
 from ppsd_real.batched.driver import BatchedDriver
@@ -145,7 +147,11 @@ def _stage_main(
         caches = _StageCaches(BatchedDriver(LayerDriver(parts, range(start, stop))))
         d = caches.d
         report.send(StageReady(rank, os.getpid()))
+        inbox = select.poll()
+        inbox.register(rx.fileno(), select.POLLIN)
+        spin = PipeTransport.SPIN_S if cpu is not None else 0.0
         while True:
+            spin_then_poll(inbox, spin, None)
             msg = rx.recv()
             if isinstance(msg, StopStages):
                 with contextlib.suppress(OSError):
@@ -298,6 +304,10 @@ class BatchedPPAR:
                 self._procs.append(p)
                 self._reports.append(rep_rx)
             self._own = own
+            # the tokens coming back: spun for (a core of its own), as the transports do
+            self._spin = PipeTransport.SPIN_S if own else 0.0
+            self._inbox = select.poll()
+            self._inbox.register(self._rx.fileno(), select.POLLIN)
             for s in range(1, self.k):  # the children hold these ends now
                 pipes[s - 1][0].close()
                 pipes[s][1].close()
@@ -503,6 +513,11 @@ class BatchedPPAR:
         self._send(g, h, starts, None, keep)
 
     def _next_tokens(self) -> GroupTokens:
+        if spin_then_poll(self._inbox, self._spin, 0.0 if self._spin == 0 else self._spin):
+            msg = self._recv(self._rx, "decoding")
+            if isinstance(msg, GroupTokens) and msg.run == self._run:
+                self._last = msg
+                return msg
         deadline = time.monotonic() + STEP_TIMEOUT_S
         while True:
             for conn in self._wait(deadline, "decoding"):
