@@ -269,9 +269,15 @@ def compare_cells(
             replay = replace(replay, speedup=replay.tokens_s / ar_pred.tokens_s)
             out.rows += _checks("eesd", b, n, c.alpha, observed, figures, pred, replay)
         for c in at_b:
-            out.notes += [f"batch {b} α={c.alpha:g}: {x}" for x in c.report.notes]
             if c.report.load is not None:
                 out.loads.append(c.report.load)
+    # a note every cell made is said once; the others name their cell
+    common = set.intersection(*(set(c.report.notes) for c in cells)) if cells else set()
+    out.notes += sorted(common)
+    for c in cells:
+        out.notes += [
+            f"batch {c.batch} α={c.alpha:g}: {x}" for x in c.report.notes if x not in common
+        ]
     return out
 
 
