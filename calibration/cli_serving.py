@@ -134,7 +134,7 @@ def run(args: argparse.Namespace, command: str) -> int:
         if limit is not None and longest + grid.tokens + grid.gamma > limit:
             raise ConfigError("--tokens", f"prompt + tokens + γ exceed the model's {limit}")
         print(f"profiling {spec.name} (batch-1 latencies, batched step-cost grid)", flush=True)
-        profile = serving_profile(m, args.profile_repeats, e, grid.gamma)
+        profile = serving_profile(m, args.profile_repeats, e, grid.gamma, grid.pp_stages)
 
         def said(done: int, total: int) -> None:
             print(f"measured cell {done}/{total}", file=sys.stderr, flush=True)

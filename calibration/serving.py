@@ -22,12 +22,15 @@ runner has no batched PPSD yet.
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from ppsd_real import profiler
 from ppsd_real.batched.decoders import Served
+from ppsd_real.batched.driver import BatchedDriver
+from ppsd_real.batched.pipeline import BatchedPPAR
 from ppsd_real.batched.profile import Grid as CostGrid
 from ppsd_real.batched.profile import profile_batched, with_batched
 from ppsd_real.batched.run import BatchedReport, measure_batched
@@ -41,6 +44,7 @@ from ppsd_sim.records.profile import HardwareProfile
 from ppsd_sim.records.scheme import SchemeConfig
 from ppsd_sim.records.serving_calibration import ServingCheck
 from ppsd_sim.records.serving_record import ServingSettings
+from ppsd_sim.records.timing import Timing
 from ppsd_sim.records.workload import Request, Workload
 from ppsd_sim.serving.metrics import metrics_from_times
 from ppsd_sim.serving.simulate import simulate_serving
@@ -101,12 +105,32 @@ class ServingGrid:
         return [(b, a) for b in self.batches for a in self.alphas]
 
 
-def serving_profile(m: Loaded, repeats: int, exit_layer: int, gamma: int) -> HardwareProfile:
-    """The batch-1 full-model latencies (no stage processes: AR and EESD need no hop) and the
-    batched step-cost grid, with the profiler's defaults and one torch thread (the caller's)."""
+def serving_profile(
+    m: Loaded, repeats: int, exit_layer: int, gamma: int, pp_stages: int | None = None
+) -> HardwareProfile:
+    """The batch-1 full-model latencies and the batched step-cost grid, with the profiler's
+    defaults and one torch thread (the caller's). With ``pp_stages`` the hop is measured too,
+    between the batched PP-AR's own stage processes (``BatchedPPAR.hop_samples``: one row, one
+    token); without, it stays 0 (AR and EESD hand nothing between processes)."""
     prof = profiler.profile(m, repeats, backend=None, threads=1)
-    return with_batched(
+    prof = with_batched(
         prof, profile_batched(m, CostGrid(), repeats, exit_layer=exit_layer, gamma=gamma)
+    )
+    if pp_stages is None:
+        return prof
+    scheme = SchemeConfig.pp_ar_even(m.n_layers, pp_stages)
+    with BatchedPPAR(BatchedDriver(m.driver), m.spec, scheme, pp_stages) as pp:
+        hops = pp.hop_samples(1, max(repeats, 50) * 4)
+    notes = json.loads(prof.provenance.notes or "{}")
+    notes["hop"] = (
+        f"one-way hand-off of one row's hidden state between batched PP-AR stage processes "
+        f"({pp_stages} stages, pipes, packed as a group step is): a trip round all stages, "
+        "no layer run, ÷ k"
+    )
+    return replace(
+        prof,
+        hop=Timing.of_samples(hops),
+        provenance=replace(prof.provenance, notes=json.dumps(notes)),
     )
 
 

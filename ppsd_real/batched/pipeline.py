@@ -75,6 +75,14 @@ class GroupTokens:
 
 
 @dataclass(frozen=True)
+class Echo:
+    """A hand-off probe: every stage unpacks and repacks ``hidden`` and passes it on, no layer
+    runs; the last stage sends it back to the parent (``BatchedPPAR.hop_samples``)."""
+
+    hidden: tuple
+
+
+@dataclass(frozen=True)
 class StopStages:
     """End of the pipeline: each stage passes it on and exits."""
 
@@ -157,6 +165,9 @@ def _stage_main(
                 with contextlib.suppress(OSError):
                     tx.send(msg)
                 break
+            if isinstance(msg, Echo):
+                tx.send(Echo(pack_tensor(unpack_tensor(msg.hidden, model.device))))
+                continue
             assert msg.hidden is not None  # every stage after the first receives states
             h = caches.step(msg, start, stop, unpack_tensor(msg.hidden, model.device))
             if not last:
@@ -511,6 +522,34 @@ class BatchedPPAR:
         msg = GroupStep(self._run, g.index, None, tuple(starts), None, keep)
         h = self._caches.step(msg, 0, self.stop0, self.d.embed([[s.out[-1]] for s in g.rows]))
         self._send(g, h, starts, None, keep)
+
+    def hop_samples(self, rows: int = 1, repeats: int = 200, warmup: int = 20) -> list[float]:
+        """One hand-off of ``rows`` rows of one token's hidden state between stage processes,
+        as a group step makes it (pack, send, the receiver's wake-up or spin, receive, unpack):
+        each sample is a trip round all k stages, no layer run, divided by k."""
+        validate.integer("rows", rows, lo=1, hi=100_000)
+        width = int(self.d.parts.config.hidden_size)
+        h = torch.zeros((rows, 1, width), dtype=self.d.dtype, device=self.d.device)
+        out: list[float] = []
+        self._pin()
+        try:
+            for i in range(warmup + repeats):
+                t0 = time.perf_counter()
+                self._tx.send(Echo(pack_tensor(h)))
+                while True:
+                    if not spin_then_poll(
+                        self._inbox, self._spin, 0.0 if not self._spin else self._spin
+                    ):
+                        self._wait(time.monotonic() + STEP_TIMEOUT_S, "timing hand-offs")
+                    msg = self._recv(self._rx, "timing hand-offs")
+                    if isinstance(msg, Echo):
+                        break
+                unpack_tensor(msg.hidden, str(self.d.device))
+                if i >= warmup:
+                    out.append((time.perf_counter() - t0) / self.k)
+        finally:
+            self._unpin()
+        return out
 
     def _next_tokens(self) -> GroupTokens:
         if spin_then_poll(self._inbox, self._spin, 0.0 if self._spin == 0 else self._spin):
