@@ -125,3 +125,29 @@ def test_bad_requests_are_refused() -> None:
         with pytest.raises(ConfigError):
             pp.run([Request((), 3)])
         assert [r.tokens for r in pp.run(_requests()[:2]).results] == _refs()[:2]
+
+
+def test_hand_offs_are_timed_between_the_stage_processes() -> None:
+    """The hop probe: a trip round the k stages with no layer run, ÷ k; bigger messages take
+    no less; the stages still decode afterwards (the probe leaves no state behind)."""
+    with BatchedPPAR(batched(), TINY, SchemeConfig.pp_ar((1, 2, 4)), 2) as pp:
+        one = pp.hop_samples(1, 60)
+        many = pp.hop_samples(512, 60)
+        served = pp.run(_requests()[:2])
+    assert len(one) == len(many) == 60
+    assert all(0 < x < 0.05 for x in one + many)
+    assert sorted(many)[30] >= sorted(one)[30] * 0.8
+    assert [r.tokens for r in served.results] == _refs()[:2]
+
+
+def test_the_serving_profile_takes_the_pipeline_hop_when_pp_ar_is_measured() -> None:
+    from calibration.serving import serving_profile
+    from ppsd_real import runner
+
+    m = runner.load(TINY)
+    plain = serving_profile(m, 5, 2, 2)
+    piped = serving_profile(m, 5, 2, 2, pp_stages=2)
+    assert plain.hop.median == 0.0
+    assert 0.0 < piped.hop.median < 0.05
+    assert "batched PP-AR stage processes" in piped.provenance.notes
+    assert piped.batched is not None

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from ppsd_real.backends.distributed import StageFailure, exit_description
-from ppsd_real.backends.messages import pack_tensor, unpack_tensor
+from ppsd_real.backends.messages import Failed, Ready, pack_tensor, unpack_tensor
 from ppsd_real.backends.transport import PipeTransport, spin_then_poll
 from ppsd_real.batched.cache import RaggedCache
 from ppsd_real.batched.decoders import ARRIVALS, Request, SeqState, Served, check_requests
@@ -85,19 +85,6 @@ class Echo:
 @dataclass(frozen=True)
 class StopStages:
     """End of the pipeline: each stage passes it on and exits."""
-
-
-@dataclass(frozen=True)
-class StageReady:
-    rank: int
-    pid: int
-
-
-@dataclass(frozen=True)
-class StageFailed:
-    rank: int
-    reason: str
-    details: str = ""
 
 
 # ---- one stage ----------------------------------------------------------------------------------
@@ -154,7 +141,7 @@ def _stage_main(
         parts.embed = None
         caches = _StageCaches(BatchedDriver(LayerDriver(parts, range(start, stop))))
         d = caches.d
-        report.send(StageReady(rank, os.getpid()))
+        report.send(Ready(rank, os.getpid()))
         inbox = select.poll()
         inbox.register(rx.fileno(), select.POLLIN)
         spin = PipeTransport.SPIN_S if cpu is not None else 0.0
@@ -186,7 +173,9 @@ def _stage_main(
     except BaseException as err:  # a bug: the parent names it, with the traceback
         first = str(err).splitlines()[0] if str(err) else ""
         with contextlib.suppress(OSError, ValueError):
-            report.send(StageFailed(rank, f"{type(err).__name__}: {first}", traceback.format_exc()))
+            report.send(
+                Failed(rank, f"{type(err).__name__}: {first}", details=traceback.format_exc())
+            )
         os._exit(4)
 
 
@@ -327,7 +316,7 @@ class BatchedPPAR:
             while len(ready) < self.k - 1:
                 for conn in self._wait(deadline, "starting"):
                     msg = self._recv(conn, "starting")
-                    if isinstance(msg, StageReady):
+                    if isinstance(msg, Ready):
                         ready.add(msg.rank)
                     else:
                         self._fail(msg)
@@ -384,7 +373,7 @@ class BatchedPPAR:
             time.sleep(0.02)
 
     def _fail(self, msg: Any) -> None:
-        if isinstance(msg, StageFailed):
+        if isinstance(msg, Failed):
             raise self._abort(
                 StageFailure(
                     f"batched PP-AR: stage {msg.rank} failed: {msg.reason}",

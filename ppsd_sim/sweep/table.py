@@ -114,20 +114,27 @@ def ok_row(
 
 def record_result(record: RunRecord) -> dict[str, Any]:
     """The result columns of a simulated RunRecord."""
-    obs = record.acceptance_observed
-    busy = record.stage_busy_fraction
-    rate = obs.rate if obs is not None and obs.judged else None
     return {
         "engine": record.engine,
         "time_s": record.time_s,
         "tokens_per_s": _finite(record.tokens_per_s),
         "speedup": _finite(record.speedup),
         "closed_form_speedup": record.notes.get("closed_form_speedup"),
-        "acceptance_rate": rate,
+        **_run_columns(record, record.rounds),
+    }
+
+
+def _run_columns(record: RunRecord | ServingRecord, rounds: int | None) -> dict[str, Any]:
+    """The columns both kinds of record fill alike: acceptance seen, flushes, rounds (serving:
+    steps), busy fractions, whether costs were extrapolated."""
+    obs = record.acceptance_observed
+    busy = record.stage_busy_fraction
+    return {
+        "acceptance_rate": obs.rate if obs is not None and obs.judged else None,
         "acceptance_judged": obs.judged if obs is not None else None,
         "acceptance_accepted": obs.accepted if obs is not None else None,
         "flushes": record.flushes,
-        "rounds": record.rounds,
+        "rounds": rounds,
         "stage_busy_fraction": json.dumps(list(busy)),
         "busy_fraction_max": max(busy) if busy else None,
         "extrapolated": "extrapolated" in record.notes,
@@ -136,8 +143,6 @@ def record_result(record: RunRecord) -> dict[str, Any]:
 
 def serving_result(record: ServingRecord) -> dict[str, Any]:
     """The result columns of a ServingRecord from ``compare_serving`` (speedups filled)."""
-    obs = record.acceptance_observed
-    busy = record.stage_busy_fraction
     ar = record.speedups.get(BASE_AR, {})
     pp = record.speedups.get(BASE_PP, {})
 
@@ -150,14 +155,7 @@ def serving_result(record: ServingRecord) -> dict[str, Any]:
         "time_s": record.duration_s,
         "tokens_per_s": _finite(record.throughput_tok_s),
         "speedup": ar.get("throughput"),
-        "acceptance_rate": obs.rate if obs is not None and obs.judged else None,
-        "acceptance_judged": obs.judged if obs is not None else None,
-        "acceptance_accepted": obs.accepted if obs is not None else None,
-        "flushes": record.flushes,
-        "rounds": record.steps,
-        "stage_busy_fraction": json.dumps(list(busy)),
-        "busy_fraction_max": max(busy) if busy else None,
-        "extrapolated": "extrapolated" in record.notes,
+        **_run_columns(record, record.steps),
         "requests_done": record.requests,
         "requests_per_s": record.requests_per_s,
         "ttft_p50": pct("ttft", "p50"),
