@@ -338,7 +338,7 @@ class BatchedPPAR:
                 self._explain(what)
             ready = [c for c in got if c is self._rx or c in self._reports]
             if ready:
-                return ready  # type: ignore[return-value]
+                return ready
 
     def _recv(self, conn: Connection, what: str) -> Any:
         try:
@@ -482,7 +482,14 @@ class BatchedPPAR:
         g.rows = [g.rows[j] for j in keep]
         return keep
 
-    def _send(self, g: _Group, h: torch.Tensor, starts: list[int], valid, keep) -> None:
+    def _send(
+        self,
+        g: _Group,
+        h: torch.Tensor,
+        starts: list[int],
+        valid: tuple[int, ...] | None,
+        keep: tuple[int, ...],
+    ) -> None:
         g.busy = True
         self.steps += 1
         msg = GroupStep(self._run, g.index, pack_tensor(h), tuple(starts), valid, keep)
