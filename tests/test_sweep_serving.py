@@ -261,7 +261,11 @@ def test_shipped_serving_example_runs(tmp_path: Path, capsys: pytest.CaptureFixt
     example = Path(__file__).resolve().parents[1] / "examples" / "sweep_serving.yaml"
     out = tmp_path / "example"
     assert main(["sweep", str(example), "--out", str(out), "--no-progress", "--workers", "2"]) == 0
-    assert capsys.readouterr().out.startswith(f"spec {example}: 54 points")
+    text = capsys.readouterr().out
+    assert text.startswith(f"spec {example}: 54 points")
+    # the summary says which baseline its speedups are against, and shows PP-AR's and TPOT
+    assert "best 5 by speedup (serving points: speedup over AR at the same load):" in text
+    assert " PP-AR  TPOT p50 " in text
     df = load_results(out)
     assert len(df) == 54 and (df.status == "ok").all()
     # the load question it is for: EESD's gain over AR at a busy load falls as the batch

@@ -24,7 +24,18 @@ def summarise(
 ) -> str:
     """A few lines of plain text for the terminal."""
     axes = [PARAMS[n].col for n in spec.varying]
-    cols = ["point_id", "status", "error_field", "error", "engine", "speedup", "tokens_per_s"]
+    cols = [
+        "point_id",
+        "status",
+        "error_field",
+        "error",
+        "engine",
+        "speedup",
+        "tokens_per_s",
+        "mode",
+        "speedup_pp_ar",
+        "tpot_p50",
+    ]
     table = read_table(out, [*cols, *(a for a in axes if a not in cols)])
     wanted = {p.id for p in spec.points}
     rows = [r for r in table.to_pylist() if r["point_id"] in wanted]
@@ -44,11 +55,23 @@ def summarise(
         (r for r in ok if r[rank_by] is not None), key=lambda r: r[rank_by], reverse=True
     )
     if ranked:
-        lines.append(f"best {min(top, len(ranked))} by {rank_by}:")
+        serving = any(r["mode"] == "serving" for r in ranked[:top])
+        lines.append(
+            f"best {min(top, len(ranked))} by {rank_by}"
+            + (" (serving points: speedup over AR at the same load)" if serving else "")
+            + ":"
+        )
         for r in ranked[:top]:
             where = ", ".join(f"{a}={r[a]}" for a in axes if r.get(a) is not None)
+            extra = ""
+            if r["mode"] == "serving":
+                pp = r["speedup_pp_ar"]
+                extra = (f"  x{pp:.3f} PP-AR" if pp is not None else "") + (
+                    f"  TPOT p50 {r['tpot_p50'] * 1e3:.2f} ms" if r["tpot_p50"] is not None else ""
+                )
             lines.append(
-                f"  {r['speedup']:.3f}x  {r['tokens_per_s']:,.1f} tok/s  [{r['engine']}]  {where}"
+                f"  {r['speedup']:.3f}x  {r['tokens_per_s']:,.1f} tok/s{extra}  "
+                f"[{r['engine']}]  {where}"
             )
     if bad:
         reasons = Counter(r["error"] for r in bad)
