@@ -428,7 +428,8 @@ class BatchedPPAR:
                     if not g.busy:
                         self._dispatch(g, st)
                 peak = max(peak, sum(g.busy for g in groups))
-                self._collect(groups[self._next_tokens().group], st)
+                back = self._back(GroupTokens, "decoding")
+                self._collect(groups[back.group], st, back)
         finally:
             self._unpin()
         served = st.served(self.steps)
@@ -443,9 +444,8 @@ class BatchedPPAR:
         elif g.live:
             self._decode(g)
 
-    def _collect(self, g: _Group, st: _RunState) -> None:
+    def _collect(self, g: _Group, st: _RunState, msg: GroupTokens) -> None:
         """A group's tokens are back: commit them; its finished sequences leave."""
-        msg = self._last
         t = st.now()
         g.busy = False
         if g.joining:
@@ -532,14 +532,7 @@ class BatchedPPAR:
             for i in range(warmup + repeats):
                 t0 = time.perf_counter()
                 self._tx.send(Echo(pack_tensor(h)))
-                while True:
-                    if not spin_then_poll(
-                        self._inbox, self._spin, 0.0 if not self._spin else self._spin
-                    ):
-                        self._wait(time.monotonic() + STEP_TIMEOUT_S, "timing hand-offs")
-                    msg = self._recv(self._rx, "timing hand-offs")
-                    if isinstance(msg, Echo):
-                        break
+                msg = self._back(Echo, "timing hand-offs")
                 unpack_tensor(msg.hidden, str(self.d.device))
                 if i >= warmup:
                     out.append((time.perf_counter() - t0) / self.k)
@@ -547,18 +540,17 @@ class BatchedPPAR:
             self._unpin()
         return out
 
-    def _next_tokens(self) -> GroupTokens:
-        if spin_then_poll(self._inbox, self._spin, 0.0 if self._spin == 0 else self._spin):
-            msg = self._recv(self._rx, "decoding")
-            if isinstance(msg, GroupTokens) and msg.run == self._run:
-                self._last = msg
-                return msg
+    def _back(self, kind: type[Any], what: str) -> Any:
+        """The next ``kind`` message out of the last stage (tokens: this run's), spun for on a
+        core of its own, then waited for with every stage watched: a failure report or a
+        stage that ended raises a StageFailure naming it."""
         deadline = time.monotonic() + STEP_TIMEOUT_S
+        ready = [self._rx] if spin_then_poll(self._inbox, self._spin, self._spin) else []
         while True:
-            for conn in self._wait(deadline, "decoding"):
-                msg = self._recv(conn, "decoding")
-                if conn is self._rx and isinstance(msg, GroupTokens) and msg.run == self._run:
-                    self._last = msg
-                    return msg
+            for conn in ready or self._wait(deadline, what):
+                msg = self._recv(conn, what)
                 if conn is not self._rx:
                     self._fail(msg)
+                if isinstance(msg, kind) and getattr(msg, "run", self._run) == self._run:
+                    return msg
+            ready = []

@@ -18,6 +18,7 @@ from ppsd_sim.records import validate
 from ppsd_sim.records.acceptance_spec import HISTOGRAM_TAILS, MARKOV_CHAINS
 from ppsd_sim.records.serving_record import POLICIES
 from ppsd_sim.records.workload import MAX_REQUESTS, LengthDist
+from ppsd_sim.serving.simulate import SPECULATIVE
 from ppsd_sim.simulate import MAX_TOKENS
 
 #: ``single``: one sequence, the batch-1 simulator (``ppsd sim``); ``serving``: many requests
@@ -87,6 +88,7 @@ class Param:
     kind: str  # float | int | bool | str | list  (the Parquet column type)
     help: str
     column: str = ""
+    serving: bool = False  # used by serving points only (mode: serving)
 
     @property
     def col(self) -> str:
@@ -168,26 +170,89 @@ PARAMS: dict[str, Param] = {
         ),
         Param("replica", _int(lo=0), "int", "repeat index: a new seed for the same config"),
         # serving mode: the load and the scheduler (ppsd serving's flags of the same names)
-        Param("tp", _int(lo=2), "int", "serving TP-AR: degree (the profile needs its TP costs)"),
-        Param("requests", _int(lo=1, hi=MAX_REQUESTS), "int", "serving: requests (default 200)"),
+        Param(
+            "tp",
+            _int(lo=2),
+            "int",
+            "serving TP-AR: degree (the profile needs its TP costs)",
+            serving=True,
+        ),
+        Param(
+            "requests",
+            _int(lo=1, hi=MAX_REQUESTS),
+            "int",
+            "serving: requests (default 200)",
+            serving=True,
+        ),
         Param(
             "prompt_len",
             _length,
             "str",
             "serving: prompt tokens, N | uniform:LO:HI | "
             "lognormal:MEDIAN:SIGMA[:MAX] (default 128)",
+            serving=True,
         ),
-        Param("output_len", _length, "str", "serving: output tokens, same forms (default 128)"),
-        Param("rate", _num(lo=0.0, lo_open=True), "float", "serving: Poisson arrivals, req/s"),
-        Param("users", _int(lo=1), "int", "serving: closed loop of N users"),
-        Param("think", _num(lo=0.0), "float", "serving closed loop: think time (s)"),
-        Param("at_once", validate.boolean, "bool", "serving: every request arrives at t = 0"),
-        Param("max_batch", _int(lo=1, hi=10**6), "int", "serving: sequences at once (default 32)"),
-        Param("kv_budget", _int(lo=1, hi=10**12), "int", "serving: KV cache in tokens"),
-        Param("policy", _choice(POLICIES), "str", "serving pipelines: stage-1 slot policy"),
-        Param("microbatch", _int(lo=1, hi=10**6), "int", "serving pipelines: stage-1 step cap"),
-        Param("ttft_slo", _num(lo=0.0, lo_open=True), "float", "serving goodput: TTFT target (s)"),
-        Param("tpot_slo", _num(lo=0.0, lo_open=True), "float", "serving goodput: TPOT target (s)"),
+        Param(
+            "output_len",
+            _length,
+            "str",
+            "serving: output tokens, same forms (default 128)",
+            serving=True,
+        ),
+        Param(
+            "rate",
+            _num(lo=0.0, lo_open=True),
+            "float",
+            "serving: Poisson arrivals, req/s",
+            serving=True,
+        ),
+        Param("users", _int(lo=1), "int", "serving: closed loop of N users", serving=True),
+        Param("think", _num(lo=0.0), "float", "serving closed loop: think time (s)", serving=True),
+        Param(
+            "at_once",
+            validate.boolean,
+            "bool",
+            "serving: every request arrives at t = 0",
+            serving=True,
+        ),
+        Param(
+            "max_batch",
+            _int(lo=1, hi=10**6),
+            "int",
+            "serving: sequences at once (default 32)",
+            serving=True,
+        ),
+        Param(
+            "kv_budget", _int(lo=1, hi=10**12), "int", "serving: KV cache in tokens", serving=True
+        ),
+        Param(
+            "policy",
+            _choice(POLICIES),
+            "str",
+            "serving pipelines: stage-1 slot policy",
+            serving=True,
+        ),
+        Param(
+            "microbatch",
+            _int(lo=1, hi=10**6),
+            "int",
+            "serving pipelines: stage-1 step cap",
+            serving=True,
+        ),
+        Param(
+            "ttft_slo",
+            _num(lo=0.0, lo_open=True),
+            "float",
+            "serving goodput: TTFT target (s)",
+            serving=True,
+        ),
+        Param(
+            "tpot_slo",
+            _num(lo=0.0, lo_open=True),
+            "float",
+            "serving goodput: TPOT target (s)",
+            serving=True,
+        ),
     )
 }
 
@@ -199,22 +264,7 @@ SERVING_DEFAULTS: dict[str, Any] = {
     "output_len": "128",
     "max_batch": 32,
 }
-SERVING_PARAMS = (
-    "tp",
-    "requests",
-    "prompt_len",
-    "output_len",
-    "rate",
-    "users",
-    "think",
-    "at_once",
-    "max_batch",
-    "kv_budget",
-    "policy",
-    "microbatch",
-    "ttft_slo",
-    "tpot_slo",
-)
+SERVING_PARAMS = tuple(p.name for p in PARAMS.values() if p.serving)
 #: a serving point's arrival process: exactly one of these
 ARRIVAL_PARAMS = ("rate", "users", "at_once")
 #: the single-sequence simulator's own knobs (a serving point runs the SimPy serving model)
@@ -267,7 +317,6 @@ _SCHEME_ALL = (
     "max_inflight",
     "tp",
 )
-SPECULATIVE = ("eesd", "ppsd")
 _STAGED = ("pp_ar", "ppsd")
 
 

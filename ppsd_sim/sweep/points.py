@@ -25,6 +25,17 @@ _COST_FIELDS = ("hop", "tick", "flush", "embed", "concurrency_slowdown")
 _PROFILE_FIELDS = ("profile_sha256", *PROFILE_UNIFORM, *_COST_FIELDS)
 
 
+#: sweep parameter → ServingSettings field
+_SETTINGS = {
+    "max_batch": "max_batch",
+    "kv_budget": "kv_budget",
+    "policy": "policy",
+    "microbatch": "microbatch",
+    "ttft_slo": "ttft_slo_s",
+    "tpot_slo": "tpot_slo_s",
+}
+
+
 def canonical_json(data: Any) -> str:
     """The one text form a config hashes to: sorted keys, compact, NaN refused."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
@@ -135,14 +146,8 @@ def _serving(
         arrivals=arrivals,
         acceptance=_acceptance(cfg, ctx, cache),
     )
-    settings = ServingSettings(
-        max_batch=cfg["max_batch"],
-        kv_budget=cfg.get("kv_budget"),
-        policy=cfg.get("policy", "real_first"),
-        microbatch=cfg.get("microbatch"),
-        ttft_slo_s=cfg.get("ttft_slo"),
-        tpot_slo_s=cfg.get("tpot_slo"),
-    )
+    # the scheduler's own defaults for what the point leaves out
+    settings = ServingSettings(**{f: cfg[n] for n, f in _SETTINGS.items() if n in cfg})
     # the baselines (AR, PP-AR) see the workload without the acceptance, which they never use
     load = {"profile": pkey, "workload": replace(workload, acceptance=None).to_dict()}
     load_key = canonical_json({**load, "settings": settings.to_dict(), "seed": cfg["seed"]})
