@@ -40,9 +40,10 @@ class RaggedLayer(CacheLayerMixin):
     is_sliding = False
     is_croppable = True
 
-    def __init__(self, rows: int) -> None:
+    def __init__(self, rows: int, gaps: bool = False) -> None:
         super().__init__()
         self.rows = rows
+        self.gaps = gaps  # see ``RaggedCache``
         self.lengths = [0] * rows  # valid prefix of each row
         self._starts: list[int] | None = None
         self._index: torch.Tensor | None = None
@@ -60,7 +61,7 @@ class RaggedLayer(CacheLayerMixin):
         """The next ``update``: row b's new entries go to slots ``index[b]`` (= its positions);
         attention then reads slots [0, span)."""
         for b, s in enumerate(starts):
-            if s > self.lengths[b]:
+            if s > self.lengths[b] and not self.gaps:
                 raise RuntimeError(
                     f"ragged cache: row {b} holds {self.lengths[b]} entries, a step at "
                     f"position {s} would leave a gap"
@@ -118,10 +119,15 @@ class RaggedLayer(CacheLayerMixin):
 
 
 class RaggedCache(Cache):
-    """One ``RaggedLayer`` per decoder layer; rows are the batch's sequences in order."""
+    """One ``RaggedLayer`` per decoder layer; rows are the batch's sequences in order.
 
-    def __init__(self, n_layers: int, rows: int) -> None:
-        super().__init__(layers=[RaggedLayer(rows) for _ in range(n_layers)])
+    ``gaps``: a step may write a row past its valid prefix (else refused, a bug). Batched PPSD's
+    later stages skip steps a rejection made useless, so a flushed row's next stale token can
+    land past a gap; its output is never used, and that row's verified tokens rewrite the slots
+    in position order before any of them reads one."""
+
+    def __init__(self, n_layers: int, rows: int, gaps: bool = False) -> None:
+        super().__init__(layers=[RaggedLayer(rows, gaps) for _ in range(n_layers)])
         self.rows = rows
 
     def lengths(self, layer: int) -> list[int]:

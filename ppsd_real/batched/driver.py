@@ -70,9 +70,9 @@ class BatchedDriver:
         self._calls = split_calls(self.parts.templates)
 
     # ---- cache ------------------------------------------------------------------------------
-    def new_cache(self, rows: int) -> RaggedCache:
-        """An empty cache for ``rows`` sequences."""
-        return RaggedCache(self.n_layers, rows)
+    def new_cache(self, rows: int, gaps: bool = False) -> RaggedCache:
+        """An empty cache for ``rows`` sequences (``gaps``: see ``RaggedCache``)."""
+        return RaggedCache(self.n_layers, rows, gaps)
 
     def sync(self) -> None:
         """Wait for this driver's device (see ppsd_real.device); free on the CPU."""

@@ -27,9 +27,9 @@ import signal
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, Self
 
 import torch
 
@@ -59,7 +59,8 @@ class GroupStep:
 
     run: int
     group: int
-    hidden: tuple | None  # ``messages.pack_tensor``; None where stage 0 builds its own
+    step: int  # numbered per run (batched PPSD names dead steps by it: ``SkipSteps``)
+    hidden: tuple | None  # ``messages.pack_tensor``; None: skipped upstream (keep only)
     starts: tuple[int, ...]
     valid: tuple[int, ...] | None
     keep: tuple[int, ...]
@@ -71,7 +72,28 @@ class GroupTokens:
 
     run: int
     group: int
+    step: int
     tokens: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class GroupDrafts:
+    """The exit stage's early-exit tokens (argmax) for a group's decode step, one per row:
+    sent to the parent at once, on a link of its own (batched PPSD with the exit after stage 0)."""
+
+    run: int
+    group: int
+    step: int
+    tokens: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class SkipSteps:
+    """Steps every row of which a rejection made useless (batched PPSD): a stage that has not
+    run one yet skips it (its ``keep`` still applies) and passes on only that."""
+
+    run: int
+    steps: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -91,22 +113,27 @@ class StopStages:
 class _StageCaches:
     """A stage's caches, one per group of the current run (a new run starts empty)."""
 
-    def __init__(self, d: BatchedDriver) -> None:
-        self.d, self.run = d, -1
+    def __init__(self, d: BatchedDriver, gaps: bool = False) -> None:
+        self.d, self.run, self.gaps = d, -1, gaps
         self.by_group: dict[int, RaggedCache] = {}
 
-    def step(self, msg: GroupStep, start: int, stop: int, hidden: torch.Tensor) -> torch.Tensor:
-        """Apply ``msg.keep``, run layers[start:stop] for the step, return their output."""
+    def keep(self, msg: GroupStep) -> RaggedCache | None:
+        """Apply ``msg.keep`` to its group's cache (rows that finished leave); that cache."""
         if msg.run != self.run:
             self.run = msg.run
             self.by_group = {}
         cache = self.by_group.get(msg.group)
         if cache is not None and list(msg.keep) != list(range(cache.rows)):
             cache.keep_rows(msg.keep)
+        return cache
+
+    def step(self, msg: GroupStep, start: int, stop: int, hidden: torch.Tensor) -> torch.Tensor:
+        """Apply ``msg.keep``, run layers[start:stop] for the step, return their output."""
+        cache = self.keep(msg)
         if msg.valid is None:
             assert cache is not None  # a decode step follows its group's prefill
             return self.d.run_layers(hidden, start, stop, cache, list(msg.starts))
-        new = self.d.new_cache(len(msg.valid))
+        new = self.d.new_cache(len(msg.valid), self.gaps)
         out = self.d.run_layers(hidden, start, stop, new, 0, valid=list(msg.valid))
         if cache is None or cache.rows == 0:
             self.by_group[msg.group] = new
@@ -115,36 +142,63 @@ class _StageCaches:
         return out
 
 
-def _stage_main(
-    model: ModelSpec,
-    rank: int,
-    start: int,
-    stop: int,
-    last: bool,
-    rx: Connection,
-    tx: Connection,
-    report: Connection,
-    cpu: int | None,
-) -> None:
-    """A stage process: load the model, keep layers[start:stop] (and the head if last), then
-    pass group steps on until told to stop. Failures go to the parent on ``report``."""
+@dataclass(frozen=True)
+class StageJob:
+    """What one stage process holds and does: layers[start:stop], the final head if last,
+    the early-exit head if it is PPSD's exit stage (``ee_head``: a trained head file, None:
+    the model's LM head), and the core it is pinned to."""
+
+    model: ModelSpec
+    rank: int
+    start: int
+    stop: int
+    last: bool
+    exit: bool = False
+    ee_head: str | None = None
+    cpu: int | None = None
+
+
+@dataclass(frozen=True)
+class StageLinks:
+    """A stage process's connections: steps in, steps (or the last stage's tokens) out,
+    failures to the parent; batched PPSD adds the exit stage's drafts to the parent and the
+    parent's ``SkipSteps`` notices."""
+
+    rx: Connection
+    tx: Connection
+    report: Connection
+    drafts: Connection | None = None
+    notices: Connection | None = None
+
+
+def _stage_main(job: StageJob, links: StageLinks) -> None:
+    """A stage process: load the model, keep layers[start:stop] (and its heads), then pass
+    group steps on until told to stop. Failures go to the parent on ``links.report``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's (it stops us)
+    rx, tx, report = links.rx, links.tx, links.report
     try:
-        if cpu is not None:
-            os.sched_setaffinity(0, {cpu})
+        if job.cpu is not None:
+            os.sched_setaffinity(0, {job.cpu})
         torch.set_num_threads(1)
+        from ppsd_real.drafters import DrafterSpec, load_ee_head
         from ppsd_real.layers import LayerDriver, ModelParts
         from ppsd_real.model_loading import load_model
 
-        parts = ModelParts.of(load_model(model))
+        parts = ModelParts.of(load_model(job.model))
+        ee_head = None
+        if job.exit:
+            ee_head = load_ee_head(DrafterSpec(head_path=job.ee_head), parts.lm_head)
+        start, stop = job.start, job.stop
         parts.layers = [m if start <= i < stop else None for i, m in enumerate(parts.layers)]
         parts.embed = None
-        caches = _StageCaches(BatchedDriver(LayerDriver(parts, range(start, stop))))
+        driver = BatchedDriver(LayerDriver(parts, range(start, stop)))
+        caches = _StageCaches(driver, gaps=links.notices is not None)
         d = caches.d
-        report.send(Ready(rank, os.getpid()))
+        dead: set[tuple[int, int]] = set()  # (run, step) of steps to skip
+        report.send(Ready(job.rank, os.getpid()))
         inbox = select.poll()
         inbox.register(rx.fileno(), select.POLLIN)
-        spin = PipeTransport.SPIN_S if cpu is not None else 0.0
+        spin = PipeTransport.SPIN_S if job.cpu is not None else 0.0
         while True:
             spin_then_poll(inbox, spin, None)
             msg = rx.recv()
@@ -153,13 +207,24 @@ def _stage_main(
                     tx.send(msg)
                 break
             if isinstance(msg, Echo):
-                tx.send(Echo(pack_tensor(unpack_tensor(msg.hidden, model.device))))
+                tx.send(Echo(pack_tensor(unpack_tensor(msg.hidden, job.model.device))))
                 continue
-            assert msg.hidden is not None  # every stage after the first receives states
-            h = caches.step(msg, start, stop, unpack_tensor(msg.hidden, model.device))
-            if not last:
-                out = pack_tensor(h)
-                tx.send(GroupStep(msg.run, msg.group, out, msg.starts, msg.valid, msg.keep))
+            if links.notices is not None:
+                while links.notices.poll():
+                    note = links.notices.recv()
+                    dead = {x for x in dead if x[0] == note.run}
+                    dead.update((note.run, j) for j in note.steps)
+            if msg.hidden is None or (msg.run, msg.step) in dead:
+                caches.keep(msg)  # a step nobody needs: the rows that leave still leave
+                if not job.last:
+                    tx.send(replace(msg, hidden=None))
+                continue
+            h = caches.step(msg, start, stop, unpack_tensor(msg.hidden, job.model.device))
+            if not job.last:
+                tx.send(replace(msg, hidden=pack_tensor(h)))
+                if job.exit and msg.valid is None and links.drafts is not None:
+                    ee = d.head(h, ee_head)[:, 0].tolist()
+                    links.drafts.send(GroupDrafts(msg.run, msg.group, msg.step, tuple(ee)))
                 continue
             if msg.valid is None:
                 toks = d.head(h)[:, 0]
@@ -167,14 +232,14 @@ def _stage_main(
                 rows = torch.arange(len(msg.valid))
                 at = torch.tensor([v - 1 for v in msg.valid])
                 toks = d.head(h[rows, at][:, None])[:, 0]
-            tx.send(GroupTokens(msg.run, msg.group, tuple(int(t) for t in toks.tolist())))
+            tx.send(GroupTokens(msg.run, msg.group, msg.step, tuple(toks.tolist())))
     except (EOFError, BrokenPipeError, ConnectionResetError):
         os._exit(0)  # the parent or a neighbour is gone: the parent reports what happened
     except BaseException as err:  # a bug: the parent names it, with the traceback
         first = str(err).splitlines()[0] if str(err) else ""
         with contextlib.suppress(OSError, ValueError):
             report.send(
-                Failed(rank, f"{type(err).__name__}: {first}", details=traceback.format_exc())
+                Failed(job.rank, f"{type(err).__name__}: {first}", details=traceback.format_exc())
             )
         os._exit(4)
 
@@ -238,12 +303,13 @@ class _RunState:
         return Served([s.res for s in self.seqs], times, total, steps, 0)
 
 
-class BatchedPPAR:
-    """Continuous-batching greedy PP-AR over ``scheme``'s stages (see the module docstring).
-    Build once (the stage processes start and load their layers), ``run`` many times, close
-    (a context manager)."""
+class StagePipeline:
+    """k − 1 stage processes behind the parent (stage 0) over ``scheme``'s stages: started and
+    loaded once, then ``run`` many times by a subclass's scheduler; closed as a context
+    manager. A stage that dies or fails ends the run with a ``StageFailure`` naming it."""
 
-    name = "pp_ar"
+    kind = ""  # the scheme kind a subclass runs
+    title = ""  # how failures name the engine
 
     def __init__(
         self,
@@ -253,9 +319,10 @@ class BatchedPPAR:
         max_batch: int,
         arrivals: str = "batch",
         pin: bool = True,
+        ee_head: str | None = None,
     ) -> None:
-        if not isinstance(scheme, SchemeConfig) or scheme.kind != "pp_ar":
-            raise ConfigError("scheme", "batched PP-AR needs a pp_ar scheme (its stages)")
+        if not isinstance(scheme, SchemeConfig) or scheme.kind != self.kind:
+            raise ConfigError("scheme", f"{self.title} needs a {self.kind} scheme (its stages)")
         scheme.check_layers(driver.n_layers)
         self.max_batch = validate.integer("max_batch", max_batch, lo=1, hi=100_000)
         self.arrivals = validate.choice("arrivals", arrivals, ARRIVALS)
@@ -268,46 +335,63 @@ class BatchedPPAR:
         self._run = 0
         self._procs: list[Any] = []
         self._reports: list[Connection] = []
+        self._notices: list[Connection] = []
+        self._drafts: Connection | None = None
         self._caches = _StageCaches(driver)
-        self._start(model, stages, pin)
+        self._start(model, stages, pin, ee_head)
 
     # ---- processes ------------------------------------------------------------------------------
-    def _start(self, model: ModelSpec, stages: tuple, pin: bool) -> None:
+    def _start(self, model: ModelSpec, stages: tuple, pin: bool, ee_head: str | None) -> None:
         ctx = mp.get_context("spawn")
         cpus = sorted(os.sched_getaffinity(0))
         own = pin and model.device == "cpu" and len(cpus) >= self.k
+        speculative = self.kind == "ppsd"
         # links: parent -> stage 1 -> ... -> stage k-1 -> parent
         pipes = [ctx.Pipe(duplex=False) for _ in range(self.k)]  # pipes[s]: into stage s+1
         self._tx = pipes[0][1]
         self._rx = pipes[-1][0]
+        theirs: list[Connection] = []  # ends the children hold once started
         try:
             for s in range(1, self.k):
                 rep_rx, rep_tx = ctx.Pipe(duplex=False)
+                drafts = notices = None
+                if speculative and stages[s].exit:
+                    self._drafts, drafts = ctx.Pipe(duplex=False)
+                    theirs.append(drafts)
+                if speculative:
+                    notices, note_tx = ctx.Pipe(duplex=False)
+                    self._notices.append(note_tx)
+                    theirs.append(notices)
+                job = StageJob(
+                    model,
+                    s,
+                    stages[s].start,
+                    stages[s].stop,
+                    stages[s].last,
+                    speculative and stages[s].exit,
+                    ee_head,
+                    cpus[s % len(cpus)] if own else None,
+                )
+                links = StageLinks(pipes[s - 1][0], pipes[s][1], rep_tx, drafts, notices)
                 p = ctx.Process(
                     target=_stage_main,
-                    args=(
-                        model,
-                        s,
-                        stages[s].start,
-                        stages[s].stop,
-                        s == self.k - 1,
-                        pipes[s - 1][0],
-                        pipes[s][1],
-                        rep_tx,
-                        cpus[s % len(cpus)] if own else None,
-                    ),
-                    name=f"ppsd-ppar-stage-{s}",
+                    args=(job, links),
+                    name=f"ppsd-{self.kind}-stage-{s}",
                     daemon=True,
                 )
                 p.start()
                 rep_tx.close()
                 self._procs.append(p)
                 self._reports.append(rep_rx)
+            for conn in theirs:
+                conn.close()
             self._own = own
             # the tokens coming back: spun for (a core of its own), as the transports do
             self._spin = PipeTransport.SPIN_S if own else 0.0
             self._inbox = select.poll()
             self._inbox.register(self._rx.fileno(), select.POLLIN)
+            if self._drafts is not None:
+                self._inbox.register(self._drafts.fileno(), select.POLLIN)
             for s in range(1, self.k):  # the children hold these ends now
                 pipes[s - 1][0].close()
                 pipes[s][1].close()
@@ -331,12 +415,13 @@ class BatchedPPAR:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise self._abort(
-                    StageFailure(f"batched PP-AR: no reply from the stages while {what}")
+                    StageFailure(f"{self.title}: no reply from the stages while {what}")
                 )
-            got = wait([self._rx, *self._reports, *sentinels], timeout=min(left, 1.0))
+            outs = [self._rx] if self._drafts is None else [self._drafts, self._rx]
+            got = wait([*outs, *self._reports, *sentinels], timeout=min(left, 1.0))
             if any(x in sentinels for x in got):
                 self._explain(what)
-            ready = [c for c in got if c is self._rx or c in self._reports]
+            ready = [c for c in got if c in outs or c in self._reports]
             if ready:
                 return ready
 
@@ -363,25 +448,25 @@ class BatchedPPAR:
                 rank, p = (blamed or ended)[0]
                 raise self._abort(
                     StageFailure(
-                        f"batched PP-AR: stage {rank} (pid {p.pid}) {exit_description(p.exitcode)} "
+                        f"{self.title}: stage {rank} (pid {p.pid}) {exit_description(p.exitcode)} "
                         f"while {what}",
                         (rank,),
                     )
                 )
             if time.monotonic() > deadline:
-                raise self._abort(StageFailure(f"batched PP-AR: lost the stages while {what}"))
+                raise self._abort(StageFailure(f"{self.title}: lost the stages while {what}"))
             time.sleep(0.02)
 
     def _fail(self, msg: Any) -> None:
         if isinstance(msg, Failed):
             raise self._abort(
                 StageFailure(
-                    f"batched PP-AR: stage {msg.rank} failed: {msg.reason}",
+                    f"{self.title}: stage {msg.rank} failed: {msg.reason}",
                     (msg.rank,),
                     msg.details,
                 )
             )
-        raise self._abort(StageFailure(f"batched PP-AR: unexpected report {msg!r}"))
+        raise self._abort(StageFailure(f"{self.title}: unexpected report {msg!r}"))
 
     def _abort(self, err: StageFailure) -> StageFailure:
         self.close()
@@ -399,7 +484,7 @@ class BatchedPPAR:
                 p.kill()
                 p.join(5)
 
-    def __enter__(self) -> BatchedPPAR:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -410,12 +495,117 @@ class BatchedPPAR:
         """The stage processes (stages 1 .. k − 1)."""
         return [int(p.pid) for p in self._procs]
 
+    def _pin(self) -> None:
+        """Stage 0 on a core of its own while it runs (the other stages have theirs)."""
+        self._pinned = None
+        cpus = sorted(os.sched_getaffinity(0))
+        if self._own:
+            os.sched_setaffinity(0, {cpus[0]})
+            self._pinned = set(cpus)
+
+    def _unpin(self) -> None:
+        if self._pinned:
+            os.sched_setaffinity(0, self._pinned)
+        self._pinned = None
+
+    def _keep(self, g: _Group) -> tuple[int, ...]:
+        """The group's rows that stay (finished sequences leave before its next step)."""
+        keep = tuple(j for j, s in enumerate(g.rows) if s.left > 0)
+        g.rows = [g.rows[j] for j in keep]
+        return keep
+
+    def _send(
+        self,
+        msg: GroupStep,
+        h: torch.Tensor,
+    ) -> None:
+        """Stage 0's output of ``msg`` on to stage 1."""
+        self.steps += 1
+        try:
+            self._tx.send(replace(msg, hidden=pack_tensor(h)))
+        except OSError:  # BrokenPipeError included: stage 1 is gone
+            self._explain("sending a step")
+
+    def _prefill(self, g: _Group, new: list[SeqState]) -> int:
+        """Stage 0 of one prefill step over the joining sequences' whole prompts."""
+        keep = self._keep(g)
+        lens = [len(s.prompt) for s in new]
+        width = max(lens)
+        ids = [list(s.prompt) + [s.prompt[-1]] * (width - len(s.prompt)) for s in new]
+        msg = GroupStep(self._run, g.index, self.steps, None, (0,) * len(new), tuple(lens), keep)
+        h = self._caches.step(msg, 0, self.stop0, self.d.embed(ids))
+        g.joining = new
+        self._send(msg, h)
+        return msg.step
+
+    def hop_samples(self, rows: int = 1, repeats: int = 200, warmup: int = 20) -> list[float]:
+        """One hand-off of ``rows`` rows of one token's hidden state between stage processes,
+        as a group step makes it (pack, send, the receiver's wake-up or spin, receive, unpack):
+        each sample is a trip round all k stages, no layer run, divided by k."""
+        validate.integer("rows", rows, lo=1, hi=100_000)
+        width = int(self.d.parts.config.hidden_size)
+        h = torch.zeros((rows, 1, width), dtype=self.d.dtype, device=self.d.device)
+        out: list[float] = []
+        self._pin()
+        try:
+            for i in range(warmup + repeats):
+                t0 = time.perf_counter()
+                self._tx.send(Echo(pack_tensor(h)))
+                msg = self._back(Echo, "timing hand-offs")
+                unpack_tensor(msg.hidden, str(self.d.device))
+                if i >= warmup:
+                    out.append((time.perf_counter() - t0) / self.k)
+        finally:
+            self._unpin()
+        return out
+
+    def _ready(self, what: str, block: bool = True) -> list[Connection]:
+        """Connections with something to read, the exit stage's drafts before the last
+        stage's output (a draft is sent before its step's verdict exists): checked at once,
+        then (``block``) spun for on a core of its own and waited for with every stage
+        watched: a failure report or a stage that ended raises a StageFailure naming it."""
+        outs = [self._rx] if self._drafts is None else [self._drafts, self._rx]
+        events = spin_then_poll(self._inbox, self._spin if block else 0.0, None if block else 0)
+        if events:
+            fds = {fd for fd, _ in events}
+            return [c for c in outs if c.fileno() in fds]
+        if not block:
+            return []
+        deadline = time.monotonic() + STEP_TIMEOUT_S
+        ready = self._wait(deadline, what)
+        return sorted(ready, key=lambda c: outs.index(c) if c in outs else -1)
+
+    def _take(self, conn: Connection, what: str) -> Any:
+        """One message from ``conn``; a stage's failure report raises its StageFailure."""
+        msg = self._recv(conn, what)
+        if conn in self._reports:
+            self._fail(msg)
+        return msg
+
+    def _back(self, kind: type[Any], what: str) -> Any:
+        """The next ``kind`` message out of the pipeline (tokens: this run's; see ``_ready``)."""
+        while True:
+            for conn in self._ready(what):
+                msg = self._take(conn, what)
+                if isinstance(msg, kind) and getattr(msg, "run", self._run) == self._run:
+                    return msg
+
+
+class BatchedPPAR(StagePipeline):
+    """Continuous-batching greedy PP-AR over ``scheme``'s stages (see the module docstring).
+    Build once (the stage processes start and load their layers), ``run`` many times, close
+    (a context manager)."""
+
+    name = "pp_ar"
+    kind = "pp_ar"
+    title = "batched PP-AR"
+
     # ---- the engine -------------------------------------------------------------------------------
     def run(self, requests: list[Request]) -> Served:
         """Decode every request (see the module docstring); timestamps from the first step."""
         check_requests(requests, self.max_batch, "max_batch")
         if not self._procs:
-            raise RuntimeError("batched PP-AR: the stages were closed")
+            raise RuntimeError(f"{self.title}: the stages were closed")
         self.steps = 0
         self._run += 1
         st = _RunState(requests, self.max_batch, self.arrivals)
@@ -441,6 +631,7 @@ class BatchedPPAR:
         room = min(self.cap - g.live, self.max_batch - st.seated)
         if st.queue and room > 0:
             self._prefill(g, st.admit(room))
+            g.busy = True
         elif g.live:
             self._decode(g)
 
@@ -463,94 +654,13 @@ class BatchedPPAR:
             if s.left == 0:
                 st.leave(s, t)
 
-    def _pin(self) -> None:
-        """Stage 0 on a core of its own while it runs (the other stages have theirs)."""
-        self._pinned = None
-        cpus = sorted(os.sched_getaffinity(0))
-        if self._own:
-            os.sched_setaffinity(0, {cpus[0]})
-            self._pinned = set(cpus)
-
-    def _unpin(self) -> None:
-        if self._pinned:
-            os.sched_setaffinity(0, self._pinned)
-        self._pinned = None
-
-    def _keep(self, g: _Group) -> tuple[int, ...]:
-        """The group's rows that stay (finished sequences leave before its next step)."""
-        keep = tuple(j for j, s in enumerate(g.rows) if s.left > 0)
-        g.rows = [g.rows[j] for j in keep]
-        return keep
-
-    def _send(
-        self,
-        g: _Group,
-        h: torch.Tensor,
-        starts: list[int],
-        valid: tuple[int, ...] | None,
-        keep: tuple[int, ...],
-    ) -> None:
-        g.busy = True
-        self.steps += 1
-        msg = GroupStep(self._run, g.index, pack_tensor(h), tuple(starts), valid, keep)
-        try:
-            self._tx.send(msg)
-        except OSError:  # BrokenPipeError included: stage 1 is gone
-            self._explain("sending a step")
-
-    def _prefill(self, g: _Group, new: list[SeqState]) -> None:
-        """Stage 0 of one prefill step over the joining sequences' whole prompts."""
-        keep = self._keep(g)
-        lens = [len(s.prompt) for s in new]
-        width = max(lens)
-        ids = [list(s.prompt) + [s.prompt[-1]] * (width - len(s.prompt)) for s in new]
-        msg = GroupStep(self._run, g.index, None, (0,) * len(new), tuple(lens), keep)
-        h = self._caches.step(msg, 0, self.stop0, self.d.embed(ids))
-        g.joining = new
-        self._send(g, h, [0] * len(new), tuple(lens), keep)
-
     def _decode(self, g: _Group) -> None:
         """Stage 0 of one decode step: the next token of every sequence in the group."""
         keep = self._keep(g)
         if not g.rows:
             return
-        starts = [s.pending for s in g.rows]
-        msg = GroupStep(self._run, g.index, None, tuple(starts), None, keep)
+        starts = tuple(s.pending for s in g.rows)
+        msg = GroupStep(self._run, g.index, self.steps, None, starts, None, keep)
         h = self._caches.step(msg, 0, self.stop0, self.d.embed([[s.out[-1]] for s in g.rows]))
-        self._send(g, h, starts, None, keep)
-
-    def hop_samples(self, rows: int = 1, repeats: int = 200, warmup: int = 20) -> list[float]:
-        """One hand-off of ``rows`` rows of one token's hidden state between stage processes,
-        as a group step makes it (pack, send, the receiver's wake-up or spin, receive, unpack):
-        each sample is a trip round all k stages, no layer run, divided by k."""
-        validate.integer("rows", rows, lo=1, hi=100_000)
-        width = int(self.d.parts.config.hidden_size)
-        h = torch.zeros((rows, 1, width), dtype=self.d.dtype, device=self.d.device)
-        out: list[float] = []
-        self._pin()
-        try:
-            for i in range(warmup + repeats):
-                t0 = time.perf_counter()
-                self._tx.send(Echo(pack_tensor(h)))
-                msg = self._back(Echo, "timing hand-offs")
-                unpack_tensor(msg.hidden, str(self.d.device))
-                if i >= warmup:
-                    out.append((time.perf_counter() - t0) / self.k)
-        finally:
-            self._unpin()
-        return out
-
-    def _back(self, kind: type[Any], what: str) -> Any:
-        """The next ``kind`` message out of the last stage (tokens: this run's), spun for on a
-        core of its own, then waited for with every stage watched: a failure report or a
-        stage that ended raises a StageFailure naming it."""
-        deadline = time.monotonic() + STEP_TIMEOUT_S
-        ready = [self._rx] if spin_then_poll(self._inbox, self._spin, self._spin) else []
-        while True:
-            for conn in ready or self._wait(deadline, what):
-                msg = self._recv(conn, what)
-                if conn is not self._rx:
-                    self._fail(msg)
-                if isinstance(msg, kind) and getattr(msg, "run", self._run) == self._run:
-                    return msg
-            ready = []
+        self._send(msg, h)
+        g.busy = True
