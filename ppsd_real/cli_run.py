@@ -169,8 +169,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "load (batch > 1)",
         "--batch N serves N sequences at once on the real layers: batched AR (the baseline) and "
         "batched EESD with continuous batching, each request's tokens checked against its "
-        "batch-1 AR tokens (ppsd_real.batched), and with --stages k batched PP-AR on k stage "
-        "processes; greedy, PPSD not batched",
+        "batch-1 AR tokens (ppsd_real.batched), and with --stages k batched PP-AR and batched "
+        "PPSD on k stage processes; greedy",
     )
     load.add_argument(
         "--batch",

@@ -214,17 +214,20 @@ def test_cli_runs_a_continuous_batch(capsys) -> None:
     assert "batched EESD(E=2, γ=4)" in out
 
 
-def test_ppsd_run_batch_with_stages_measures_pp_ar_beside_ar(capsys) -> None:
-    """``--stages k`` adds batched PP-AR on k stage processes, timed against the same batched
-    AR; its tokens are checked like AR's (a difference would be a note)."""
+def test_ppsd_run_batch_with_stages_measures_pp_ar_and_ppsd_beside_ar(capsys) -> None:
+    """``--stages k`` adds batched PP-AR and batched PPSD on k stage processes, timed against
+    the same batched AR; their tokens are checked like AR's (a difference would be a note)."""
     from ppsd_sim.cli.main import main as ppsd
 
     argv = ["run", "--batch", "4", "--requests", "6", "--preset", "tiny", "--tokens", "6"]
     assert ppsd([*argv, "--stages", "2", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "batched PP-AR(k=2), 2 processes" in out
-    assert "PP-AR runs on 2 processes (stages [2, 4])" in out
-    assert "differed" not in out  # PP-AR's tokens are every request's batch-1 AR tokens
+    assert "batched PPSD(k=2, E=2)" in out
+    assert "PP-AR runs on 2 processes (stages [2, 4]), PPSD on 2 (stages [2, 4])" in out
+    assert "differed" not in out  # their tokens are every request's batch-1 AR tokens
+    row = next(x for x in out.splitlines() if x.startswith("batched PPSD"))
+    assert 0.0 <= float(row.split()[-3]) <= 1.0  # the acceptance column
 
 
 def test_no_cells_refused() -> None:

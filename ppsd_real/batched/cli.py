@@ -1,5 +1,5 @@
 """``python -m ppsd_real.batched.cli --batch N``: batched EESD (and, with ``--stages k``,
-batched PP-AR on k processes) against batched AR on a real model.
+batched PP-AR and batched PPSD on k processes) against batched AR on a real model.
 
 Prints throughput (tokens/s), TPOT and TTFT p50 and the speedups over batched AR at the same
 batch (``batched.run``). ``configure(parser)`` / ``run(args)`` follow the
@@ -75,8 +75,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--stages",
         type=int,
         default=None,
-        help="also measure batched PP-AR on k stage processes (layers split evenly; k micro-"
-        "batches): what k devices give without speculation (default: not measured)",
+        help="also measure batched PP-AR (layers split evenly; k micro-batches: what k devices "
+        "give without speculation) and batched PPSD (drafting at --exit, the same drafter as "
+        "EESD) on k stage processes (default: not measured)",
     )
     a("--tokens", type=int, default=32, help="new tokens per request, >= 1 (default: 32)")
     a("--seed", type=int, default=0, help="preset weights, default prompts, oracle draws")
@@ -164,7 +165,9 @@ def run_loaded(
     if not 1 <= e < m.n_layers:
         raise ConfigError("--exit", f"must satisfy 1 <= E < L = {m.n_layers}, got {e}")
     if args.stages is not None and args.stages > m.n_layers:
-        raise ConfigError("--stages", f"PP-AR needs at most one stage per layer (L = {m.n_layers})")
+        raise ConfigError(
+            "--stages", f"PP-AR and PPSD need at most one stage per layer (L = {m.n_layers})"
+        )
     drafter = drafter_for(args, m, model_dir, e)
     limit = user_prompts.context_limit(m.model.config)
     longest = max(len(p) for p in prompts)

@@ -23,6 +23,7 @@ import numpy as np
 from ppsd_real.batched.decoders import ARRIVALS, BatchedAR, BatchedEESD, Request, Served
 from ppsd_real.batched.driver import BatchedDriver
 from ppsd_real.batched.pipeline import BatchedPPAR
+from ppsd_real.batched.pipeline_ppsd import BatchedPPSD
 from ppsd_real.bench import Bench, Variant, measure
 from ppsd_real.decoders import ARDecoder
 from ppsd_real.decoders.result import DecodeResult
@@ -33,6 +34,14 @@ from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import SchemeConfig, validate
 from ppsd_sim.records.serving_record import ServingSettings
 from ppsd_sim.serving.metrics import metrics_from_times
+
+#: each scheme's name in notes
+SHORT = {
+    "ar": "batched AR",
+    "eesd": "batched EESD",
+    "pp_ar": "batched PP-AR",
+    "ppsd": "batched PPSD",
+}
 
 #: the default prompts' lengths, cycled: requests of mixed lengths, as real users send
 PROMPT_LENGTHS = (16, 40, 24, 64, 32, 48, 8, 56)
@@ -145,8 +154,10 @@ def measure_batched(
 ) -> BatchedReport:
     """Batched AR (the baseline) and batched EESD on ``prompts`` (one request each, all
     generating ``new_tokens``), at most ``batch`` at once (see the module docstring); with
-    ``pp_stages`` = k also batched PP-AR on k stage processes (layers split evenly), timed
-    against the same batched AR: what k devices give without speculation."""
+    ``pp_stages`` = k also batched PP-AR on k stage processes (layers split evenly: what k
+    devices give without speculation) and batched PPSD on k stage processes drafting at
+    ``exit_layer`` (``SchemeConfig.ppsd_split``: the same split when E = L / 2 and k = 2) with
+    the same drafter as EESD, both timed against the same batched AR."""
     validate.integer("--batch", batch, lo=1, hi=100_000)
     validate.integer("--tokens", new_tokens, lo=1)
     validate.integer("--repeats", repeats, lo=1, hi=1000)
@@ -173,10 +184,14 @@ def measure_batched(
     eesd = BatchedEESD(bd, batch, exit_layer, gamma, cache_reuse, ee_head)
     log: dict[str, list[Served]] = {"ar": [], "eesd": []}
     differs: dict[str, str] = {}
-    pp_scheme = None
+    pp_scheme = ppsd_scheme = None
     if pp_stages is not None:
         pp_scheme = SchemeConfig.pp_ar_even(m.n_layers, pp_stages)
+        ppsd_scheme = SchemeConfig.ppsd_split(
+            m.n_layers, pp_stages, exit_layer, stages_field="--stages", exit_field="--exit"
+        )
         log["pp_ar"] = []
+        log["ppsd"] = []
 
     def timed(name: str, engine: BatchedAR, reqs: list[Request]) -> Callable[[int], DecodeResult]:
         def run(rep: int) -> DecodeResult:
@@ -194,9 +209,13 @@ def measure_batched(
     reference = [t for r in refs for t in r]
     with Bench() as bench, contextlib.ExitStack() as stack:
         variants = [Variant("eesd", timed("eesd", eesd, drafting))]
-        if pp_scheme is not None:
+        if pp_scheme is not None and ppsd_scheme is not None:
             pp = stack.enter_context(BatchedPPAR(bd, m.spec, pp_scheme, batch, arrivals))
             variants.append(Variant("pp_ar", timed("pp_ar", pp, plain), lossless=False))
+            ppsd = stack.enter_context(
+                BatchedPPSD(bd, m.spec, ppsd_scheme, batch, arrivals, ee_head=drafter.head_path)
+            )
+            variants.append(Variant("ppsd", timed("ppsd", ppsd, drafting), lossless=False))
         got = measure(
             variants,
             Variant("ar", timed("ar", ar, plain), lossless=False),
@@ -221,8 +240,9 @@ def measure_batched(
         + ("" if cache_reuse else ", no reuse")
         + ")",
     }
-    if pp_scheme is not None:
+    if pp_scheme is not None and ppsd_scheme is not None:
         labels["pp_ar"] = f"batched PP-AR(k={pp_stages}), {pp_stages} processes"
+        labels["ppsd"] = f"batched PPSD(k={pp_stages}, E={ppsd_scheme.draft_exit_layer})"
     rows = []
     for name in log:
         med = got.median_s(name)
@@ -243,14 +263,13 @@ def measure_batched(
             )
         )
     notes = [
-        f"{labels[name].split(',')[0].removesuffix(' (baseline)')} differed from batch-1 AR at "
-        f"{d} (float sums)"
-        for name, d in differs.items()
+        f"{SHORT[name]} differed from batch-1 AR at {d} (float sums)" for name, d in differs.items()
     ]
-    if pp_scheme is not None:
+    if pp_scheme is not None and ppsd_scheme is not None:
         notes.append(
             f"PP-AR runs on {pp_stages} processes (stages {list(pp_scheme.stage_boundaries)}), "
-            "one torch thread each; its speedup is over batched AR on one"
+            f"PPSD on {pp_stages} (stages {list(ppsd_scheme.stage_boundaries)}), one torch "
+            "thread each; their speedups are over batched AR on one"
         )
     return BatchedReport(
         batch, len(prompts), arrivals, total, repeats, rows, bench.load, notes, served=log
