@@ -1,7 +1,7 @@
 """``ppsd calibrate serving``: the serving model against batched runs on this machine.
 
 Profiles the model (batch-1 latencies and the batched step-cost grid), measures batched AR,
-EESD and PP-AR (--pp-stages processes) at every --batches × --alphas cell, predicts each from the profile alone and writes
+EESD, PP-AR and PPSD (--pp-stages processes) at every --batches × --alphas cell, predicts each from the profile alone and writes
 ``serving.json``, ``serving.md`` and ``profile.json`` (``calibration.serving``).
 """
 
@@ -35,7 +35,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     from ppsd_real.model_loading import SHIPPED_MODEL
 
     p.description = (
-        "Serve several requests at once on the real model (batched AR, EESD and PP-AR, "
+        "Serve several requests at once on the real model (batched AR, EESD, PP-AR and PPSD, "
         "continuous batching) at each batch size and acceptance rate, predict the same requests with the "
         "serving simulator from a profile taken in the same run, and report predicted vs "
         "measured throughput and p50 TPOT."
@@ -52,13 +52,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     a("--tokens", type=int, default=32, help="output tokens per request (default 32)")
     a("--gamma", type=int, default=4, help="EESD drafts per round (default 4)")
-    a("--exit", type=int, default=None, help="EESD exit layer (default L/2)")
+    a("--exit", type=int, default=None, help="EESD's and PPSD's exit layer (default L/2)")
     a(
         "--pp-stages",
         type=int,
         default=2,
-        help="batched PP-AR on this many stage processes, layers split evenly; 0: not "
-        "measured (default 2)",
+        help="batched PP-AR (layers split evenly) and PPSD (stage 1 = layers [0, E)) on this "
+        "many stage processes; 0: neither measured (default 2)",
     )
     a("--repeats", type=int, default=None, help="timed repeats per cell (default 5; --quick 3)")
     a("--profile-repeats", type=int, default=30, help="samples per profiled latency (30)")

@@ -1,4 +1,5 @@
-"""Serving calibration: batched AR, EESD and PP-AR on real layers against the serving simulator.
+"""Serving calibration: batched AR, EESD, PP-AR and PPSD on real layers against the serving
+simulator.
 
 profile (batch-1 latencies + the batched step-cost grid) → measure each (batch, α) cell with
 the batched runner (``ppsd_real.batched.run``: continuous batching, interleaved repeats, every
@@ -6,7 +7,7 @@ request's tokens checked against its batch-1 AR tokens) → predict the same req
 prompt lengths, output lengths, all waiting at t = 0, the same ``max_batch``) with the serving
 simulator from the profile alone → compare throughput and p50 TPOT.
 
-Each EESD cell is predicted twice: at the acceptance its run measured, i.i.d. (the mean over
+Each EESD and PPSD cell is predicted twice: at the acceptance its run measured, i.i.d. (the mean over
 ``seeds`` simulator seeds: a few requests realise few drafts, so one seed is noisy), and with
 every request's own measured accept/reject trace replayed (acceptance noise removed, what is
 left is the step costs). The machine's speed drifts between the profile and a cell (a shared
@@ -16,8 +17,9 @@ figures carry and the ``speedup`` rows (EESD over batched AR, paired repeat by r
 AR has no acceptance; its rows pool the AR runs of every α at that
 batch, and so do PP-AR's (``pp_stages`` stage processes, layers split evenly: the serving
 simulator's PP-AR with k micro-batches, priced from the same profile; its ``speedup`` rows are
-over batched AR on one process, paired repeat by repeat). PPSD is not measured here: the real
-runner has no batched PPSD yet.
+over batched AR on one process, paired repeat by repeat). PPSD runs on the same number of
+stage processes, drafting at the exit layer (``ServingGrid.ppsd_scheme``), with the oracle
+drafter at each α like EESD.
 """
 
 from __future__ import annotations
@@ -99,6 +101,19 @@ class ServingGrid:
         if self.pp_stages > n_layers:
             raise ConfigError("--pp-stages", f"at most one stage per layer (L = {n_layers})")
         return SchemeConfig.pp_ar_even(n_layers, self.pp_stages)
+
+    def ppsd_scheme(self, n_layers: int) -> SchemeConfig | None:
+        """The PPSD measured and predicted on the same ``pp_stages`` stage processes, drafting
+        at the exit layer (``measure_batched``'s; None: not measured)."""
+        if self.pp_stages is None:
+            return None
+        return SchemeConfig.ppsd_split(
+            n_layers,
+            self.pp_stages,
+            self.exit_for(n_layers),
+            stages_field="--pp-stages",
+            exit_field="--exit",
+        )
 
     @property
     def cells(self) -> list[tuple[int, float]]:
@@ -257,6 +272,10 @@ def compare_cells(
     ar = SchemeConfig.ar()
     eesd = SchemeConfig.eesd(e, grid.gamma)
     pp = grid.pp_scheme(profile.n_layers)
+    speculative = [("eesd", eesd)]
+    ppsd = grid.ppsd_scheme(profile.n_layers)
+    if ppsd is not None:
+        speculative.append(("ppsd", ppsd))
     out = Compared([])
     for b in grid.batches:
         at_b = [c for c in cells if c.batch == b]
@@ -276,22 +295,11 @@ def compare_cells(
                 "speedup": [x for c in at_b for x in c.speedups("pp_ar")],
             }
             out.rows += _checks("pp_ar", b, n, None, None, figures, pp_pred, None)
-        for c in at_b:
-            runs = c.runs("eesd")
-            traces = [r.trace for r in runs[0].results] if runs else []
-            flat = [t for tr in traces for t in tr]
-            if not flat:
-                out.notes.append(f"EESD batch {b} α={c.alpha:g}: no draft was judged; skipped")
-                continue
-            observed = sum(flat) / len(flat)
-            iid = AcceptanceSpec.iid(min(observed, 1.0))
-            pred = predict_requests(profile, eesd, lengths, grid.tokens, b, [iid] * n, seeds)
-            replay_acc = [AcceptanceSpec.from_trace(tr) if tr else iid for tr in traces]
-            replay = predict_requests(profile, eesd, lengths, grid.tokens, b, replay_acc)
-            figures = {**run_figures(runs, b), "speedup": c.speedups("eesd")}
-            pred = replace(pred, speedup=pred.tokens_s / ar_pred.tokens_s)
-            replay = replace(replay, speedup=replay.tokens_s / ar_pred.tokens_s)
-            out.rows += _checks("eesd", b, n, c.alpha, observed, figures, pred, replay)
+        for name, scheme in speculative:
+            for c in at_b:
+                out.rows += _speculative_checks(
+                    profile, name, scheme, c, ar_pred, grid.tokens, seeds, out.notes
+                )
         for c in at_b:
             if c.report.load is not None:
                 out.loads.append(c.report.load)
@@ -303,6 +311,38 @@ def compare_cells(
             f"batch {c.batch} α={c.alpha:g}: {x}" for x in c.report.notes if x not in common
         ]
     return out
+
+
+def _speculative_checks(
+    profile: HardwareProfile,
+    name: str,
+    scheme: SchemeConfig,
+    c: MeasuredCell,
+    ar_pred: Predicted,
+    tokens: int,
+    seeds: int,
+    notes: list[str],
+) -> list[ServingCheck]:
+    """A speculative scheme's checks in one cell: predicted at the acceptance its first timed
+    run observed (iid, the mean over ``seeds``) and replayed on that run's own traces."""
+    runs = c.runs(name)
+    traces = [r.trace for r in runs[0].results] if runs else []
+    flat = [t for tr in traces for t in tr]
+    label = name.upper()
+    if not flat:
+        notes.append(f"{label} batch {c.batch} α={c.alpha:g}: no draft was judged; skipped")
+        return []
+    lengths, b = c.prompt_lengths, c.batch
+    n = len(lengths)
+    observed = sum(flat) / len(flat)
+    iid = AcceptanceSpec.iid(min(observed, 1.0))
+    pred = predict_requests(profile, scheme, lengths, tokens, b, [iid] * n, seeds)
+    replay_acc = [AcceptanceSpec.from_trace(tr) if tr else iid for tr in traces]
+    replay = predict_requests(profile, scheme, lengths, tokens, b, replay_acc)
+    figures = {**run_figures(runs, b), "speedup": c.speedups(name)}
+    pred = replace(pred, speedup=pred.tokens_s / ar_pred.tokens_s)
+    replay = replace(replay, speedup=replay.tokens_s / ar_pred.tokens_s)
+    return _checks(name, b, n, c.alpha, observed, figures, pred, replay)
 
 
 def _checks(

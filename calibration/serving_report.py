@@ -92,12 +92,12 @@ def render_markdown(rep: ServingCalibration) -> str:
         "",
         f"Hardware class `{i.hardware}`, {i.date}; each request {i.tokens} output tokens, "
         f"{i.repeats} timed repeats per cell (one warm-up excluded), batched AR timed before "
-        f"and after each EESD repeat. Predictions: the serving simulator from `{PROFILE_NAME}` "
+        f"and after each EESD, PP-AR and PPSD repeat. Predictions: the serving simulator from `{PROFILE_NAME}` "
         f"alone, on the same requests (prompt lengths, all waiting at t = 0, the same maximum "
         f"batch), at the acceptance each run measured (i.i.d., mean of {i.sim_tokens} simulator "
         "seeds), and with every request's measured accept/reject trace replayed. Errors are "
         "predicted ÷ measured − 1 (GLOSSARY: signed error); AR's rows count (absolute figures, "
-        "not speedups). The speedup rows divide EESD's (and PP-AR's) throughput by batched AR's "
+        "not speedups). The speedup rows divide EESD's, PP-AR's and PPSD's throughput by batched AR's "
         "timed right before and after it in the same repeat, so the machine's speed drift cancels there; the absolute "
         "figures carry it (10-20 % over minutes on a shared VM).",
         "",

@@ -178,14 +178,14 @@ def test_measured_cells_compare_against_their_own_runs(tiny):
     kinds = sorted({(r.scheme, r.batch, r.metric) for r in compared.rows})
     want = [
         (s, b, m)
-        for s in ("ar", "eesd", "pp_ar")
+        for s in ("ar", "eesd", "pp_ar", "ppsd")
         for b in (1, 2)
         for m in ("tokens_s", "tpot_p50_s", *(("speedup",) if s != "ar" else ()))
     ]
     assert kinds == sorted(want)
     by = {(r.scheme, r.batch, r.metric): r for r in compared.rows}
     for b in (1, 2):
-        for kind in ("eesd", "pp_ar"):
+        for kind in ("eesd", "pp_ar", "ppsd"):
             # the predicted speedup is the ratio of the predicted throughputs, one formula
             ratio = by[(kind, b, "tokens_s")].predicted / by[("ar", b, "tokens_s")].predicted
             assert by[(kind, b, "speedup")].predicted == pytest.approx(ratio, rel=1e-12)
@@ -195,9 +195,14 @@ def test_measured_cells_compare_against_their_own_runs(tiny):
     pp = cells[1].runs("pp_ar")[0]
     assert [len(r.tokens) for r in pp.results] == [8] * 4
     assert by[("pp_ar", 2, "speedup")].label == "PP-AR batch 2"
+    # PPSD's too, drafting at the EESD exit with the same oracle (α = 0.9 fixed its fates)
+    ppsd = cells[1].runs("ppsd")[0]
+    assert [len(r.tokens) for r in ppsd.results] == [8] * 4
+    assert [len(r.trace) for r in ppsd.results] == [7] * 4
+    assert by[("ppsd", 2, "speedup")].label == "PPSD batch 2 α=0.9"
     for r in compared.rows:
         assert r.measured_lo <= r.measured <= r.measured_hi
-        if r.scheme == "eesd":
+        if r.scheme in ("eesd", "ppsd"):
             assert r.replayed is not None and 0.0 <= r.observed_alpha <= 1.0
 
 
@@ -227,14 +232,14 @@ def test_the_command_writes_a_report_that_reads_back(tmp_path):
     assert res.returncode == 0, res.stderr
     rep = ServingCalibration.from_dict(json.loads((out / "serving.json").read_text()))
     assert {r.batch for r in rep.rows} == {1, 4}
-    assert {r.scheme for r in rep.rows} == {"ar", "eesd", "pp_ar"}
+    assert {r.scheme for r in rep.rows} == {"ar", "eesd", "pp_ar", "ppsd"}
     assert rep.metrics == ("tokens_s", "tpot_p50_s", "speedup")
     assert rep.profile is not None and rep.profile.batched is not None
     md = (out / "serving.md").read_text()
     assert "median |error|" in md and "| EESD batch 4 α=0.9 |" in md
-    assert "| PP-AR batch 4 |" in md
+    assert "| PP-AR batch 4 |" in md and "| PPSD batch 4 α=0.9 |" in md
     assert (out / "profile.json").is_file()
-    assert "throughput (output tokens/s) over 6 cells: median |error|" in res.stdout
+    assert "throughput (output tokens/s) over 8 cells: median |error|" in res.stdout
 
 
 @pytest.mark.parametrize(

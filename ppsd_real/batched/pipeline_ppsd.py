@@ -17,7 +17,10 @@ and the scheduler). What speculation adds, per group of at most ⌈max_batch / k
   ones wrote before anything reads it, and stale rows' outputs are never used.
 - Stage 0's choice, the serving simulator's ``real_first`` policy at group granularity: a group
   admitting requests (prefill) first, then a group whose step carries a verified token of some
-  row (a row with nothing in flight), then a group with drafts only; the oldest group first.
+  row (a row with nothing in flight), then a group with drafts only, and that only while fewer
+  than k decode steps are in the pipeline (a stage passes steps on in the order they came, so a
+  draft step queued ahead of a verified one would delay it: drafts fill idle slots only); the
+  oldest group first.
   A group whose every row has all its remaining tokens in flight does not step (tokens past a
   request's end are never drafted).
 
@@ -172,6 +175,7 @@ class BatchedPPSD(StagePipeline):
                     return g
         best: tuple[int, int, int] | None = None
         pick = None
+        busy = sum(len(g.flights) for g in groups)  # decode steps in the pipeline
         for g in groups:
             if g.prefill is not None or len(g.flights) >= self.limit:
                 continue
@@ -179,6 +183,8 @@ class BatchedPPSD(StagePipeline):
             if not rows or any(r.nxt is None for r in rows) or not any(r.useful for r in rows):
                 continue
             real = any(not r.flight for r in rows)
+            if not real and busy >= self.k:
+                continue  # drafts only fill a slot no verified token would
             key = (0 if real else 1, min(r.seq.i for r in rows), g.index)
             if best is None or key < best:
                 best, pick = key, g
