@@ -170,7 +170,8 @@ def stage_steps(profile: HardwareProfile, scheme: SchemeConfig) -> StageSteps:
             "simulated at batch 1 only: ppsd sim)",
         )
     bc = profile.load_costs()
-    layers = tuple(bc.layers_cost(st.start, st.stop) for st in scheme.stages())
+    L = profile.n_layers
+    layers = tuple(bc.stage_cost(st.start, st.stop, L) for st in scheme.stages())
     return StageSteps(
         layers=layers,
         first_embed=bc.embed,
