@@ -19,7 +19,7 @@ from ppsd_real.profiler import profile
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import HardwareProfile, SchemeConfig
 from ppsd_sim.records.load_cost import LoadCost
-from ppsd_sim.serving.step_costs import device_steps, stage_steps
+from ppsd_sim.serving.step_costs import device_steps
 from tests.arch_helpers import one_thread  # noqa: F401  (autouse: one torch thread)
 from tests.real_fixtures import TINY
 
@@ -138,11 +138,6 @@ def test_measured_cells_fill_the_profile_batched_field_and_leave_batch1_alone() 
     assert steps.draft(1, 4) == pytest.approx(
         costs.draft_step.time(1, 4) + prof.tick.median, rel=1e-9
     )
-    # layers [E, L) timed alone, as a later pipeline stage runs them: PP-AR's and PPSD's last
-    # stage of a split at E is priced at it (the final head apart)
-    assert all(c.late_step is not None and c.late_step > 0 for c in cells)
-    assert costs.late_from == 2 and costs.late_stage is not None
-    assert stage_steps(prof, SchemeConfig.pp_ar((2, 4))).layers[1] is costs.late_stage
     other = device_steps(prof, SchemeConfig.eesd(1, 4))
     assert other.draft_step is None
     assert other.draft(1, 4) == pytest.approx(

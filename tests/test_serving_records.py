@@ -130,23 +130,6 @@ def test_profile_refuses_bad_batched_and_tp():
     measured = BatchedCosts(layers=(LoadCost(a=1e-3),), draft_step=LoadCost(a=2e-3), draft_exit=2)
     assert BatchedCosts.from_dict(measured.to_dict()) == measured
     assert measured.draft_cost(2) is measured.draft_step and measured.draft_cost(3) is None
-    with pytest.raises(ConfigError, match=r"^batched\.late_from: late_stage and late_from"):
-        BatchedCosts(layers=(LoadCost(),), late_stage=LoadCost(a=1e-3))
-    with pytest.raises(ConfigError, match=r"^batched\.late_from: must be < L = 4, got 4"):
-        replace(base, batched=BatchedCosts((LoadCost(),), late_stage=LoadCost(), late_from=4))
-    late = BatchedCosts(layers=(LoadCost(a=1e-3),), late_stage=LoadCost(a=1.5e-3), late_from=2)
-    assert BatchedCosts.from_dict(late.to_dict()) == late
-    # a stage holding exactly layers[2:4] is priced at the measured stage, any other summed
-    assert late.stage_cost(2, 4, 4) is late.late_stage
-    assert late.stage_cost(1, 4, 4).time(1, 0) == pytest.approx(3e-3)
-    assert late.stage_cost(2, 3, 4).time(1, 0) == pytest.approx(1e-3)
-    from ppsd_sim.serving.step_costs import stage_steps
-
-    prof = replace(base, batched=late)
-    two = stage_steps(prof, SchemeConfig.pp_ar((2, 4)))
-    assert two.layers[1] is late.late_stage and two.layers[0].time(1, 0) == pytest.approx(2e-3)
-    three = stage_steps(prof, SchemeConfig.ppsd((1, 2, 4), 1))
-    assert [c.time(1, 0) for c in three.layers] == pytest.approx([1e-3, 1e-3, 1.5e-3])
     tp = TensorParallel(2, (LoadCost(a=1e-3),))
     with pytest.raises(ConfigError, match=r"^tp: holds one entry per degree"):
         replace(base, tp=(tp, tp))

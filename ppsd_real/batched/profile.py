@@ -8,9 +8,7 @@ times each layer and the final head inside full steps, with the batch-1 profiler
 (``step_scales``). The embedding, and a trained
 early-exit head, are timed in loops of their own as the batch-1 profiler times them; the
 whole full-model step (embed + all layers + head) and early-exit step (embed + layers[0:E] +
-EE head) are timed too and kept in the notes, beside how well the fit reproduces them; so is
-layers[E:L] + final head alone on the exit's hidden states, a later pipeline stage's step
-(``BatchedCosts.late_stage``: what the serving simulator's PP-AR and PPSD price that stage at).
+EE head) are timed too and kept in the notes, beside how well the fit reproduces them.
 
 Each component's cell medians, at tokens = B·n (the step's new tokens) and kv = B·c (the KV
 entries the step reads), give its ``LoadCost``, the load form ``ppsd_sim.serving.step_costs``
@@ -65,7 +63,6 @@ class Cell:
     full_step: float
     ee_step: float
     draft_step: float | None = None  # one-token cells: the draft step inside rounds
-    late_step: float | None = None  # layers[E:L] + final head alone, as a later stage runs them
 
     @property
     def tokens(self) -> int:
@@ -172,11 +169,6 @@ def _cell(
     def early() -> None:
         bd.head(bd.run_layers(bd.embed(tok), 0, exit_layer, cache, context), ee_head)
 
-    mid = bd.run_layers(bd.embed(tok), 0, exit_layer, cache, context)
-
-    def late() -> None:  # a later pipeline stage: the exit's hidden states in, tokens out
-        bd.head(bd.run_layers(mid, exit_layer, bd.n_layers, cache, context))
-
     return Cell(
         batch,
         context,
@@ -188,7 +180,6 @@ def _cell(
         statistics.median(_samples(full, repeats, sync=bd.sync)),
         statistics.median(_samples(early, repeats, sync=bd.sync)),
         _round_drafts(bd, cache, context, exit_layer, ee_head, gamma, repeats) if n == 1 else None,
-        statistics.median(_samples(late, repeats, sync=bd.sync)),
     )
 
 
@@ -331,23 +322,13 @@ def costs_from_cells(cells: list[Cell], exit_layer: int, form: str = "grid") -> 
     draft = None
     if in_rounds:
         draft = _fit(in_rounds, [c.draft_step or 0.0 for c in in_rounds], form=form)
-    timed_late = [c for c in cells if c.late_step is not None]
-    late = None
-    if timed_late:
-        late = _fit(
-            timed_late,
-            [max(0.0, (c.late_step or 0.0) - c.final_head) for c in timed_late],
-            form=form,
-        )
     notes = {
         "how": "per (batch B, context c, step tokens n): B rows of c cached tokens; layers and "
         "final head timed inside full steps (3 warm-up, medians), embed and a trained EE head "
         "in loops; per cell, layers [0, E) scaled so that embed + them + EE head = the whole "
         "early-exit step and layers [E, L) so that embed + all layers + final head = the whole "
         "full step (both timed as the engines run them); the whole draft step (n = 1) timed "
-        "inside rounds of gamma drafts and a verification of the late layers; layers [E, L) + "
-        "final head also timed alone on the exit's hidden states, as a later pipeline stage runs "
-        "them (late_stage: that minus the final head); tokens = B*n, kv = B*c; each component fitted "
+        "inside rounds of gamma drafts and a verification of the late layers; tokens = B*n, kv = B*c; each component fitted "
         + (
             "as a grid: per step size, a line in kv (slope >= 0), interpolated between sizes"
             if form == "grid"
@@ -362,7 +343,6 @@ def costs_from_cells(cells: list[Cell], exit_layer: int, form: str = "grid") -> 
                 "full_step_s": round(c.full_step, 7),
                 "ee_step_s": round(c.ee_step, 7),
                 "layers_sum_s": round(sum(c.layers), 7),
-                **({} if c.late_step is None else {"late_step_s": round(c.late_step, 7)}),
             }
             for c in cells
         ],
@@ -388,8 +368,6 @@ def costs_from_cells(cells: list[Cell], exit_layer: int, form: str = "grid") -> 
         notes=json.dumps(notes),
         draft_step=draft,
         draft_exit=exit_layer if draft is not None else None,
-        late_stage=late,
-        late_from=exit_layer if late is not None else None,
     )
 
 

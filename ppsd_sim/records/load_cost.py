@@ -267,13 +267,8 @@ class BatchedCosts(_PerLayer):
     exit ``draft_exit`` (embed + layers[0:E] + EE head) timed inside rounds of drafts and
     verifications as the engine runs them: on a CPU whose caches hold the early layers but not
     the whole model, a draft after a verification runs cold and a hot loop of early-exit steps
-    under-prices it (on the shipped model by 30-50 %). None: priced from the layers.
-    ``late_stage`` is layers[``late_from``:L] timed as a later pipeline stage runs them, alone
-    on its own (hidden states in; the final head apart): a stage holding only those layers runs
-    them faster than their share of a full step does, which is what the per-layer costs give
-    (on the shipped model the late half of a full step is 1.5-2× the early half; as a stage of
-    its own it is not). None: priced from the layers. ``notes`` says where the numbers came
-    from."""
+    under-prices it (on the shipped model by 30-50 %). None: priced from the layers. ``notes``
+    says where the numbers came from."""
 
     layers: tuple[LoadCost, ...]
     embed: LoadCost = ZERO
@@ -283,8 +278,6 @@ class BatchedCosts(_PerLayer):
     notes: str | None = None
     draft_step: LoadCost | None = None
     draft_exit: int | None = None
-    late_stage: LoadCost | None = None
-    late_from: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", _costs("batched", "layers", self.layers, None))
@@ -299,25 +292,6 @@ class BatchedCosts(_PerLayer):
         if self.draft_step is not None:
             _one("batched", "draft_step", self.draft_step)
             validate.integer("batched.draft_exit", self.draft_exit, lo=1)
-        if (self.late_stage is None) != (self.late_from is None):
-            raise ConfigError("batched.late_from", "late_stage and late_from go together")
-        if self.late_stage is not None:
-            _one("batched", "late_stage", self.late_stage)
-            validate.integer("batched.late_from", self.late_from, lo=1)
-
-    def check_layers(self, n_layers: int, where: str) -> None:
-        super().check_layers(n_layers, where)
-        if self.late_from is not None and self.late_from >= n_layers:
-            raise ConfigError(
-                f"{where}.late_from", f"must be < L = {n_layers}, got {self.late_from}"
-            )
-
-    def stage_cost(self, start: int, stop: int, n_layers: int) -> LoadCost:
-        """What a pipeline stage holding layers[start:stop] costs: the measured ``late_stage``
-        where it is exactly that stage, else the summed layers."""
-        if self.late_stage is not None and (start, stop) == (self.late_from, n_layers):
-            return self.late_stage
-        return self.layers_cost(start, stop)
 
     def draft_cost(self, exit_layer: int) -> LoadCost | None:
         """The measured whole draft step at ``exit_layer`` (None: not measured at that exit)."""
@@ -335,27 +309,16 @@ class BatchedCosts(_PerLayer):
         if self.draft_step is not None:
             out["draft_step"] = self.draft_step.to_dict()
             out["draft_exit"] = self.draft_exit
-        if self.late_stage is not None:
-            out["late_stage"] = self.late_stage.to_dict()
-            out["late_from"] = self.late_from
         if self.notes is not None:
             out["notes"] = self.notes
         return out
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "batched") -> BatchedCosts:
-        names = ("embed", "ee_head", "final_head", "hop", "draft_step", "late_stage")
-        d = validate.mapping(
-            where, data, ("layers", *names, "draft_exit", "late_from", "notes"), ("layers",)
-        )
+        names = ("embed", "ee_head", "final_head", "hop", "draft_step")
+        d = validate.mapping(where, data, ("layers", *names, "draft_exit", "notes"), ("layers",))
         layers, kw = _read_per_layer(d, where, names)
-        return cls(
-            layers=layers,
-            notes=d.get("notes"),
-            draft_exit=d.get("draft_exit"),
-            late_from=d.get("late_from"),
-            **kw,
-        )
+        return cls(layers=layers, notes=d.get("notes"), draft_exit=d.get("draft_exit"), **kw)
 
 
 @dataclass(frozen=True)

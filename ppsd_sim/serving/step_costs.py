@@ -170,8 +170,7 @@ def stage_steps(profile: HardwareProfile, scheme: SchemeConfig) -> StageSteps:
             "simulated at batch 1 only: ppsd sim)",
         )
     bc = profile.load_costs()
-    L = profile.n_layers
-    layers = tuple(bc.stage_cost(st.start, st.stop, L) for st in scheme.stages())
+    layers = tuple(bc.layers_cost(st.start, st.stop) for st in scheme.stages())
     return StageSteps(
         layers=layers,
         first_embed=bc.embed,
