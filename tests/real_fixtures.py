@@ -26,3 +26,13 @@ def tiny_driver() -> LayerDriver:
 @functools.cache
 def reference(prompt: tuple[int, ...], n: int) -> tuple[int, ...]:
     return tuple(ARDecoder(tiny_driver()).decode(list(prompt), n).tokens)
+
+
+def max_seated(times) -> int:
+    """The most requests admitted and not finished at once in a batched run's ``times``."""
+    events = sorted([(a, 1) for a in times.admitted] + [(f, -1) for f in times.finish])
+    seated = peak = 0
+    for _, d in events:
+        seated += d
+        peak = max(peak, seated)
+    return peak

@@ -19,7 +19,7 @@ from ppsd_real.batched.pipeline import BatchedPPAR
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import SchemeConfig
 from tests.arch_helpers import one_thread  # noqa: F401  (autouse: one torch thread)
-from tests.real_fixtures import TINY, reference, tiny_driver
+from tests.real_fixtures import TINY, max_seated, reference, tiny_driver
 
 # as tests/test_batched.py: one request finishes at its prefill, short ones leave early and the
 # queued ones join while the others run
@@ -57,12 +57,7 @@ def test_pp_ar_is_lossless_per_sequence(bounds: tuple[int, ...], max_batch: int)
         assert 0.0 <= t.admitted[i] < t.first[i] <= t.finish[i] <= served.time_s
         assert len(served.results[i].tokens) == n
     # never more than max_batch sequences admitted and unfinished at once
-    events = sorted([(a, 1) for a in t.admitted] + [(f, -1) for f in t.finish])
-    seated = peak = 0
-    for _, d in events:
-        seated += d
-        peak = max(peak, seated)
-    assert peak <= max_batch
+    assert max_seated(t) <= max_batch
     # steps: one prefill per admission wave of a group plus one per decoded token of a group;
     # at least every token after the first of each request is one row of some decode step
     assert served.steps >= max(n for _, n in MIX)

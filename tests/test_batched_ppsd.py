@@ -23,7 +23,7 @@ from ppsd_real.drafters import Drafter, DrafterSpec
 from ppsd_sim.errors import ConfigError
 from ppsd_sim.records import SchemeConfig
 from tests.arch_helpers import one_thread  # noqa: F401  (autouse: one torch thread)
-from tests.real_fixtures import TINY, reference, tiny_driver
+from tests.real_fixtures import TINY, max_seated, reference, tiny_driver
 
 # one request finishes at its prefill, one after a single judged token, short ones leave early
 # and the queued ones join while the others run
@@ -75,12 +75,7 @@ def test_ppsd_is_lossless_per_sequence(
             assert 0.0 <= t.admitted[i] < t.first[i] <= t.finish[i] <= served.time_s
             # every token after the first is judged exactly once
             assert len(served.results[i].trace) == n - 1
-        events = sorted([(a, 1) for a in t.admitted] + [(f, -1) for f in t.finish])
-        seated = peak = 0
-        for _, d in events:
-            seated += d
-            peak = max(peak, seated)
-        assert peak <= max_batch
+        assert max_seated(t) <= max_batch
     # the oracle fixed each output position's fate up front: the trace is that, in order
     for a, served in runs.items():
         for i, res in enumerate(served.results):

@@ -326,7 +326,7 @@ class StagePipeline:
         scheme.check_layers(driver.n_layers)
         self.max_batch = validate.integer("max_batch", max_batch, lo=1, hi=100_000)
         self.arrivals = validate.choice("arrivals", arrivals, ARRIVALS)
-        self.d, self.scheme = driver, scheme
+        self.d, self.scheme, self.ee_head = driver, scheme, ee_head
         self.k = scheme.n_stages
         self.cap = math.ceil(self.max_batch / self.k)  # sequences per group (micro-batch)
         stages = scheme.stages()

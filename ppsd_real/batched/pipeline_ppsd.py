@@ -33,6 +33,7 @@ step it has started.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +42,6 @@ import torch
 
 from ppsd_real.backends.messages import pack_tensor
 from ppsd_real.batched.decoders import Request, SeqState, Served, check_requests
-from ppsd_real.batched.driver import BatchedDriver
 from ppsd_real.batched.pipeline import (
     Echo,
     GroupDrafts,
@@ -52,8 +52,6 @@ from ppsd_real.batched.pipeline import (
     _Group,
     _RunState,
 )
-from ppsd_real.model_loading import ModelSpec
-from ppsd_sim.records import SchemeConfig
 
 
 class _Row:
@@ -107,24 +105,23 @@ class BatchedPPSD(StagePipeline):
     kind = "ppsd"
     title = "batched PPSD"
 
-    def __init__(
-        self,
-        driver: BatchedDriver,
-        model: ModelSpec,
-        scheme: SchemeConfig,
-        max_batch: int,
-        arrivals: str = "batch",
-        pin: bool = True,
-        ee_head: str | None = None,
-    ) -> None:
-        super().__init__(driver, model, scheme, max_batch, arrivals, pin, ee_head)
-        self.limit = scheme.inflight_limit
-        self.exit_at_0 = scheme.stages()[0].exit
-        self._ee: torch.nn.Module | None = None
-        if self.exit_at_0 and ee_head is not None:
-            from ppsd_real.drafters import DrafterSpec, load_ee_head
+    @property
+    def limit(self) -> int:
+        """Steps of one group in the pipeline at once (every row's tokens in flight)."""
+        return self.scheme.inflight_limit
 
-            self._ee = load_ee_head(DrafterSpec(head_path=ee_head), driver.parts.lm_head)
+    @functools.cached_property
+    def exit_at_0(self) -> bool:
+        return self.scheme.stages()[0].exit
+
+    @functools.cached_property
+    def _ee(self) -> torch.nn.Module | None:
+        """Stage 0's early-exit head when it drafts (None: the model's LM head)."""
+        if not self.exit_at_0 or self.ee_head is None:
+            return None
+        from ppsd_real.drafters import DrafterSpec, load_ee_head
+
+        return load_ee_head(DrafterSpec(head_path=self.ee_head), self.d.parts.lm_head)
 
     # ---- the engine ---------------------------------------------------------------------------
     def run(self, requests: list[Request]) -> Served:
