@@ -127,6 +127,7 @@ def run(args: argparse.Namespace, command: str) -> int:
         m = runner.load(spec)
         e = grid.exit_for(m.n_layers)
         grid.pp_scheme(m.n_layers)  # refused before the profile, not after
+        grid.ppsd_scheme(m.n_layers)
         need = grid.batches[-1] * grid.requests_per_slot
         prompts = default_prompts(m, model_dir, need, args.seed)
         longest = max(len(p) for p in prompts)

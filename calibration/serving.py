@@ -177,6 +177,7 @@ def measure_cells(
     """Every cell of ``grid``, in order, with the first ``batch × requests_per_slot`` prompts."""
     e = grid.exit_for(m.n_layers)
     grid.pp_scheme(m.n_layers)  # refused before any cell, not after
+    grid.ppsd_scheme(m.n_layers)
     out: list[MeasuredCell] = []
     for i, (b, a) in enumerate(grid.cells):
         n = b * grid.requests_per_slot

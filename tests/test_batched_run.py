@@ -198,6 +198,8 @@ def test_cli_bad_batch_is_one_line_exit_2() -> None:
         (["--preset", "tiny", "--tokens", "0"], "--tokens"),
         (["--preset", "tiny", "--stages", "1"], "--stages"),
         (["--preset", "tiny", "--stages", "5"], "--stages"),  # the tiny model has 4 layers
+        # PPSD's stage 1 is layers [0, E): 3 more stages need 3 layers after E = 3 of 4
+        (["--preset", "tiny", "--stages", "4", "--exit", "3"], "--stages: 4 stages need"),
     ],
 )
 def test_cli_refusals_name_the_flag(argv: list[str], flag: str, capsys) -> None:

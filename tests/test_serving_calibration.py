@@ -252,6 +252,8 @@ def test_the_command_writes_a_report_that_reads_back(tmp_path):
         (["--exit", "9"], "--exit"),
         (["--pp-stages", "1"], "--pp-stages"),
         (["--pp-stages", "9"], "--pp-stages"),
+        # PPSD's stage 1 is layers [0, E): 3 more stages need 3 layers after E = 3 of 4
+        (["--pp-stages", "4", "--exit", "3"], "--pp-stages: 4 stages need"),
         (["--model-dir", "/nonexistent"], "--model-dir"),
     ],
 )

@@ -165,6 +165,12 @@ def measure_batched(
     if not prompts:
         raise ConfigError("--requests", "needs at least one request")
     bd = BatchedDriver(m.driver)
+    pp_scheme = ppsd_scheme = None
+    if pp_stages is not None:  # refused before any work
+        pp_scheme = SchemeConfig.pp_ar_even(m.n_layers, pp_stages)
+        ppsd_scheme = SchemeConfig.ppsd_split(
+            m.n_layers, pp_stages, exit_layer, stages_field="--stages", exit_field="--exit"
+        )
     refs = [ARDecoder(m.driver).decode(list(p), new_tokens).tokens for p in prompts]
     ee_head = load_ee_head(drafter, m.driver.parts.lm_head)
     plain = [Request(tuple(p), new_tokens) for p in prompts]
@@ -184,12 +190,7 @@ def measure_batched(
     eesd = BatchedEESD(bd, batch, exit_layer, gamma, cache_reuse, ee_head)
     log: dict[str, list[Served]] = {"ar": [], "eesd": []}
     differs: dict[str, str] = {}
-    pp_scheme = ppsd_scheme = None
-    if pp_stages is not None:
-        pp_scheme = SchemeConfig.pp_ar_even(m.n_layers, pp_stages)
-        ppsd_scheme = SchemeConfig.ppsd_split(
-            m.n_layers, pp_stages, exit_layer, stages_field="--stages", exit_field="--exit"
-        )
+    if pp_scheme is not None:
         log["pp_ar"] = []
         log["ppsd"] = []
 
