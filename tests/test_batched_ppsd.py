@@ -138,3 +138,40 @@ def test_bad_setups_are_refused_before_any_process_starts(scheme, max_batch, fie
     with pytest.raises(ConfigError) as err:
         BatchedPPSD(batched(), TINY, scheme, max_batch)
     assert err.value.field == field
+
+
+@pytest.mark.parametrize(("bounds", "exit_stage"), [((2, 4), 1), ((1, 2, 4), 2)])
+def test_a_trained_head_drafts_wherever_the_exit_stage_runs(tmp_path, bounds, exit_stage) -> None:
+    """``ee_head`` reaches the exit stage, in the parent (after stage 0) or in a stage process:
+    a head of random weights drafts other tokens than the LM head (far fewer accepted) and the
+    tokens stay every request's batch-1 AR tokens."""
+    import torch
+    from safetensors.torch import save_file
+
+    lm = batched().parts.lm_head.weight
+    gen = torch.Generator().manual_seed(7)
+    path = tmp_path / "ee_head.safetensors"
+    save_file({"weight": torch.randn(lm.shape, generator=gen, dtype=lm.dtype)}, str(path))
+    scheme = SchemeConfig.ppsd(bounds, exit_stage)
+    reqs = [Request(p, n) for p, n in MIX]
+    with BatchedPPSD(batched(), TINY, scheme, 4) as pp:
+        own = pp.run(reqs)
+    with BatchedPPSD(batched(), TINY, scheme, 4, ee_head=str(path)) as pp:
+        trained = pp.run(reqs)
+    assert [r.tokens for r in trained.results] == _refs()
+    assert _judged(trained) != _judged(own)
+    assert sum(_judged(trained)) < sum(_judged(own))
+
+
+def test_a_closed_loop_of_users_keeps_its_places_full() -> None:
+    """``arrivals="closed"``: a request arrives when a place frees (the first ``max_batch`` at
+    t = 0), is admitted at or after it and decodes losslessly."""
+    with BatchedPPSD(batched(), TINY, SchemeConfig.ppsd((2, 4), 1), 3, arrivals="closed") as pp:
+        served = pp.run(_oracle(0.5))
+    assert [r.tokens for r in served.results] == _refs()
+    t = served.times
+    assert t.arrival[:3] == (0.0, 0.0, 0.0)
+    finishes = sorted(t.finish)
+    for i in range(3, len(MIX)):
+        assert t.arrival[i] in finishes and t.arrival[i] <= t.admitted[i]
+    assert max_seated(t) <= 3
