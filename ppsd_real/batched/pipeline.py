@@ -14,6 +14,10 @@ Continuous batching per group: when a group's step returns, its finished sequenc
 with one prefill step of their own (whole prompts, right-padded, as ``BatchedAR``). Every stage
 keeps one ``RaggedCache`` per group. Greedy; every sequence's tokens equal its batch-1 AR
 tokens (tested). A stage that dies or fails ends the run with a ``StageFailure`` naming it.
+
+The stage processes, their messages and the parent's plumbing are ``StagePipeline``'s, shared
+with batched PPSD (``pipeline_ppsd``: the same stages with drafts in flight); ``BatchedPPAR``
+is the scheduler without drafts.
 """
 
 from __future__ import annotations
